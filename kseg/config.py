@@ -1,0 +1,376 @@
+"""Typed, frozen configuration.
+
+YAML and CLI flags are parsed here, at the edge, into frozen dataclasses. Every key is checked:
+an unknown key or a value of the wrong type is a :class:`~kseg.errors.ConfigError` that names the
+key, the file, and the valid keys or values.
+
+Example:
+    >>> cfg = load_config("configs/default.yaml", {"train.epochs": 3, "model.name": "unet"})
+    >>> cfg.train.epochs
+    3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kseg.errors import ConfigError
+
+
+class StrEnum(str, enum.Enum):
+    """A string enum whose members compare equal to their values."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def values(cls) -> list[str]:
+        return [m.value for m in cls]
+
+
+class SyntheticKind(StrEnum):
+    """Embedded synthetic data sets."""
+
+    ULTRASOUND = "ultrasound"  #: B-mode speckle with lesions; mask = lesion
+    VESSELS = "vessels"  #: retinal fundus vessel tree; mask = vessels
+    SKIN = "skin"  #: dermoscopy pigmented lesion with hairs; mask = lesion
+
+
+class ResizeMode(StrEnum):
+    """How an image of any size is brought to the model input size."""
+
+    STRETCH = "stretch"  #: resize each axis independently
+    LETTERBOX = "letterbox"  #: keep aspect ratio, pad with zeros
+
+
+class Optimizer(StrEnum):
+    ADAM = "adam"
+    ADAMW = "adamw"
+    SGD = "sgd"
+
+
+class Schedule(StrEnum):
+    PLATEAU = "plateau"  #: ReduceLROnPlateau on validation loss
+    COSINE = "cosine"  #: linear warm-up then cosine decay
+    CONSTANT = "constant"
+
+
+class Strategy(StrEnum):
+    DEFAULT = "default"  #: one device
+    MIRRORED = "mirrored"  #: several GPUs (or logical CPUs) on one machine
+    MULTI_WORKER = "multi_worker"  #: several machines, from TF_CONFIG
+
+
+class Task(StrEnum):
+    SEGMENT = "segment"
+    DENOISE = "denoise"
+
+
+class IODType(StrEnum):
+    INT8 = "int8"
+    UINT8 = "uint8"
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation (albumentations), applied to image and mask together.
+
+    Each ``*_p`` is the probability of that transform; 0 turns it off.
+    """
+
+    enabled: bool = True
+    hflip_p: float = 0.5
+    vflip_p: float = 0.0
+    rotate_p: float = 0.5
+    rotate_limit: float = 15.0
+    crop_p: float = 0.3
+    crop_scale: tuple[float, float] = (0.7, 1.0)
+    brightness_contrast_p: float = 0.5
+    gamma_p: float = 0.3
+    clahe_p: float = 0.1
+    blur_p: float = 0.1
+    gauss_noise_p: float = 0.2
+    speckle_p: float = 0.2
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they reach the model.
+
+    Args:
+        path: folder with ``images/`` and ``masks/``; ``None`` uses the embedded synthetic data.
+        synthetic_kind: which synthetic set when ``path`` is ``None``.
+        synthetic_n: how many synthetic samples.
+        img_size: model input size (square); must be a multiple of 2**depth.
+        channels: 1 (grayscale) or 3 (RGB); images are converted on load.
+        resize: ``stretch`` or ``letterbox``.
+        val_fraction / test_fraction: share of groups in the validation / test split.
+        group_regex: regex whose first group (or whole match) on the file stem names the group
+            (patient, exam); the manifest's ``group`` column wins when present.
+        mean / std: normalization of pixel/255, per channel or one value; stored inside the model.
+        cache: cache decoded, resized images in memory.
+    """
+
+    path: str | None = None
+    synthetic_kind: SyntheticKind = SyntheticKind.ULTRASOUND
+    synthetic_n: int = 400
+    img_size: int = 128
+    channels: int = 1
+    resize: ResizeMode = ResizeMode.STRETCH
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    group_regex: str | None = None
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    cache: bool = True
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture by registry name plus its options (depth, filters, norm, ...)."""
+
+    name: str = "unet"
+    num_classes: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings.
+
+    Args:
+        loss: registry name (``kseg.losses``); ``loss_options`` are its keyword arguments.
+        strategy: ``default``, ``mirrored`` or ``multi_worker`` (``tf.distribute``).
+        steps_per_epoch: limit steps per epoch (``None``: one pass over the training split).
+        threshold: probability above which a pixel is foreground.
+    """
+
+    task: Task = Task.SEGMENT
+    epochs: int = 30
+    batch_size: int = 16
+    optimizer: Optimizer = Optimizer.ADAM
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: Schedule = Schedule.PLATEAU
+    warmup_epochs: int = 1
+    early_stopping_patience: int = 8
+    loss: str = "combo"
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 42
+    strategy: Strategy = Strategy.DEFAULT
+    steps_per_epoch: int | None = None
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """TFLite conversion settings."""
+
+    representative_samples: int = 64
+    io_dtype: IODType = IODType.INT8
+    max_dice_drop: float = 0.01
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read a YAML file (optional), apply dotted-key overrides, and validate everything.
+
+    Args:
+        path: YAML file with sections ``data``, ``model``, ``train``, ``export``.
+        overrides: ``{"train.epochs": 5, ...}``; ``None`` values are ignored (unset CLI flags).
+    """
+    raw: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        source = str(path)
+        raw = read_yaml(path)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        _set_dotted(raw, key, value)
+    return from_dict(raw, source=source)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; check indentation and colons") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with sections data/model/train/export")
+    return data
+
+
+def from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
+    return _build(Config, raw, prefix="", source=source)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain dict (enums as strings, tuples as lists), ready for YAML/JSON."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        out[f.name] = _plain(getattr(config, f.name))
+    return out
+
+
+def save_config(config: Config, path: str | Path) -> Path:
+    import yaml
+
+    from kseg.atomic import write_text
+
+    return write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def replace(config: Config, **sections: Any) -> Config:
+    """``replace(cfg, train={"epochs": 2})``: a copy with some keys changed, validated again."""
+    raw = to_dict(config)
+    for section, values in sections.items():
+        for key, value in values.items():
+            _set_dotted(raw, f"{section}.{key}", value)
+    return from_dict(raw)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return to_dict(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config key {key!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, *, prefix: str, source: str) -> Any:
+    where = prefix.rstrip(".") or "top level"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {where} must be a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{source}: unknown key {prefix}{key!r}{hint}; valid keys in {where}: "
+                + ", ".join(fields)
+            )
+    kwargs = {}
+    for name, value in raw.items():
+        kwargs[name] = _coerce(hints[name], value, key=f"{prefix}{name}", source=source)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, *, key: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, prefix=f"{key}.", source=source)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key=key, source=source)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            valid = ", ".join(m.value for m in tp)
+            raise ConfigError(f"{source}: {key} = {value!r} is not valid; use one of: {valid}") from None
+    if origin is tuple:
+        seq = value if isinstance(value, (list, tuple)) else [value]
+        item_type = args[0] if args else Any
+        try:
+            items = tuple(_scalar(item_type, v, key=key, source=source) for v in seq)
+        except ConfigError:
+            raise
+        if len(args) == 2 and args[1] is not Ellipsis and len(items) != 2:
+            raise ConfigError(f"{source}: {key} needs 2 values, got {len(items)}")
+        return items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a mapping of options, got {value!r}")
+        return dict(value)
+    return _scalar(tp, value, key=key, source=source)
+
+
+def _scalar(tp: Any, value: Any, *, key: str, source: str) -> Any:
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "yes", "no", "1", "0"}:
+            return value.lower() in {"true", "yes", "1"}
+        raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not _is_int(value):
+            raise ConfigError(f"{source}: {key} must be a whole number, got {value!r}")
+        return int(value)
+    if tp is float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: {key} must be a number, got {value!r}") from None
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    if isinstance(value, int):
+        return True
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, str):
+        try:
+            int(value)
+        except ValueError:
+            return False
+        return True
+    return False

@@ -1,0 +1,23 @@
+"""User-facing errors.
+
+A :class:`KsegError` carries one line that names the bad file or key and says how to fix it. The
+CLI prints that line and exits non-zero; it never shows a traceback for these.
+"""
+
+from __future__ import annotations
+
+
+class KsegError(Exception):
+    """An error caused by the user's input, with a message that says how to fix it."""
+
+
+class ConfigError(KsegError, ValueError):
+    """A bad configuration key or value."""
+
+
+class DataError(KsegError):
+    """A missing, unreadable or inconsistent data file or folder."""
+
+
+class ModelError(KsegError):
+    """A model file that cannot be loaded or an option the model cannot take."""
