@@ -1,0 +1,102 @@
+"""Tiny Keras segmentation models converted to .tflite for runtime and bench tests.
+
+Tests may import TensorFlow to build these; the runtime under test never does. Files are written
+once per session into a shared folder (both tests/runtime and tests/bench use them).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+SIZE = 32
+
+
+def _build(batch: int | None, channels: int = 1):
+    from kseg._keras import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((SIZE, SIZE, channels), batch_size=batch)
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inp)  # normalization inside the model
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    skip = x
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2DTranspose(8, 2, strides=2, padding="same")(x)
+    x = keras.layers.Concatenate()([x, skip])
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    out = keras.layers.Conv2D(1, 1, activation="sigmoid")(x)
+    return keras.Model(inp, out)
+
+
+def _representative(channels: int = 1):
+    rng = np.random.default_rng(0)
+    for _ in range(16):
+        yield [rng.uniform(0, 255, (1, SIZE, SIZE, channels)).astype(np.float32)]
+
+
+def _convert(model, *, int8: bool) -> bytes:
+    from kseg._keras import tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = _representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def _card(path: Path, interp_details: tuple[dict, dict], mode: str) -> None:
+    inp, out = interp_details
+    card = {
+        "format": "kseg-model-card/1",
+        "tflite": {"path": path.name, "mode": mode, "size_bytes": path.stat().st_size},
+        "input": {
+            "shape": [int(d) for d in inp["shape"]],
+            "dtype": np.dtype(inp["dtype"]).name,
+            "scale": float(inp["quantization"][0]),
+            "zero_point": int(inp["quantization"][1]),
+            "pixel_range": [0, 255],
+            "normalization": {"mean": [0.5], "std": [0.5], "applied": "in_model"},
+            "resize": "stretch",
+            "channels": int(inp["shape"][-1]),
+        },
+        "output": {
+            "shape": [int(d) for d in out["shape"]],
+            "dtype": np.dtype(out["dtype"]).name,
+            "scale": float(out["quantization"][0]),
+            "zero_point": int(out["quantization"][1]),
+            "activation": "sigmoid",
+            "threshold": 0.5,
+        },
+        "float_dice": 0.80,
+        "tflite_dice": 0.79 if mode == "int8" else 0.80,
+        "size_bytes": path.stat().st_size,
+    }
+    path.with_suffix(".json").write_text(json.dumps(card))
+
+
+def build_all(folder: Path) -> dict[str, Path]:
+    """float32, int8 (batch 1) and int8 with an unknown batch; each with a card except the last."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "float": folder / "tiny_float.tflite",
+        "int8": folder / "tiny_int8.tflite",
+        "int8_dynamic": folder / "tiny_int8_dynbatch.tflite",
+    }
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    from ai_edge_litert.interpreter import Interpreter
+
+    fixed = _build(batch=1)
+    paths["float"].write_bytes(_convert(fixed, int8=False))
+    paths["int8"].write_bytes(_convert(fixed, int8=True))
+    paths["int8_dynamic"].write_bytes(_convert(_build(batch=None), int8=True))
+    for key, mode in (("float", "float32"), ("int8", "int8")):
+        it = Interpreter(model_path=str(paths[key]))
+        _card(paths[key], (it.get_input_details()[0], it.get_output_details()[0]), mode)
+    return paths
