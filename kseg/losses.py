@@ -65,7 +65,9 @@ def _option_names(cls: type) -> list[str]:
     ]
 
 
-def _check_range(loss: str, key: str, value: float, lo: float, hi: float, *, lo_open: bool = False) -> float:
+def _check_range(
+    loss: str, key: str, value: float, lo: float, hi: float, *, lo_open: bool = False
+) -> float:
     value = float(value)
     ok = (value > lo if lo_open else value >= lo) and value <= hi and math.isfinite(value)
     if not ok:
@@ -235,7 +237,9 @@ class TverskyLoss(_SegLoss):
         convolutional deep networks", MLMI 2017. arXiv:1706.05721
     """
 
-    def __init__(self, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0, **kwargs: Any) -> None:
+    def __init__(
+        self, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("name", "tversky")
         super().__init__(**kwargs)
         self.alpha = _check_range("tversky", "alpha", alpha, 0.0, 1e3)
@@ -247,7 +251,12 @@ class TverskyLoss(_SegLoss):
         return 1.0 - tf.reduce_mean(ti, axis=-1)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "alpha": self.alpha, "beta": self.beta, "smooth": self.smooth}
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "smooth": self.smooth,
+        }
 
 
 @LOSSES.register("focal_tversky", description="focal Tversky loss (Abraham & Khan 2019)")

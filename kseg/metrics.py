@@ -63,18 +63,30 @@ class _OverlapMetric(keras.metrics.Metric):
         if not 0.0 <= float(threshold) <= 1.0:
             raise ConfigError(f"train.threshold={threshold} is out of range; use a value in [0, 1]")
         if int(num_classes) < 1:
-            raise ConfigError(f"model.num_classes={num_classes} is invalid; use 1 (sigmoid) or more (softmax)")
+            raise ConfigError(
+                f"model.num_classes={num_classes} is invalid; use 1 (sigmoid) or more (softmax)"
+            )
         self.threshold = float(threshold)
         self.num_classes = int(num_classes)
         self.per_image = bool(per_image)
         n_fg = max(self.num_classes - 1, 1)
         if self.per_image:
-            self.total = self.add_weight(name="total", shape=(), initializer="zeros", dtype=_COUNT_DTYPE)
-            self.count = self.add_weight(name="count", shape=(), initializer="zeros", dtype=_COUNT_DTYPE)
+            self.total = self.add_weight(
+                name="total", shape=(), initializer="zeros", dtype=_COUNT_DTYPE
+            )
+            self.count = self.add_weight(
+                name="count", shape=(), initializer="zeros", dtype=_COUNT_DTYPE
+            )
         else:
-            self.tp = self.add_weight(name="tp", shape=(n_fg,), initializer="zeros", dtype=_COUNT_DTYPE)
-            self.fp = self.add_weight(name="fp", shape=(n_fg,), initializer="zeros", dtype=_COUNT_DTYPE)
-            self.fn = self.add_weight(name="fn", shape=(n_fg,), initializer="zeros", dtype=_COUNT_DTYPE)
+            self.tp = self.add_weight(
+                name="tp", shape=(n_fg,), initializer="zeros", dtype=_COUNT_DTYPE
+            )
+            self.fp = self.add_weight(
+                name="fp", shape=(n_fg,), initializer="zeros", dtype=_COUNT_DTYPE
+            )
+            self.fn = self.add_weight(
+                name="fn", shape=(n_fg,), initializer="zeros", dtype=_COUNT_DTYPE
+            )
 
     def _binarize(self, y_true, y_pred) -> tuple[tf.Tensor, tf.Tensor]:
         """Return boolean ``(B, H, W, n_fg)`` truth and prediction."""

@@ -96,7 +96,11 @@ def test_combo_is_weighted_sum():
     )
     assert _val(get_loss("combo")) == pytest.approx(0.5 * bce + 0.5 * dice, rel=1e-5)
     combo = get_loss(
-        "combo", first="focal", second="tversky", weight=0.3, second_options={"alpha": 0.2, "beta": 0.8}
+        "combo",
+        first="focal",
+        second="tversky",
+        weight=0.3,
+        second_options={"alpha": 0.2, "beta": 0.8},
     )
     assert _val(combo) == pytest.approx(0.3 * focal + 0.7 * tv, rel=1e-5)
 
@@ -158,7 +162,11 @@ def test_gradients_are_finite_for_perfect_prediction():
 
 @pytest.mark.parametrize("name", ["focal", "tversky", "combo"])
 def test_serialization_roundtrip(name):
-    opts = {"focal": {"gamma": 1.5}, "tversky": {"alpha": 0.4, "beta": 0.6}, "combo": {"weight": 0.2}}[name]
+    opts = {
+        "focal": {"gamma": 1.5},
+        "tversky": {"alpha": 0.4, "beta": 0.6},
+        "combo": {"weight": 0.2},
+    }[name]
     loss = get_loss(name, **opts)
     clone = keras.losses.deserialize(keras.losses.serialize(loss))
     assert type(clone) is type(loss)

@@ -143,7 +143,9 @@ def test_compile_fit_save_load(tmp_path):
     model = keras.Model(inp, out)
     model.compile(optimizer="adam", loss=get_loss("combo"), metrics=default_metrics())
     hist = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0)
-    assert {"val_dice", "val_iou", "val_precision", "val_recall", "val_dice_mean"} <= set(hist.history)
+    assert {"val_dice", "val_iou", "val_precision", "val_recall", "val_dice_mean"} <= set(
+        hist.history
+    )
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
