@@ -24,11 +24,8 @@ from typing import Any
 from kseg.errors import ConfigError
 
 
-class StrEnum(str, enum.Enum):
+class StrEnum(enum.StrEnum):
     """A string enum whose members compare equal to their values."""
-
-    def __str__(self) -> str:
-        return self.value
 
     @classmethod
     def values(cls) -> list[str]:

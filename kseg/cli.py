@@ -1,0 +1,253 @@
+"""The ``kseg`` command line: a thin click group over library functions.
+
+Nothing heavy is imported at module level: ``kseg predict`` and ``kseg bench`` on a ``.tflite``
+must start on a device that has only numpy, OpenCV, click and an interpreter. Each command
+imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kseg import __version__
+from kseg.errors import KsegError
+
+FAILED_GATE = 1  # exit code: artifact written but its parity gate failed
+USER_ERROR = 2  # exit code: bad input (one line on stderr)
+
+
+class _Group(click.Group):
+    """Prints a :class:`KsegError` as one line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KsegError as exc:
+            code = FAILED_GATE if type(exc).__name__ == "ParityError" else USER_ERROR
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kseg")
+def main() -> None:
+    """kseg: 2D medical image segmentation, from raw images to a verified INT8 .tflite."""
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in values:
+        if "=" not in item:
+            raise KsegError(f"--set {item!r}: use KEY=VALUE, e.g. --set train.learning_rate=3e-4")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(raw)
+    return out
+
+
+# ------------------------------------------------------------------------------------ train
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config (see configs/).")
+@click.option("--data", type=click.Path(path_type=Path), help="Folder with images/ and masks/; default: embedded synthetic data.")
+@click.option("--model", help="Architecture name (kseg models list).")
+@click.option("--loss", help="Loss name: bce, focal, dice, tversky, focal_tversky, combo.")
+@click.option("--epochs", type=int)
+@click.option("--img-size", type=int, help="Model input size (square).")
+@click.option("--batch-size", type=int)
+@click.option("--seed", type=int)
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory (default runs/<model>-<time>).")
+@click.option("--resume", type=click.Path(path_type=Path), help="Continue an interrupted run directory.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config key, e.g. --set train.schedule=cosine.")
+def train(config_path, data, model, loss, epochs, img_size, batch_size, seed, out, resume, sets) -> None:
+    """Train a segmentation model; writes a self-describing run directory."""
+    from kseg.config import load_config
+
+    if resume is not None:
+        given = [f for f, v in {"--config": config_path, "--data": data, "--model": model, "--out": out}.items() if v]
+        if given or sets:
+            raise KsegError(f"--resume uses the run's own config.yaml; drop {', '.join(given) or '--set'}")
+        from kseg.training import train as run_train
+
+        click.echo(f"resuming {resume}")
+        metrics = run_train(None, resume, resume=True)
+        _print_metrics(resume, metrics)
+        return
+    overrides = {
+        "data.path": str(data) if data else None,
+        "model.name": model,
+        "train.loss": loss,
+        "train.epochs": epochs,
+        "data.img_size": img_size,
+        "train.batch_size": batch_size,
+        "train.seed": seed,
+    }
+    overrides.update(_parse_sets(sets))
+    cfg = load_config(config_path, overrides)
+    from kseg.training import default_out
+    from kseg.training import train as run_train
+
+    out = out or default_out(cfg)
+    metrics = run_train(cfg, out)
+    _print_metrics(out, metrics)
+
+
+def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
+    keys = ("dice", "iou", "precision", "recall")
+    click.echo(f"run: {run}")
+    click.echo("validation " + "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics))
+
+
+# --------------------------------------------------------------------------------- evaluate
+
+
+@main.command()
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help=".keras/.h5 model or .tflite file.")
+@click.option("--data", type=click.Path(path_type=Path), help="Folder with images/ and masks/ (default: the model's run data).")
+@click.option("--split", type=click.Choice(["val", "test", "all"]), default="val", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Output folder (default: <model dir>/eval-<model stem>).")
+@click.option("--runtime", default="auto", show_default=True, help="For .tflite: litert, tflite_runtime, tf or auto.")
+def evaluate(model_path, data, split, out, runtime) -> None:
+    """Per-image and aggregate Dice, IoU, precision, recall and HD95 (pixels)."""
+    from kseg.evaluate import evaluate_model
+
+    out = out or model_path.parent / f"eval-{model_path.stem}"
+    result = evaluate_model(model_path, data=data, split=split, out_dir=out, runtime=runtime)
+    click.echo(f"wrote {out}/metrics.json, per_image.csv, worst_cases.png")
+    click.echo(
+        "  ".join(f"{k}={result[k]:.4f}" for k in ("dice", "iou", "precision", "recall") if k in result)
+        + (f"  hd95_mean={result['hd95_mean']:.2f}px" if result.get("hd95_mean") is not None else "")
+    )
+
+
+# ---------------------------------------------------------------------------------- convert
+
+
+@main.command()
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help=".keras/.h5 model (float, QAT or pruned).")
+@click.option("--int8", "mode", flag_value="int8", help="Full-integer INT8 (representative dataset).")
+@click.option("--fp16", "mode", flag_value="fp16", help="Float16 weights.")
+@click.option("--dynamic", "mode", flag_value="dynamic", help="Dynamic-range (int8 weights, float activations).")
+@click.option("--int16x8", "mode", flag_value="int16x8", help="int16 activations, int8 weights.")
+@click.option("--float32", "mode", flag_value="float32", default=True, help="No quantization (default).")
+@click.option("--uint8", is_flag=True, help="With --int8: uint8 input and output instead of int8.")
+@click.option("--data", type=click.Path(path_type=Path), help="Calibration and parity data (default: the model's run data).")
+@click.option("--out", type=click.Path(path_type=Path), help="Output .tflite (default: beside the model).")
+@click.option("--max-dice-drop", type=float, default=0.01, show_default=True, help="Parity gate vs the Keras model; exit 1 when exceeded.")
+@click.option("--calibration-samples", type=int, default=64, show_default=True)
+def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_samples) -> None:
+    """Convert to TFLite, check Dice parity with LiteRT, and write the model card."""
+    from kseg.export import export_tflite
+
+    if uint8 and mode != "int8":
+        raise KsegError("--uint8 goes with --int8")
+    card = export_tflite(
+        model_path,
+        mode,
+        data=data,
+        out=out,
+        io_dtype="uint8" if uint8 else "int8",
+        max_dice_drop=max_dice_drop,
+        representative_samples=calibration_samples,
+    )
+    t, p = card["tflite"], card["parity"]
+    click.echo(f"wrote {t['path']} ({t['size_bytes'] / 1024:.1f} KiB, {t['mode']}) and its card")
+    click.echo(
+        f"float Dice {p['float_dice']:.4f}  tflite Dice {p['tflite_dice']:.4f}  drop {p['dice_drop']:+.4f}  "
+        f"pixel agreement {p['pixel_agreement']:.4f}  ({p['n_images']} images)"
+    )
+    if t.get("float_ops"):
+        click.echo(f"warning: float tensors inside the graph: {t['float_ops']}", err=True)
+
+
+# ---------------------------------------------------------------------------------- predict
+
+
+@main.command()
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help=".tflite, .keras or .h5")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for masks and overlays.")
+@click.option("--runtime", default="auto", show_default=True, help="For .tflite: litert, tflite_runtime, tf or auto.")
+@click.option("--threads", type=int, default=None, help="Interpreter threads for .tflite.")
+@click.option("--tile", is_flag=True, help="Slide the model over large images instead of resizing them.")
+def predict(model_path, inputs, out, runtime, threads, tile) -> None:
+    """Write <name>_mask.png and <name>_overlay.png for each input image (or folder)."""
+    from kseg.runtime import predict_files
+
+    files = _expand_inputs(inputs)
+    if model_path.suffix == ".tflite":
+        from kseg.runtime import TFLiteModel
+
+        predictor = TFLiteModel(model_path, runtime=runtime, num_threads=threads)
+    else:
+        from kseg.export.predictor import KerasPredictor
+
+        predictor = KerasPredictor.from_file(model_path)
+    rows = predict_files(predictor, files, out, tile=tile)
+    click.echo(f"wrote {len(rows)} masks and overlays to {out}")
+
+
+def _expand_inputs(inputs: tuple[Path, ...]) -> list[Path]:
+    from kseg.data.io import is_image_file
+
+    files: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            files.extend(sorted(f for f in p.iterdir() if is_image_file(f)))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise KsegError(f"{p}: input not found")
+    if not files:
+        raise KsegError(f"no images found in {', '.join(map(str, inputs))} (png, jpg, bmp, tif)")
+    return files
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+@main.group()
+def data() -> None:
+    """Embedded synthetic data sets."""
+
+
+@data.command("synth")
+@click.option("--kind", type=click.Choice(["ultrasound", "vessels", "skin"]), default="ultrasound", show_default=True)
+@click.option("--n", type=int, default=200, show_default=True)
+@click.option("--size", type=int, default=256, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+def data_synth(kind, n, size, seed, out) -> None:
+    """Write a synthetic set as images/, masks/, clean/ and manifest.csv."""
+    from kseg.data.synthetic import write_synthetic
+
+    if n < 1 or size < 16:
+        raise KsegError("--n must be >= 1 and --size >= 16")
+    path = write_synthetic(kind, n, out, size=size, seed=seed)
+    click.echo(f"wrote {n} {kind} samples to {path}")
+
+
+def _add_optional_commands() -> None:
+    """Command groups owned by their packages (each imports TensorFlow lazily)."""
+    from kseg.bench.cli import bench
+    from kseg.models.cli import models
+    from kseg.optimize.cli import optimize
+
+    for cmd in (models, bench, optimize):
+        main.add_command(cmd)
+
+
+_add_optional_commands()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

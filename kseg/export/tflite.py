@@ -1,0 +1,180 @@
+"""``export_tflite``: model file -> ``.tflite`` + parity check + model card, in one call.
+
+Calibration and parity data are found the way a user expects:
+
+1. ``data=DIR``: the folder, split by group with the seed (train part calibrates, val part checks);
+2. else the run directory that holds the model (``RUN/best.keras``): its config and saved split;
+3. else the embedded synthetic set for the model's channel count (said so in the card).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kseg.config import IODType
+from kseg.errors import ConfigError
+from kseg.export.card import CARD_FORMAT, gzip_size, sha256_bytes, sha256_file, write_card
+from kseg.export.convert import MODE_DESCRIPTIONS, Mode, convert_model
+from kseg.export.parity import ParityError, check_parity
+from kseg.training.rundir import resolve_data
+
+
+def default_out(model_path: Path, mode: Mode, io_dtype: IODType) -> Path:
+    tag = "uint8" if mode is Mode.INT8 and io_dtype is IODType.UINT8 else str(mode)
+    return model_path.with_name(f"{model_path.stem}.{tag}.tflite")
+
+
+def export_tflite(
+    model_path: str | Path,
+    mode: Mode | str = Mode.FLOAT32,
+    *,
+    data: str | Path | None = None,
+    out: str | Path | None = None,
+    io_dtype: IODType | str = IODType.INT8,
+    max_dice_drop: float | None = 0.01,
+    representative_samples: int = 64,
+    seed: int = 42,
+    steps: list[dict[str, Any]] | None = None,
+    model=None,
+) -> dict[str, Any]:
+    """Convert ``model_path``, check it against the Keras model, and write the card.
+
+    Args:
+        model_path: ``.keras`` / ``.h5`` / SavedModel (float, QAT or pruned).
+        mode: a :class:`~kseg.export.convert.Mode`.
+        data: folder for calibration and parity (see :func:`resolve_data`).
+        out: the ``.tflite`` path (default: beside the model, ``best.int8.tflite``).
+        max_dice_drop: parity gate; exceeded -> the file and card are written, card marked failed,
+            and :class:`ParityError` is raised.
+        steps: earlier optimization steps (distill, prune, qat) recorded in the card.
+        model: an already-loaded model (skips loading ``model_path``).
+
+    Returns:
+        The card dict (also written as ``FILE.json`` and ``FILE.md``).
+    """
+    from kseg.data.pipeline import load_splits
+    from kseg.export.predictor import KerasPredictor
+    from kseg.models import load_model, model_spec
+    from kseg.models.complexity import count_macs, count_params
+    from kseg.runtime import TFLiteModel
+
+    model_path = Path(model_path)
+    mode, io_dtype = Mode(mode), IODType(io_dtype)
+    if model is None:
+        model = load_model(model_path)
+    out = Path(out) if out else default_out(model_path, mode, io_dtype)
+    if out.suffix != ".tflite":
+        raise ConfigError(f"--out {out}: use a file name ending in .tflite")
+
+    resolved = resolve_data(model_path, model, data, seed=seed)
+    cfg = resolved.config
+    splits = load_splits(cfg.data, seed=seed, split_file=resolved.split_file, progress=False)
+    if len(splits.val.images) == 0:
+        raise ConfigError(f"{resolved.description}: no validation images for the parity check")
+    rng = np.random.default_rng(seed)
+    pool = splits.train if len(splits.train.images) else splits.val
+    idx = rng.permutation(len(pool.images))[:representative_samples]
+    calibration = pool.images[np.sort(idx)]
+
+    flatbuffer = convert_model(model, mode, representative=calibration, io_dtype=io_dtype)
+    from kseg.atomic import write_bytes
+
+    write_bytes(out, flatbuffer)
+
+    threshold = cfg.train.threshold
+    reference = KerasPredictor(model, threshold=threshold, resize_mode=str(cfg.data.resize))
+    candidate = TFLiteModel(out)
+    parity = check_parity(
+        reference,
+        candidate,
+        splits.val.images,
+        splits.val.masks,
+        list(splits.val.names),
+        threshold=threshold,
+        max_dice_drop=max_dice_drop,
+        review_png=out.with_name(out.stem + ".parity.png"),
+    ).summary
+
+    facts = graph_facts(out)
+    spec = model_spec(model)
+    desc = candidate.describe()
+    card = {
+        "format": CARD_FORMAT,
+        "tflite": {
+            "path": str(out),
+            "sha256": sha256_bytes(flatbuffer),
+            "size_bytes": len(flatbuffer),
+            "gzip_bytes": gzip_size(flatbuffer),
+            "mode": str(mode),
+            "description": MODE_DESCRIPTIONS[mode],
+            **facts,
+        },
+        "source": {
+            "path": str(model_path),
+            "sha256": sha256_file(model_path) if model_path.is_file() else None,
+            "name": spec.get("name", model.name),
+            "options": spec.get("options", {}),
+            "params": int(count_params(model)),
+            "macs": int(count_macs(model)),
+        },
+        "input": {
+            "shape": desc["input_shape"],
+            "dtype": desc["input_dtype"],
+            "scale": desc["input_scale"],
+            "zero_point": desc["input_zero_point"],
+            "pixel_range": [0, 255],
+            "normalization": {
+                "mean": list(spec.get("mean", cfg.data.mean)),
+                "std": list(spec.get("std", cfg.data.std)),
+                "applied": "in_model",
+            },
+            "resize": str(cfg.data.resize),
+            "channels": desc["input_shape"][-1],
+        },
+        "output": {
+            "shape": desc["output_shape"],
+            "dtype": desc["output_dtype"],
+            "scale": desc["output_scale"],
+            "zero_point": desc["output_zero_point"],
+            "activation": "sigmoid" if desc["output_shape"][-1] == 1 else "softmax",
+            "threshold": threshold,
+        },
+        "data": {"description": resolved.description, "n_val": len(splits.val.images)},
+        "calibration": {
+            "description": f"{len(calibration)} images from the train split of {resolved.description}",
+            "n_images": len(calibration),
+            "sha256": sha256_bytes(np.ascontiguousarray(calibration).tobytes()),
+        },
+        "steps": list(steps or []) + [{"step": "convert", "mode": str(mode), "io_dtype": str(io_dtype)}],
+        "float_dice": parity["float_dice"],
+        "tflite_dice": parity["tflite_dice"],
+        "dice_drop": parity["dice_drop"],
+        "size_bytes": len(flatbuffer),
+        "parity": parity,
+    }
+    write_card(card, out)
+    if parity["passed"] is False:
+        raise ParityError(
+            f"{out}: Dice drop {parity['dice_drop']:.4f} exceeds --max-dice-drop {max_dice_drop}; "
+            "file kept, card marked failed (try QAT or more calibration images)"
+        )
+    return card
+
+
+def graph_facts(tflite_path: Path) -> dict[str, Any]:
+    """Op names, whether every op is builtin, and float tensors left inside an integer graph."""
+    from kseg.bench.analyze import analyze_model
+
+    report = analyze_model(tflite_path)
+    return {
+        "ops": sorted({op["op"] for op in report["ops"]}),
+        "builtin_only": not report["custom_ops"],
+        "float_ops": report["float_ops"],
+        "dynamic_shape_ops": report["dynamic_ops"],
+    }
+
+
+__all__ = ["export_tflite", "graph_facts", "ParityError"]

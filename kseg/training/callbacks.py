@@ -1,0 +1,104 @@
+"""Optimizers, learning-rate schedules and callbacks built from a :class:`TrainConfig`."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from kseg._keras import keras, tf
+from kseg.config import Optimizer, Schedule, TrainConfig
+from kseg.training.rundir import RunDir
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``base_lr`` over ``warmup_steps``, then cosine decay to ``min_ratio * base_lr``.
+
+    Step-based, so a resumed run (the optimizer's iteration count is restored) continues the curve.
+
+    Reference: Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017.
+    """
+
+    def __init__(self, base_lr: float, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.01):
+        self.base_lr = float(base_lr)
+        self.total_steps = max(int(total_steps), 1)
+        self.warmup_steps = max(int(warmup_steps), 0)
+        self.min_ratio = float(min_ratio)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = tf.cast(max(self.warmup_steps, 1), tf.float32)
+        warm_lr = self.base_lr * (step + 1.0) / warm
+        decay_steps = tf.cast(max(self.total_steps - self.warmup_steps, 1), tf.float32)
+        progress = tf.clip_by_value((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
+        cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
+        lr = self.base_lr * (self.min_ratio + (1.0 - self.min_ratio) * cosine)
+        return tf.where(step < self.warmup_steps, warm_lr, lr)
+
+    def get_config(self):
+        return {
+            "base_lr": self.base_lr,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "min_ratio": self.min_ratio,
+        }
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    lr: float | WarmupCosine = cfg.learning_rate
+    if cfg.schedule is Schedule.COSINE:
+        lr = WarmupCosine(
+            cfg.learning_rate,
+            total_steps=cfg.epochs * steps_per_epoch,
+            warmup_steps=cfg.warmup_epochs * steps_per_epoch,
+        )
+    if cfg.optimizer is Optimizer.ADAM:
+        return keras.optimizers.Adam(learning_rate=lr)
+    if cfg.optimizer is Optimizer.ADAMW:
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay)
+    return keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
+
+
+def best_so_far(history_csv: Path, monitor: str = "val_dice") -> float | None:
+    """Best monitored value in an earlier run's history (for a resumed best-checkpoint callback)."""
+    if not history_csv.is_file():
+        return None
+    values = []
+    with history_csv.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            try:
+                values.append(float(row[monitor]))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return max(values) if values else None
+
+
+def make_callbacks(cfg: TrainConfig, run: RunDir, *, monitor: str = "val_dice") -> list[keras.callbacks.Callback]:
+    """Backup for ``--resume``, best and last checkpoints, CSV and TensorBoard logs, early stopping, LR."""
+    callbacks: list[keras.callbacks.Callback] = [
+        # Saves model, optimizer and epoch at each epoch end; restores them when fit() starts again
+        # after a crash or SIGKILL, continuing from the last completed epoch.
+        keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(
+            str(run.best_model),
+            monitor=monitor,
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=best_so_far(run.history, monitor),
+        ),
+        keras.callbacks.ModelCheckpoint(str(run.last_model), save_best_only=False),
+        keras.callbacks.CSVLogger(str(run.history), append=True),
+        keras.callbacks.TensorBoard(str(run.tensorboard), histogram_freq=0, write_graph=False),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, mode="max", patience=cfg.early_stopping_patience, min_delta=1e-4
+        ),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if cfg.schedule is Schedule.PLATEAU:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=max(cfg.early_stopping_patience // 3, 2), min_lr=1e-6
+            )
+        )
+    return callbacks

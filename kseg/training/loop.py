@@ -1,0 +1,231 @@
+"""``train(config, out_dir)``: compile and fit a model from a :class:`~kseg.config.Config`.
+
+The run directory (``docs/ARCHITECTURE.md``) is written as training goes: resolved config and
+split first, then history, checkpoints and TensorBoard logs each epoch, and finally
+``metrics.json`` and the PNGs. ``resume=True`` continues an interrupted run (even one killed with
+SIGKILL mid-epoch) from its last completed epoch with Keras' ``BackupAndRestore``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kseg import config as cfgmod
+from kseg._keras import keras
+from kseg.atomic import write_json, write_text
+from kseg.config import Config, Task
+from kseg.errors import ConfigError
+from kseg.training.callbacks import make_callbacks, make_optimizer
+from kseg.training.rundir import RunDir
+from kseg.training.strategy import make_strategy
+
+
+def prepare(config: Config) -> None:
+    """Check names and options that would otherwise fail after data loading (fail early)."""
+    from kseg.losses import LOSSES
+    from kseg.models import MODELS
+
+    MODELS.get(config.model.name)
+    if config.train.task is Task.SEGMENT:
+        LOSSES.get(config.train.loss)
+    if config.data.channels not in (1, 3):
+        raise ConfigError(f"data.channels = {config.data.channels}; use 1 (grayscale) or 3 (RGB)")
+    for key in ("val_fraction", "test_fraction"):
+        value = getattr(config.data, key)
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"data.{key} = {value}; use a fraction in [0, 1)")
+    if config.train.epochs < 1 or config.train.batch_size < 1:
+        raise ConfigError("train.epochs and train.batch_size must be at least 1")
+
+
+def build_model(config: Config) -> keras.Model:
+    from kseg.models import create_model
+
+    d = config.data
+    return create_model(
+        config.model.name,
+        input_shape=(d.img_size, d.img_size, d.channels),
+        num_classes=config.model.num_classes,
+        mean=d.mean,
+        std=d.std,
+        **config.model.options,
+    )
+
+
+def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> None:
+    from kseg.losses import get_loss
+    from kseg.metrics import default_metrics
+
+    t = config.train
+    model.compile(
+        optimizer=make_optimizer(t, steps_per_epoch),
+        loss=get_loss(t.loss, **t.loss_options),
+        metrics=default_metrics(threshold=t.threshold, num_classes=config.model.num_classes),
+    )
+
+
+def train(
+    config: Config,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    verbose: int | None = None,
+) -> dict[str, Any]:
+    """Train a segmentation model and fill the run directory.
+
+    Args:
+        config: the resolved configuration (``kseg.config.load_config``).
+        out_dir: run directory; for ``resume=True`` an existing one whose ``config.yaml`` is used.
+        resume: continue an interrupted run from its last completed epoch.
+        verbose: Keras verbosity; default: progress bar on a terminal, one line per epoch otherwise.
+
+    Returns:
+        The validation metrics also written to ``metrics.json``.
+    """
+    if resume:
+        run = RunDir.for_resume(out_dir)
+        config = cfgmod.load_config(run.config)
+    else:
+        prepare(config)
+        run = RunDir.for_new_run(out_dir or default_out(config))
+    prepare(config)
+    if config.train.task is not Task.SEGMENT:
+        raise ConfigError(f"train.task = {config.train.task}: only 'segment' is available in this version")
+
+    from kseg.data.augment import build_augment
+    from kseg.data.pipeline import load_splits, make_dataset
+    from kseg.data.split import save_split
+
+    t = config.train
+    keras.utils.set_random_seed(t.seed)
+    splits = load_splits(config.data, seed=t.seed, split_file=run.split if run.split.is_file() else None)
+    if not resume:
+        cfgmod.save_config(config, run.config)
+        save_split(run.split, splits.rows)
+    if len(splits.val.images) == 0:
+        raise ConfigError("the validation split is empty; raise data.val_fraction or add images")
+
+    n_train = len(splits.train.images)
+    steps = t.steps_per_epoch or max(math.ceil(n_train / t.batch_size), 1)
+    augment = build_augment(config.data.augment, config.data.img_size)
+    train_ds = make_dataset(
+        splits.train, t.batch_size, augment=augment, shuffle=True, seed=t.seed, repeat=True
+    )
+    val_ds = make_dataset(splits.val, t.batch_size)
+
+    strategy = make_strategy(t.strategy)
+    with strategy.scope():
+        model = build_model(config)
+        compile_model(model, config, steps)
+
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    started = time.perf_counter()
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=t.epochs,
+        steps_per_epoch=steps,
+        callbacks=make_callbacks(t, run),
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - started
+    _dedupe_history(run.history)
+    return finish_run(run, config, splits.val, train_seconds=seconds)
+
+
+def finish_run(run: RunDir, config: Config, val, *, train_seconds: float | None = None) -> dict[str, Any]:
+    """Score the best checkpoint on the validation split; write metrics.json and the PNGs."""
+    from kseg.models import load_model
+    from kseg.plots import plot_history, plot_prediction_grid
+
+    best = load_model(run.best_model if run.best_model.is_file() else run.last_model)
+    probs = best.predict(val.images.astype(np.float32), batch_size=config.train.batch_size, verbose=0)
+    metrics = score_split(probs, val.masks, threshold=config.train.threshold)
+    history = _read_history(run.history)
+    metrics.update(
+        {
+            "split": "val",
+            "model": str(run.best_model),
+            "epochs_completed": len(history),
+            "best_epoch": _best_epoch(history),
+            "train_seconds": round(train_seconds, 1) if train_seconds is not None else None,
+        }
+    )
+    write_json(run.metrics, metrics)
+    plot_history(run.history, run.curves)
+    k = min(8, len(val.images))
+    plot_prediction_grid(
+        val.images[:k], val.masks[:k], probs[:k], run.predictions,
+        names=list(val.names[:k]), threshold=config.train.threshold,
+    )
+    return metrics
+
+
+def score_split(probs: np.ndarray, masks: np.ndarray, *, threshold: float = 0.5) -> dict[str, Any]:
+    """Dice/IoU/precision/recall over all pixels and per-image mean, plus the trivial baselines.
+
+    The baselines (all background, all foreground) say what a model that learned nothing gets.
+    """
+    from kseg.scores import aggregate, image_scores
+
+    pred = _to_labels(probs, threshold)
+    per_image = [image_scores(p, m) for p, m in zip(pred, masks, strict=True)]
+    out = aggregate(per_image)
+    out["baseline_dice_all_foreground"] = aggregate(
+        [image_scores(np.ones_like(m), m) for m in masks]
+    )["dice"]
+    out["baseline_dice_all_background"] = aggregate(
+        [image_scores(np.zeros_like(m), m) for m in masks]
+    )["dice"]
+    return out
+
+
+def _to_labels(probs: np.ndarray, threshold: float) -> np.ndarray:
+    if probs.shape[-1] == 1:
+        return (probs[..., 0] > threshold).astype(np.uint8)
+    return np.argmax(probs, axis=-1).astype(np.uint8)
+
+
+def default_out(config: Config) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.model.name}-{stamp}"
+
+
+def _read_history(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _best_epoch(history: list[dict[str, str]], monitor: str = "val_dice") -> int | None:
+    scored = [(float(r[monitor]), int(r["epoch"])) for r in history if r.get(monitor) not in (None, "")]
+    return max(scored)[1] + 1 if scored else None
+
+
+def _dedupe_history(path: Path) -> None:
+    """Keep the last row of each epoch (a run killed after logging but before its backup repeats one)."""
+    rows = _read_history(path)
+    if not rows:
+        return
+    by_epoch: dict[int, dict[str, str]] = {}
+    for row in rows:
+        by_epoch[int(row["epoch"])] = row
+    if len(by_epoch) == len(rows):
+        return
+    fields = list(rows[0].keys())
+    lines = [",".join(fields)]
+    for epoch in sorted(by_epoch):
+        lines.append(",".join(by_epoch[epoch].get(f, "") for f in fields))
+    write_text(path, "\n".join(lines) + "\n")
+
+
+__all__ = ["train", "build_model", "compile_model", "finish_run", "score_split", "prepare", "default_out"]
