@@ -290,7 +290,7 @@ def _build(cls: type, raw: Any, *, prefix: str, source: str) -> Any:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"{source}: unknown key {prefix}{key!r}{hint}; valid keys in {where}: "
+                f"{source}: unknown key '{prefix}{key}'{hint}; valid keys in {where}: "
                 + ", ".join(fields)
             )
     kwargs = {}
