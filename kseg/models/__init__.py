@@ -123,7 +123,9 @@ def _mask_head(features, num_classes: int):
     L = keras.layers
     feats = features if isinstance(features, (list, tuple)) else [features]
     logits = [
-        L.Conv2D(num_classes, 1, dtype="float32", name="logits" if len(feats) == 1 else f"logits_{i + 1}")(f)
+        L.Conv2D(
+            num_classes, 1, dtype="float32", name="logits" if len(feats) == 1 else f"logits_{i + 1}"
+        )(f)
         for i, f in enumerate(feats)
     ]
     if len(logits) > 1:
@@ -147,7 +149,9 @@ def _check_input_shape(input_shape: Sequence[int], depth: int) -> tuple[int, int
     try:
         h, w, c = (int(v) for v in input_shape)
     except (TypeError, ValueError):
-        raise ConfigError(f"input_shape {input_shape!r} must be (height, width, channels)") from None
+        raise ConfigError(
+            f"input_shape {input_shape!r} must be (height, width, channels)"
+        ) from None
     if c not in (1, 3):
         raise ConfigError(f"input channels = {c}: use 1 (grayscale) or 3 (RGB)")
     factor = 2**depth
@@ -243,7 +247,9 @@ def load_model(path: str | Path, *, compile: bool = False):
         if not (path / "saved_model.pb").is_file():
             raise ModelError(f"{path}: folder is not a SavedModel (no saved_model.pb)")
     elif path.suffix.lower() not in (".keras", ".h5", ".hdf5"):
-        raise ModelError(f"{path}: unknown model format; use a .keras or .h5 file or a SavedModel folder")
+        raise ModelError(
+            f"{path}: unknown model format; use a .keras or .h5 file or a SavedModel folder"
+        )
     try:
         with keras.utils.custom_object_scope(custom_objects()):
             return keras.models.load_model(path, compile=compile)

@@ -107,7 +107,9 @@ def separable_conv(x, filters: int, style: Style, name: str, *, kernel: int = 3,
     return conv_norm_act(x, filters, style, f"{name}_pw", kernel=1)
 
 
-def double_conv(x, filters: int, style: Style, name: str, *, residual: bool = False, dilation: int = 1):
+def double_conv(
+    x, filters: int, style: Style, name: str, *, residual: bool = False, dilation: int = 1
+):
     """Two 3x3 conv-norm-act (U-Net), or a residual block when ``residual``.
 
     The residual form is conv-norm-act, conv-norm, plus a shortcut (1x1 conv + norm when the
@@ -139,7 +141,9 @@ def downsample_conv(x, filters: int, style: Style, name: str, *, dilation: int =
     return L.MaxPooling2D(pool_size=1, strides=2, name=f"{name}_subsample")(x)
 
 
-def upsample(x, filters: int, style: Style, name: str, *, mode: str, kernel: int = 2, dilation: int = 1):
+def upsample(
+    x, filters: int, style: Style, name: str, *, mode: str, kernel: int = 2, dilation: int = 1
+):
     """Double the resolution and map to ``filters`` channels.
 
     ``transpose``: Conv2DTranspose(kernel, stride 2) -> norm -> act. ``bilinear`` / ``nearest``:
@@ -247,7 +251,14 @@ def bottleneck_attention(x, kind: str, name: str):
 
 
 def inverted_residual(
-    x, filters: int, style: Style, name: str, *, strides: int = 1, expansion: int = 6, se: bool = False
+    x,
+    filters: int,
+    style: Style,
+    name: str,
+    *,
+    strides: int = 1,
+    expansion: int = 6,
+    se: bool = False,
 ):
     """MobileNetV2 inverted residual: 1x1 expand -> 3x3 depthwise -> (SE) -> 1x1 linear project.
 

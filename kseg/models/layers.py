@@ -57,7 +57,9 @@ def _plain(value: Any) -> Any:
     """Plain JSON types from Keras' tracked ListWrapper/DictWrapper and numpy scalars."""
     if isinstance(value, dict) or hasattr(value, "items"):
         return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, str)):
+    if isinstance(value, (list, tuple)) or (
+        hasattr(value, "__iter__") and not isinstance(value, str)
+    ):
         return [_plain(v) for v in value]
     if hasattr(value, "item"):
         return value.item()

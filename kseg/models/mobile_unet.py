@@ -136,6 +136,8 @@ def _applications_encoder(x, encoder: str, weights: str | None, *, depth: int):
             if shape[1] == target:
                 last = layer
         if last is None:
-            raise ConfigError(f"model 'mobile_unet': encoder {encoder} has no features at stride {2**k}")
+            raise ConfigError(
+                f"model 'mobile_unet': encoder {encoder} has no features at stride {2**k}"
+            )
         skips.append(last.output)
     return skips

@@ -141,7 +141,9 @@ def option_defaults(builder: Callable[..., Any]) -> dict[str, Any]:
     }
 
 
-def validate_options(model: str, builder: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
+def validate_options(
+    model: str, builder: Callable[..., Any], options: dict[str, Any]
+) -> dict[str, Any]:
     """Defaults updated with ``options``, each value checked and converted.
 
     Raises:
