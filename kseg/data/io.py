@@ -1,0 +1,240 @@
+"""Image and mask reading, resizing to the model input and back (numpy + OpenCV only).
+
+This module never imports TensorFlow: the edge runtime uses it on devices that have only numpy
+and OpenCV. Training, ``kseg predict`` (Keras and TFLite) and the runtime all bring images to the
+model input with :func:`fit_to_size` and bring predictions back with :func:`restore_size`, so the
+geometry is identical everywhere.
+
+Example:
+    >>> img = read_image("scan.png", channels=1)          # uint8 (H, W, 1)
+    >>> x, info = fit_to_size(img, 256, "letterbox")      # uint8 (256, 256, 1)
+    >>> prob = model(x[None].astype("float32"))[0, ..., 0]
+    >>> full = restore_size(prob, info)                   # float (H, W)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from kseg.errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_LOSSY = (".jpg", ".jpeg")
+_MODES = ("stretch", "letterbox")
+
+
+def _imread(path: str | os.PathLike[str]) -> np.ndarray | None:
+    # imdecode on the raw bytes: works for non-ASCII paths where cv2.imread fails on Windows
+    try:
+        buf = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        return None
+    if buf.size == 0:
+        return None
+    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """16-bit -> 8-bit by the full 16-bit range (x / 257); float in [0, 1] or [0, 255] -> uint8."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if arr.dtype.kind == "f":
+        a = np.nan_to_num(arr.astype(np.float32))
+        if a.size and a.max() <= 1.0:
+            a = a * 255.0
+        return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    if arr.dtype.kind in "iu":
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    raise ValueError(f"unsupported dtype {arr.dtype}")
+
+
+def read_image(path: str | os.PathLike[str], channels: int) -> np.ndarray:
+    """Read an image file as uint8 ``(H, W, channels)`` RGB or grayscale.
+
+    Grayscale files are replicated to 3 channels when ``channels == 3``; colour files are converted
+    to luminance (ITU-R BT.601, OpenCV's ``RGB2GRAY``) when ``channels == 1``. An alpha channel is
+    dropped. 16-bit files are scaled by the full 16-bit range (``x / 257``), so 12-bit data stored
+    in 16 bits looks dark: rescale such files before training.
+
+    Raises:
+        DataError: the file is missing, empty, corrupt or not an image.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    arr = _imread(path)
+    if arr is None or arr.size == 0:
+        raise DataError(
+            f"{path}: cannot read image (corrupt or not an image); "
+            f"re-save it as PNG or remove it from the folder"
+        )
+    try:
+        arr = _to_uint8(arr)
+    except ValueError:
+        raise DataError(f"{path}: unsupported pixel type {arr.dtype}; save it as 8- or 16-bit PNG") from None
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        gray = arr
+        out = gray[..., None] if channels == 1 else np.repeat(gray[..., None], 3, axis=2)
+        return np.ascontiguousarray(out)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise DataError(f"{path}: unexpected image shape {arr.shape}; expected grayscale, RGB or RGBA")
+    code = cv2.COLOR_BGRA2RGB if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    rgb = cv2.cvtColor(arr, code)
+    if channels == 3:
+        return np.ascontiguousarray(rgb)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None]
+
+
+def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a binary mask as uint8 ``(H, W)`` with values in ``{0, 1}``.
+
+    Accepted encodings: 0/255, 0/1, any label image (16-bit too), RGB colour masks and palette
+    PNGs. Every non-zero pixel (in any colour channel) is foreground. OpenCV expands a palette PNG
+    to its colours, so the palette entry of the background index must be black (index 0 is black
+    in every common tool). JPEG masks are thresholded at half range (>= 128) instead, because JPEG
+    compression leaves small non-zero values around edges. An alpha channel is ignored.
+
+    Raises:
+        DataError: the file is missing, empty, corrupt or not an image.
+    """
+    arr = _imread(path)
+    if arr is None or arr.size == 0:
+        raise DataError(
+            f"{path}: cannot read mask (corrupt or not an image); re-save it as PNG with 0/255 values"
+        )
+    if arr.ndim == 3:
+        arr = arr[..., :3].max(axis=2) if arr.shape[2] >= 3 else arr[..., 0]
+    if str(path).lower().endswith(_LOSSY):
+        arr = _to_uint8(arr)
+        return (arr >= 128).astype(np.uint8)
+    return (arr != 0).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class ResizeInfo:
+    """How :func:`fit_to_size` mapped an image to the model input, so it can be undone.
+
+    Attributes:
+        original: ``(h, w)`` of the input.
+        size: side of the square output.
+        mode: ``"stretch"`` or ``"letterbox"``.
+        scale: letterbox scale factor (``size / max(h, w)``); 0 for stretch.
+        resized: ``(h, w)`` of the content inside the square (``(size, size)`` for stretch).
+        pad: ``(top, left)`` zero padding before the content (``(0, 0)`` for stretch).
+    """
+
+    original: tuple[int, int]
+    size: int
+    mode: str
+    scale: float = 0.0
+    resized: tuple[int, int] = (0, 0)
+    pad: tuple[int, int] = (0, 0)
+
+
+def _resize(arr: np.ndarray, hw: tuple[int, int], *, is_mask: bool) -> np.ndarray:
+    h, w = hw
+    if arr.shape[:2] == (h, w):
+        return arr.copy()
+    if is_mask:
+        interp = cv2.INTER_NEAREST
+    elif h < arr.shape[0] and w < arr.shape[1]:
+        interp = cv2.INTER_AREA  # anti-aliased downscaling
+    else:
+        interp = cv2.INTER_LINEAR
+    squeeze = arr.ndim == 3 and arr.shape[2] == 1
+    out = cv2.resize(arr, (w, h), interpolation=interp)
+    if squeeze and out.ndim == 2:
+        out = out[..., None]
+    return out
+
+
+def _check_mode(mode: str) -> str:
+    mode = str(mode)
+    if mode not in _MODES:
+        raise ValueError(f"resize mode {mode!r} is not valid; use one of: {', '.join(_MODES)}")
+    return mode
+
+
+def fit_to_size(
+    arr: np.ndarray, size: int, mode: str = "stretch", *, is_mask: bool = False
+) -> tuple[np.ndarray, ResizeInfo]:
+    """Bring an ``(H, W)`` or ``(H, W, C)`` array to ``(size, size[, C])``.
+
+    ``stretch`` resizes each axis independently; ``letterbox`` keeps the aspect ratio, scales the
+    longer side to ``size`` and pads the rest with zeros, centred. Images use area interpolation
+    when shrinking and bilinear when enlarging; masks (``is_mask=True``) use nearest neighbour so
+    they stay binary. The dtype is kept.
+    """
+    mode = _check_mode(mode)
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"expected (H, W) or (H, W, C), got shape {arr.shape}")
+    h, w = int(arr.shape[0]), int(arr.shape[1])
+    if mode == "stretch":
+        info = ResizeInfo((h, w), int(size), mode, 0.0, (int(size), int(size)), (0, 0))
+        return _resize(arr, (size, size), is_mask=is_mask), info
+    scale = size / max(h, w)
+    nh = min(size, max(1, round(h * scale)))
+    nw = min(size, max(1, round(w * scale)))
+    top, left = (size - nh) // 2, (size - nw) // 2
+    content = _resize(arr, (nh, nw), is_mask=is_mask)
+    out = np.zeros((size, size) + arr.shape[2:], dtype=arr.dtype)
+    out[top : top + nh, left : left + nw] = content
+    return out, ResizeInfo((h, w), int(size), mode, float(scale), (nh, nw), (top, left))
+
+
+def restore_size(arr: np.ndarray, info: ResizeInfo, *, is_mask: bool = False) -> np.ndarray:
+    """Undo :func:`fit_to_size`: crop the letterbox padding and resize to ``info.original``.
+
+    Works on uint8 images and masks and on float probability maps ``(S, S)`` or ``(S, S, K)``
+    (bilinear; ``is_mask=True`` for nearest). An array whose side differs from ``info.size``
+    (a model with another output stride) is first scaled to ``info.size``.
+    """
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"expected (S, S) or (S, S, K), got shape {arr.shape}")
+    if arr.shape[:2] != (info.size, info.size):
+        arr = _resize(arr, (info.size, info.size), is_mask=is_mask)
+    if info.mode == "letterbox":
+        (top, left), (nh, nw) = info.pad, info.resized
+        arr = arr[top : top + nh, left : left + nw]
+    squeeze = arr.ndim == 3 and arr.shape[2] == 1
+    h, w = info.original
+    if arr.shape[:2] == (h, w):
+        return arr.copy()
+    interp = cv2.INTER_NEAREST if is_mask else cv2.INTER_LINEAR
+    src = arr
+    if src.dtype == np.float64 or src.dtype == np.bool_:
+        src = src.astype(np.float32 if src.dtype == np.float64 else np.uint8)
+    if src.ndim == 3 and src.shape[2] > 4 and not is_mask:
+        out = np.stack(
+            [cv2.resize(np.ascontiguousarray(src[..., k]), (w, h), interpolation=interp) for k in range(src.shape[2])],
+            axis=-1,
+        )
+    else:
+        out = cv2.resize(np.ascontiguousarray(src), (w, h), interpolation=interp)
+    if squeeze and out.ndim == 2:
+        out = out[..., None]
+    return out.astype(arr.dtype, copy=False)
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a visible file with one of :data:`IMAGE_EXTENSIONS` (any letter case)."""
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ResizeInfo",
+    "fit_to_size",
+    "is_image_file",
+    "read_image",
+    "read_mask",
+    "restore_size",
+]

@@ -1,0 +1,405 @@
+"""In-memory arrays and the tf.data input pipeline.
+
+:func:`load_splits` turns a :class:`~kseg.config.DataConfig` into decoded, resized uint8 arrays
+split by group (synthetic data when ``cfg.path`` is ``None``, else a folder dataset).
+:func:`make_dataset` streams them as ``(x, y)`` batches following the pixel contract of
+``docs/ARCHITECTURE.md``: ``x`` float32 ``(B, S, S, C)`` raw pixels in ``[0, 255]`` (the model
+normalizes in its first layer), ``y`` float32 ``(B, S, S, 1)`` masks in ``{0, 1}``.
+
+Everything is decoded once and held in memory (``cfg.cache`` is therefore always honoured); only
+augmentation runs per step, in parallel ``tf.numpy_function`` calls with a deterministic seed per
+element, and batches are prefetched.
+
+Example:
+    >>> splits = load_splits(cfg.data, seed=cfg.train.seed, split_file=run / "split.csv")
+    >>> aug = build_augment(cfg.data.augment, cfg.data.img_size)
+    >>> train_ds = make_dataset(splits.train, 16, augment=aug, shuffle=True, seed=1)
+    >>> val_ds = make_dataset(splits.val, 16)
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from kseg._keras import tf
+from kseg.config import DataConfig, Task
+from kseg.data.folder import Sample, scan_folder
+from kseg.data.io import fit_to_size, read_image, read_mask
+from kseg.data.split import group_split, load_split, save_split
+from kseg.data.synthetic import synthesize
+from kseg.errors import ConfigError, DataError
+
+_SHOW = 5
+
+
+@dataclass
+class ArrayData:
+    """Decoded samples at the model input size.
+
+    Attributes:
+        images: uint8 ``(N, S, S, C)``.
+        masks: uint8 ``(N, S, S)`` in ``{0, 1}``.
+        names: sample names (file stems or synthetic names).
+        groups: group of each sample.
+        originals: source image files (folder data), else ``None``.
+        clean: uint8 ``(N, S, S, C)`` noise-free images (synthetic data, or a folder with a
+            ``clean/`` subfolder), else ``None``; needed for ``task="denoise"``.
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    names: list[str]
+    groups: list[str]
+    originals: list[Path] | None = None
+    clean: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def subset(self, index: Sequence[int]) -> ArrayData:
+        idx = np.asarray(index, dtype=np.int64)
+        return ArrayData(
+            images=self.images[idx],
+            masks=self.masks[idx],
+            names=[self.names[i] for i in idx],
+            groups=[self.groups[i] for i in idx],
+            originals=None if self.originals is None else [self.originals[i] for i in idx],
+            clean=None if self.clean is None else self.clean[idx],
+        )
+
+
+@dataclass
+class Splits:
+    """Train/validation/test arrays and the rows of ``split.csv`` (``name, group, split``)."""
+
+    train: ArrayData
+    val: ArrayData
+    test: ArrayData | None
+    rows: list[dict[str, str]]
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def _convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    have = images.shape[-1]
+    if have == channels:
+        return images
+    if channels == 3:
+        return np.repeat(images, 3, axis=-1)
+    gray = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in images]
+    return np.stack(gray)[..., None]
+
+
+def _load_synthetic(cfg: DataConfig, seed: int) -> ArrayData:
+    s = synthesize(cfg.synthetic_kind, cfg.synthetic_n, cfg.img_size, seed)
+    if s.images.shape[-1] == 3 and cfg.channels == 1:
+        warnings.warn(
+            f"synthetic {cfg.synthetic_kind} images are RGB; converting to grayscale because "
+            f"data.channels = 1 (set data.channels: 3 to keep colour)",
+            stacklevel=3,
+        )
+    return ArrayData(
+        images=_convert_channels(s.images, cfg.channels),
+        masks=s.masks,
+        names=list(s.names),
+        groups=list(s.names),
+        originals=None,
+        clean=_convert_channels(s.clean, cfg.channels),
+    )
+
+
+def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return iterable
+    try:
+        from tqdm import tqdm
+    except ImportError:  # progress is cosmetic
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True)
+
+
+def _decode(sample: Sample, cfg: DataConfig, clean_dir: Path | None) -> tuple[Any, ...]:
+    img = read_image(sample.image, cfg.channels)
+    mask = read_mask(sample.mask) if sample.mask is not None else np.zeros(img.shape[:2], np.uint8)
+    if mask.shape != img.shape[:2]:
+        mismatch = (
+            f"{sample.image.name} {img.shape[0]}x{img.shape[1]} vs mask "
+            f"{sample.mask.name} {mask.shape[0]}x{mask.shape[1]}"  # type: ignore[union-attr]
+        )
+        return None, None, None, mismatch
+    x, _ = fit_to_size(img, cfg.img_size, str(cfg.resize))
+    y, _ = fit_to_size(mask, cfg.img_size, str(cfg.resize), is_mask=True)
+    c = None
+    if clean_dir is not None:
+        c_img = read_image(clean_dir / sample.image.name, cfg.channels)
+        c, _ = fit_to_size(c_img, cfg.img_size, str(cfg.resize))
+    return x, y, c, None
+
+
+def _load_folder(cfg: DataConfig, progress: bool) -> tuple[ArrayData, list[Sample]]:
+    samples = scan_folder(cfg.path, cfg.group_regex)
+    clean_dir = Path(cfg.path) / "clean"  # type: ignore[arg-type]
+    if not (clean_dir.is_dir() and all((clean_dir / s.image.name).is_file() for s in samples)):
+        clean_dir = None  # type: ignore[assignment]
+    workers = min(8, (os.cpu_count() or 1) + 2)
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(
+            _progress(
+                pool.map(lambda s: _decode(s, cfg, clean_dir), samples),
+                len(samples),
+                f"decoding {Path(cfg.path).name}",  # type: ignore[arg-type]
+                progress,
+            )
+        )
+    bad = [r[3] for r in results if r[3] is not None]
+    if bad:
+        shown = ", ".join(bad[:_SHOW]) + (f" (+{len(bad) - _SHOW} more)" if len(bad) > _SHOW else "")
+        raise DataError(
+            f"mask size differs from its image for {len(bad)} file(s): {shown}; "
+            f"masks must have the image's height and width"
+        )
+    data = ArrayData(
+        images=np.stack([r[0] for r in results]),
+        masks=np.stack([r[1] for r in results]),
+        names=[s.name for s in samples],
+        groups=[s.group for s in samples],
+        originals=[s.image for s in samples],
+        clean=np.stack([r[2] for r in results]) if clean_dir is not None else None,
+    )
+    return data, samples
+
+
+def _assign(
+    names: list[str], groups: list[str], fixed: list[str | None], cfg: DataConfig, seed: int
+) -> list[str]:
+    """Manifest splits win; the remaining groups are split by :func:`group_split`."""
+    by_group: dict[str, str] = {}
+    for name, g, s in zip(names, groups, fixed, strict=True):
+        if s is None:
+            continue
+        if by_group.setdefault(g, s) != s:
+            raise DataError(
+                f"manifest.csv puts group {g!r} in both {by_group[g]!r} and {s!r} (e.g. {name!r}); "
+                f"give all images of a group the same split"
+            )
+    free = [i for i, g in enumerate(groups) if g not in by_group]
+    auto = group_split([groups[i] for i in free], cfg.val_fraction, cfg.test_fraction, seed)
+    out = [by_group.get(g, "") for g in groups]
+    for i, s in zip(free, auto, strict=True):
+        out[i] = s
+    return out
+
+
+def load_splits(
+    cfg: DataConfig, seed: int, split_file: str | os.PathLike[str] | None = None, progress: bool = True
+) -> Splits:
+    """Load a data set into memory and split it by group.
+
+    Args:
+        cfg: data section of the config (synthetic when ``cfg.path`` is ``None``).
+        seed: seed of the synthetic data and of the split.
+        split_file: a run's ``split.csv``. If it exists the split is reused (its names must all
+            still exist; new files not in it are left out with a warning); if it is given but does
+            not exist, the new split is written there.
+        progress: show a progress bar while decoding a folder.
+
+    Raises:
+        DataError: bad folder (see :func:`~kseg.data.folder.scan_folder`), unreadable image,
+            mask size mismatch, stale split file, no validation data.
+    """
+    if cfg.channels not in (1, 3):
+        raise ConfigError(f"data.channels = {cfg.channels} is not valid; use 1 or 3")
+    if cfg.path is None:
+        data = _load_synthetic(cfg, seed)
+        fixed: list[str | None] = [None] * len(data)
+    else:
+        data, samples = _load_folder(cfg, progress)
+        fixed = [s.split for s in samples]
+
+    split_path = Path(split_file) if split_file is not None else None
+    if split_path is not None and split_path.is_file():
+        saved = load_split(split_path)
+        present = set(data.names)
+        gone = [n for n in saved if n not in present]
+        if gone:
+            shown = ", ".join(gone[:_SHOW]) + (f" (+{len(gone) - _SHOW} more)" if len(gone) > _SHOW else "")
+            raise DataError(
+                f"{split_path}: names {len(gone)} sample(s) no longer in the data ({shown}); "
+                f"restore them or start a new run"
+            )
+        new = [n for n in data.names if n not in saved]
+        if new:
+            warnings.warn(
+                f"{split_path}: {len(new)} sample(s) not in the saved split are left out "
+                f"(e.g. {', '.join(new[:_SHOW])})",
+                stacklevel=2,
+            )
+        assigned = [saved.get(n, "") for n in data.names]
+    else:
+        assigned = _assign(data.names, data.groups, fixed, cfg, seed)
+
+    parts = {k: [i for i, s in enumerate(assigned) if s == k] for k in ("train", "val", "test")}
+    where = cfg.path or f"synthetic {cfg.synthetic_kind}"
+    if not parts["train"]:
+        raise DataError(f"{where}: no training images after the split; lower data.val_fraction/test_fraction")
+    if not parts["val"]:
+        n_groups = len(set(data.groups))
+        raise DataError(
+            f"{where}: no validation images ({len(data)} images in {n_groups} group(s)); "
+            f"use at least 2 groups and data.val_fraction > 0"
+        )
+    rows = [
+        {"name": n, "group": g, "split": s}
+        for n, g, s in zip(data.names, data.groups, assigned, strict=True)
+        if s
+    ]
+    if split_path is not None and not split_path.is_file():
+        save_split(split_path, rows)
+    return Splits(
+        train=data.subset(parts["train"]),
+        val=data.subset(parts["val"]),
+        test=data.subset(parts["test"]) if parts["test"] else None,
+        rows=rows,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# tf.data
+
+
+class _Augmenter:
+    """Thread-safe, seeded application of an albumentations pipeline to element ``index``."""
+
+    def __init__(self, aug: Any, images: np.ndarray, target: np.ndarray, denoise: bool) -> None:
+        self.aug, self.images, self.target, self.denoise = aug, images, target, denoise
+        self.local = threading.local()
+
+    def __call__(self, index: np.int64, seed: np.int64) -> tuple[np.ndarray, np.ndarray]:
+        aug = getattr(self.local, "aug", None)
+        if aug is None:  # each worker thread owns a copy: transforms hold their own RNG state
+            aug = self.local.aug = copy.deepcopy(self.aug)
+        aug.set_random_seed(int(seed) & 0x7FFFFFFF)
+        img = self.images[int(index)]
+        if self.denoise:
+            out = aug(image=img, clean=self.target[int(index)])
+            return out["image"], out["clean"]
+        out = aug(image=img, mask=self.target[int(index)])
+        return out["image"], out["mask"]
+
+
+def make_dataset(
+    data: ArrayData,
+    batch_size: int,
+    *,
+    augment: Any = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    repeat: bool = False,
+    task: str = "segment",
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """A ``tf.data.Dataset`` of ``(x, y)`` batches from in-memory arrays.
+
+    Args:
+        data: arrays from :func:`load_splits`.
+        batch_size: images per batch.
+        augment: an albumentations pipeline from :func:`~kseg.data.augment.build_augment`
+            (``None`` for validation: every pass then yields identical batches). For
+            ``task="denoise"`` pass one built with ``geometric_only=True``.
+        shuffle: reshuffle every epoch (seeded).
+        seed: seed of the shuffle and of the per-element augmentation seeds; each element gets a
+            seed from ``tf.data.Dataset.random(seed, rerandomize_each_iteration=True)``, so runs
+            are reproducible and every epoch sees new augmentations.
+        repeat: repeat forever (use with ``steps_per_epoch``).
+        task: ``"segment"``: ``y`` float32 ``(B, S, S, 1)`` mask in ``{0, 1}``; ``"denoise"``:
+            ``y`` float32 ``(B, S, S, C)`` clean image scaled to ``[0, 1]`` (clean / 255).
+        drop_remainder: drop a last, smaller batch.
+
+    Returns:
+        ``x`` float32 ``(B, S, S, C)`` raw pixels in ``[0, 255]`` and ``y`` as above.
+    """
+    task = str(task)
+    if task not in Task.values():
+        raise ConfigError(f"task {task!r} is not valid; use one of: {', '.join(Task.values())}")
+    denoise = task == Task.DENOISE.value
+    if denoise and data.clean is None:
+        raise DataError("task 'denoise' needs clean images: use synthetic data or a folder with clean/")
+    if len(data) == 0:
+        raise DataError("no images to make a dataset from")
+    images = np.ascontiguousarray(data.images)
+    target = np.ascontiguousarray(data.clean if denoise else data.masks)
+    n, s, _, c = images.shape
+    y_shape = (s, s, c) if denoise else (s, s)
+    y_scale = 1.0 / 255.0 if denoise else 1.0
+
+    idx = tf.data.Dataset.range(n)
+    if shuffle:
+        idx = idx.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        idx = idx.repeat()
+
+    if augment is None:
+
+        def gather(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return images[index], target[index]
+
+        def load_batch(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            x, y = tf.numpy_function(gather, [index], [tf.uint8, tf.uint8], stateful=False)
+            x.set_shape((None, s, s, c))
+            y.set_shape((None,) + y_shape)
+            return x, y
+
+        ds = idx.batch(batch_size, drop_remainder=drop_remainder).map(load_batch)
+    else:
+        fn = _Augmenter(augment, images, target, denoise)
+
+        def load_one(index: tf.Tensor, elem_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            x, y = tf.numpy_function(fn, [index, elem_seed], [tf.uint8, tf.uint8], stateful=False)
+            x.set_shape((s, s, c))
+            y.set_shape(y_shape)
+            return x, y
+
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((idx, seeds)).map(
+            load_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    def to_float(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        y = tf.cast(y, tf.float32) * y_scale
+        if not denoise:
+            y = y[..., None]
+        return tf.cast(x, tf.float32), y
+
+    return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def compute_mean_std(data: ArrayData) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of ``pixel / 255`` (for ``mean/std: auto``)."""
+    c = data.images.shape[-1]
+    flat = data.images.reshape(-1, c)
+    total = np.zeros(c, np.float64)
+    sq = np.zeros(c, np.float64)
+    for start in range(0, len(flat), 1 << 20):
+        chunk = flat[start : start + (1 << 20)].astype(np.float64) / 255.0
+        total += chunk.sum(axis=0)
+        sq += (chunk**2).sum(axis=0)
+    mean = total / len(flat)
+    std = np.sqrt(np.maximum(sq / len(flat) - mean**2, 1e-12))
+    return tuple(float(m) for m in mean), tuple(float(v) for v in std)
+
+
+__all__ = ["ArrayData", "Splits", "compute_mean_std", "load_splits", "make_dataset"]
