@@ -8,7 +8,14 @@ augmentation in :mod:`kseg.data.augment`; import those modules explicitly.
 from __future__ import annotations
 
 from kseg.data.folder import MANIFEST, Sample, check_sizes, scan_folder
-from kseg.data.io import IMAGE_EXTENSIONS, ResizeInfo, fit_to_size, read_image, read_mask, restore_size
+from kseg.data.io import (
+    IMAGE_EXTENSIONS,
+    ResizeInfo,
+    fit_to_size,
+    read_image,
+    read_mask,
+    restore_size,
+)
 from kseg.data.split import SPLITS, group_split, load_split, save_split
 from kseg.data.synthetic import SyntheticSet, synthesize, write_synthetic
 

@@ -34,7 +34,9 @@ with warnings.catch_warnings():
     import albumentations as A
 
 
-def build_augment(cfg: AugmentConfig, img_size: int, *, geometric_only: bool = False) -> A.Compose | None:
+def build_augment(
+    cfg: AugmentConfig, img_size: int, *, geometric_only: bool = False
+) -> A.Compose | None:
     """Albumentations pipeline from an :class:`~kseg.config.AugmentConfig`.
 
     Args:
@@ -81,7 +83,10 @@ def build_augment(cfg: AugmentConfig, img_size: int, *, geometric_only: bool = F
         (cfg.blur_p, lambda p: A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.3, 1.2), p=p)),
         (cfg.gauss_noise_p, lambda p: A.GaussNoise(std_range=(0.01, 0.05), p=p)),
         # speckle: elementwise multiplicative noise, x * U(0.8, 1.2), the same for all channels
-        (cfg.speckle_p, lambda p: A.MultiplicativeNoise(multiplier=(0.8, 1.2), elementwise=True, p=p)),
+        (
+            cfg.speckle_p,
+            lambda p: A.MultiplicativeNoise(multiplier=(0.8, 1.2), elementwise=True, p=p),
+        ),
     ]
     chosen = geometric if geometric_only else geometric + photometric
     transforms = []
@@ -90,7 +95,9 @@ def build_augment(cfg: AugmentConfig, img_size: int, *, geometric_only: bool = F
         if f.name.endswith("_p") and not 0.0 <= value <= 1.0:
             raise ConfigError(f"data.augment.{f.name} = {value} must be a probability in [0, 1]")
     if not 0.0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1.0:
-        raise ConfigError(f"data.augment.crop_scale = {list(cfg.crop_scale)} must satisfy 0 < min <= max <= 1")
+        raise ConfigError(
+            f"data.augment.crop_scale = {list(cfg.crop_scale)} must satisfy 0 < min <= max <= 1"
+        )
     for p, make in chosen:
         if p > 0:
             transforms.append(make(float(p)))
@@ -98,7 +105,9 @@ def build_augment(cfg: AugmentConfig, img_size: int, *, geometric_only: bool = F
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return A.Compose(transforms, additional_targets={"clean": "image"} if geometric_only else None)
+        return A.Compose(
+            transforms, additional_targets={"clean": "image"} if geometric_only else None
+        )
 
 
 __all__ = ["build_augment"]

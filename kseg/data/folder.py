@@ -111,7 +111,9 @@ def _read_manifest(
                 f"{', '.join(MANIFEST_COLUMNS)}"
             )
         if "image" not in cols:
-            raise DataError(f"{path}: needs an 'image' column (columns: {', '.join(MANIFEST_COLUMNS)})")
+            raise DataError(
+                f"{path}: needs an 'image' column (columns: {', '.join(MANIFEST_COLUMNS)})"
+            )
         out: dict[str, dict[str, str | Path | None]] = {}
         for line, raw in enumerate(reader, start=2):
             row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
@@ -168,10 +170,14 @@ def scan_folder(
     if not img_dir.is_dir():
         raise DataError(f"{root}: no images/ subfolder; put the images in {img_dir}")
     if require_masks and not mask_dir.is_dir():
-        raise DataError(f"{root}: no masks/ subfolder; put one mask per image (same file stem) in {mask_dir}")
+        raise DataError(
+            f"{root}: no masks/ subfolder; put one mask per image (same file stem) in {mask_dir}"
+        )
     images = _index(img_dir)
     if not images:
-        raise DataError(f"{img_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}); the folder is empty")
+        raise DataError(
+            f"{img_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}); the folder is empty"
+        )
     masks = _index(mask_dir) if mask_dir.is_dir() else {}
 
     pattern = None
@@ -239,7 +245,9 @@ def check_sizes(samples: list[Sample], workers: int | None = None) -> None:
         hi, hm = sizes[2 * i], sizes[2 * i + 1]
         for p, hw in ((s.image, hi), (s.mask, hm)):
             if hw is None:
-                raise DataError(f"{p}: cannot read image (corrupt or not an image); re-save it as PNG or remove it")
+                raise DataError(
+                    f"{p}: cannot read image (corrupt or not an image); re-save it as PNG or remove it"
+                )
         if hi != hm:
             bad.append(f"{s.image.name} {hi[0]}x{hi[1]} vs mask {s.mask.name} {hm[0]}x{hm[1]}")  # type: ignore[index,union-attr]
     if bad:

@@ -77,7 +77,9 @@ def read_image(path: str | os.PathLike[str], channels: int) -> np.ndarray:
     try:
         arr = _to_uint8(arr)
     except ValueError:
-        raise DataError(f"{path}: unsupported pixel type {arr.dtype}; save it as 8- or 16-bit PNG") from None
+        raise DataError(
+            f"{path}: unsupported pixel type {arr.dtype}; save it as 8- or 16-bit PNG"
+        ) from None
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.ndim == 2:
@@ -85,7 +87,9 @@ def read_image(path: str | os.PathLike[str], channels: int) -> np.ndarray:
         out = gray[..., None] if channels == 1 else np.repeat(gray[..., None], 3, axis=2)
         return np.ascontiguousarray(out)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise DataError(f"{path}: unexpected image shape {arr.shape}; expected grayscale, RGB or RGBA")
+        raise DataError(
+            f"{path}: unexpected image shape {arr.shape}; expected grayscale, RGB or RGBA"
+        )
     code = cv2.COLOR_BGRA2RGB if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
     rgb = cv2.cvtColor(arr, code)
     if channels == 3:
@@ -214,7 +218,10 @@ def restore_size(arr: np.ndarray, info: ResizeInfo, *, is_mask: bool = False) ->
         src = src.astype(np.float32 if src.dtype == np.float64 else np.uint8)
     if src.ndim == 3 and src.shape[2] > 4 and not is_mask:
         out = np.stack(
-            [cv2.resize(np.ascontiguousarray(src[..., k]), (w, h), interpolation=interp) for k in range(src.shape[2])],
+            [
+                cv2.resize(np.ascontiguousarray(src[..., k]), (w, h), interpolation=interp)
+                for k in range(src.shape[2])
+            ],
             axis=-1,
         )
     else:
@@ -226,7 +233,9 @@ def restore_size(arr: np.ndarray, info: ResizeInfo, *, is_mask: bool = False) ->
 
 def is_image_file(path: Path) -> bool:
     """True for a visible file with one of :data:`IMAGE_EXTENSIONS` (any letter case)."""
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+    return (
+        path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+    )
 
 
 __all__ = [

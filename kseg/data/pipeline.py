@@ -166,7 +166,9 @@ def _load_folder(cfg: DataConfig, progress: bool) -> tuple[ArrayData, list[Sampl
         )
     bad = [r[3] for r in results if r[3] is not None]
     if bad:
-        shown = ", ".join(bad[:_SHOW]) + (f" (+{len(bad) - _SHOW} more)" if len(bad) > _SHOW else "")
+        shown = ", ".join(bad[:_SHOW]) + (
+            f" (+{len(bad) - _SHOW} more)" if len(bad) > _SHOW else ""
+        )
         raise DataError(
             f"mask size differs from its image for {len(bad)} file(s): {shown}; "
             f"masks must have the image's height and width"
@@ -204,7 +206,10 @@ def _assign(
 
 
 def load_splits(
-    cfg: DataConfig, seed: int, split_file: str | os.PathLike[str] | None = None, progress: bool = True
+    cfg: DataConfig,
+    seed: int,
+    split_file: str | os.PathLike[str] | None = None,
+    progress: bool = True,
 ) -> Splits:
     """Load a data set into memory and split it by group.
 
@@ -235,7 +240,9 @@ def load_splits(
         present = set(data.names)
         gone = [n for n in saved if n not in present]
         if gone:
-            shown = ", ".join(gone[:_SHOW]) + (f" (+{len(gone) - _SHOW} more)" if len(gone) > _SHOW else "")
+            shown = ", ".join(gone[:_SHOW]) + (
+                f" (+{len(gone) - _SHOW} more)" if len(gone) > _SHOW else ""
+            )
             raise DataError(
                 f"{split_path}: names {len(gone)} sample(s) no longer in the data ({shown}); "
                 f"restore them or start a new run"
@@ -254,7 +261,9 @@ def load_splits(
     parts = {k: [i for i, s in enumerate(assigned) if s == k] for k in ("train", "val", "test")}
     where = cfg.path or f"synthetic {cfg.synthetic_kind}"
     if not parts["train"]:
-        raise DataError(f"{where}: no training images after the split; lower data.val_fraction/test_fraction")
+        raise DataError(
+            f"{where}: no training images after the split; lower data.val_fraction/test_fraction"
+        )
     if not parts["val"]:
         n_groups = len(set(data.groups))
         raise DataError(
@@ -336,7 +345,9 @@ def make_dataset(
         raise ConfigError(f"task {task!r} is not valid; use one of: {', '.join(Task.values())}")
     denoise = task == Task.DENOISE.value
     if denoise and data.clean is None:
-        raise DataError("task 'denoise' needs clean images: use synthetic data or a folder with clean/")
+        raise DataError(
+            "task 'denoise' needs clean images: use synthetic data or a folder with clean/"
+        )
     if len(data) == 0:
         raise DataError("no images to make a dataset from")
     images = np.ascontiguousarray(data.images)

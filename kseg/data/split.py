@@ -73,11 +73,15 @@ def group_split(
 def save_split(path: str | os.PathLike[str], rows: Sequence[dict[str, str]]) -> Path:
     """Write ``name,group,split`` rows to a CSV file atomically."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(_COLUMNS), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(
+        buf, fieldnames=list(_COLUMNS), extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     for row in rows:
         if row.get("split") not in SPLITS:
-            raise ValueError(f"split of {row.get('name')!r} is {row.get('split')!r}; use one of {SPLITS}")
+            raise ValueError(
+                f"split of {row.get('name')!r} is {row.get('split')!r}; use one of {SPLITS}"
+            )
         writer.writerow(row)
     return write_text(path, buf.getvalue())
 
@@ -90,7 +94,9 @@ def load_split(path: str | os.PathLike[str]) -> dict[str, str]:
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or not {"name", "split"} <= set(reader.fieldnames):
-            raise DataError(f"{path}: expected columns name,group,split; delete it to make a new split")
+            raise DataError(
+                f"{path}: expected columns name,group,split; delete it to make a new split"
+            )
         out: dict[str, str] = {}
         for line, row in enumerate(reader, start=2):
             split = (row.get("split") or "").strip()

@@ -127,7 +127,9 @@ def _blob(
 
 
 def _rng(seed: int, kind: SyntheticKind, index: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, _KIND_ID[kind], index]))
+    return np.random.default_rng(
+        np.random.SeedSequence([int(seed) & 0xFFFFFFFF, _KIND_ID[kind], index])
+    )
 
 
 def _to_u8(x: np.ndarray) -> np.ndarray:
@@ -181,7 +183,9 @@ def _layers(rng: np.random.Generator, s: int) -> np.ndarray:
     x = np.linspace(0.0, 1.0, s, dtype=np.float32)[None, :]
     amp = np.full((s, s), rng.uniform(0.6, 1.3), np.float32)
     for b in np.sort(rng.uniform(0.05, 0.7, rng.integers(1, 4))):
-        wave = b + rng.uniform(0.01, 0.05) * np.sin(2 * np.pi * rng.uniform(0.3, 1.5) * x + rng.uniform(0, 6.3))
+        wave = b + rng.uniform(0.01, 0.05) * np.sin(
+            2 * np.pi * rng.uniform(0.3, 1.5) * x + rng.uniform(0, 6.3)
+        )
         wave = wave + rng.uniform(-0.15, 0.15) * (x - 0.5)
         below = depth > wave
         amp = np.where(below, np.float32(rng.uniform(0.55, 1.35)), amp)
@@ -200,7 +204,9 @@ def _posterior(mask: np.ndarray, factor: float, s: int) -> np.ndarray:
     rows = np.arange(mask.shape[0])[:, None]
     bottom = np.where(cols, mask.shape[0] - 1 - np.argmax(mask[::-1], axis=0), mask.shape[0])
     # fraction of the lesion's lateral profile, smoothed so the shadow edge is soft
-    width = cv2.GaussianBlur(mask.sum(axis=0).astype(np.float32)[None, :], (0, 0), max(1.0, s / 100))[0]
+    width = cv2.GaussianBlur(
+        mask.sum(axis=0).astype(np.float32)[None, :], (0, 0), max(1.0, s / 100)
+    )[0]
     cover = np.clip(width / (width.max() + 1e-6) * 1.6, 0, 1)
     below = np.clip((rows - bottom[None, :] + 2) / max(2.0, s / 40), 0, 1)
     fade = np.exp(-np.clip(rows - bottom[None, :], 0, None) / (1.5 * s))  # slow recovery with depth
@@ -220,7 +226,9 @@ def _ultrasound(rng: np.random.Generator, s: int) -> tuple[np.ndarray, np.ndarra
         v = -(xx - cx) * np.sin(ang) + (yy - cy) * np.cos(ang)
         half = rng.uniform(0.015, 0.035) * s
         tube = (np.abs(v) < half) & (np.abs(u) < rng.uniform(0.2, 0.5) * s)
-        wall = (np.abs(v) < half + max(1.0, s / 110)) & ~tube & (np.abs(u) < rng.uniform(0.2, 0.5) * s)
+        wall = (
+            (np.abs(v) < half + max(1.0, s / 110)) & ~tube & (np.abs(u) < rng.uniform(0.2, 0.5) * s)
+        )
         amp = np.where(tube, amp * np.float32(rng.uniform(0.05, 0.2)), amp)
         amp = np.where(wall, amp * np.float32(rng.uniform(1.3, 2.0)), amp)
         post *= _posterior(tube, rng.uniform(1.1, 1.4), s)
@@ -298,7 +306,9 @@ def _sector(rng: np.random.Generator, s: int, *planes: np.ndarray) -> tuple[np.n
 # retinal fundus
 
 
-def _vessel_tree(rng: np.random.Generator, s: int, disc: tuple[float, float], side: int) -> tuple[np.ndarray, np.ndarray]:
+def _vessel_tree(
+    rng: np.random.Generator, s: int, disc: tuple[float, float], side: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Coverage (0..1) and darkness of a vessel tree, rendered at 4x and area-downsampled."""
     up = 4
     cov = np.zeros((s * up, s * up), np.uint8)
@@ -310,12 +320,36 @@ def _vessel_tree(rng: np.random.Generator, s: int, disc: tuple[float, float], si
     stack = []
     temporal = 0.0 if side < 0 else np.pi  # direction pointing toward the macula
     for sign in (-1, 1):
-        stack.append((disc[0], disc[1], temporal + sign * rng.uniform(0.6, 1.0), rng.uniform(2.2, 3.0) * s / 128, -sign * rng.uniform(0.012, 0.03), 0))
-        stack.append((disc[0], disc[1], temporal + np.pi + sign * rng.uniform(0.4, 1.0), rng.uniform(1.6, 2.4) * s / 128, sign * rng.uniform(0.0, 0.015), 0))
+        stack.append(
+            (
+                disc[0],
+                disc[1],
+                temporal + sign * rng.uniform(0.6, 1.0),
+                rng.uniform(2.2, 3.0) * s / 128,
+                -sign * rng.uniform(0.012, 0.03),
+                0,
+            )
+        )
+        stack.append(
+            (
+                disc[0],
+                disc[1],
+                temporal + np.pi + sign * rng.uniform(0.4, 1.0),
+                rng.uniform(1.6, 2.4) * s / 128,
+                sign * rng.uniform(0.0, 0.015),
+                0,
+            )
+        )
     segments = 0
     while stack and segments < 4000:
         y, x, th, w, curv, depth = stack.pop()
-        tone = int(np.clip(255 * (0.35 + 0.25 * min(w / (2.6 * s / 128), 1.0) + rng.uniform(-0.08, 0.08)), 1, 255))
+        tone = int(
+            np.clip(
+                255 * (0.35 + 0.25 * min(w / (2.6 * s / 128), 1.0) + rng.uniform(-0.08, 0.08)),
+                1,
+                255,
+            )
+        )
         next_branch = rng.integers(8, 20)
         for i in range(400):
             if w < w_min or math.hypot(y - fov_c, x - fov_c) > fov_r + 2:
@@ -348,7 +382,9 @@ def _vessels(rng: np.random.Generator, s: int) -> tuple[np.ndarray, np.ndarray, 
     c = (s - 1) / 2.0
     rad = np.hypot(yy - c, xx - c) / (0.47 * s)
     fov = rad <= 1.0
-    base = np.array([rng.uniform(0.72, 0.9), rng.uniform(0.3, 0.42), rng.uniform(0.1, 0.18)], np.float32)
+    base = np.array(
+        [rng.uniform(0.72, 0.9), rng.uniform(0.3, 0.42), rng.uniform(0.1, 0.18)], np.float32
+    )
     texture = 1.0 + 0.06 * _smooth_noise(rng, s, s, s / 12) + 0.025 * _smooth_noise(rng, s, s, 1.5)
     img = base[None, None, :] * texture[..., None]
     side = int(rng.choice([-1, 1]))
@@ -356,7 +392,9 @@ def _vessels(rng: np.random.Generator, s: int) -> tuple[np.ndarray, np.ndarray, 
     macula = (c + rng.uniform(-0.04, 0.04) * s, c - side * rng.uniform(0.02, 0.08) * s)
     d_mac = np.hypot(yy - macula[0], xx - macula[1]) / (0.12 * s)
     img *= (1.0 - rng.uniform(0.2, 0.4) * np.exp(-(d_mac**2)))[..., None]
-    d_disc = np.hypot(yy - disc[0], (xx - disc[1]) * rng.uniform(0.85, 1.0)) / (rng.uniform(0.065, 0.085) * s)
+    d_disc = np.hypot(yy - disc[0], (xx - disc[1]) * rng.uniform(0.85, 1.0)) / (
+        rng.uniform(0.065, 0.085) * s
+    )
     disc_a = cv2.GaussianBlur((d_disc <= 1).astype(np.float32), (0, 0), max(0.8, s / 100))
     disc_col = np.array([1.0, rng.uniform(0.78, 0.9), rng.uniform(0.5, 0.65)], np.float32)
     img = img * (1 - disc_a[..., None]) + disc_col * disc_a[..., None]
@@ -381,11 +419,18 @@ def _vessels(rng: np.random.Generator, s: int) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _skin(rng: np.random.Generator, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    base = np.array([rng.uniform(0.8, 0.95), rng.uniform(0.58, 0.74), rng.uniform(0.48, 0.64)], np.float32)
+    base = np.array(
+        [rng.uniform(0.8, 0.95), rng.uniform(0.58, 0.74), rng.uniform(0.48, 0.64)], np.float32
+    )
     low = 1.0 + 0.05 * _smooth_noise(rng, s, s, s / 6)
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
     ang = rng.uniform(0, np.pi)
-    lines = np.abs(np.sin((xx * np.cos(ang) + yy * np.sin(ang)) * rng.uniform(0.25, 0.5) * 128 / s + 3 * _smooth_noise(rng, s, s, s / 10)))
+    lines = np.abs(
+        np.sin(
+            (xx * np.cos(ang) + yy * np.sin(ang)) * rng.uniform(0.25, 0.5) * 128 / s
+            + 3 * _smooth_noise(rng, s, s, s / 10)
+        )
+    )
     fine = 1.0 - 0.04 * (lines < 0.15) + 0.02 * _smooth_noise(rng, s, s, 1.0)
     skin = base[None, None, :] * (low * fine)[..., None]
 
@@ -397,7 +442,9 @@ def _skin(rng: np.random.Generator, s: int) -> tuple[np.ndarray, np.ndarray, np.
 
     brown = np.array([0.45, 0.28, 0.18], np.float32) * rng.uniform(0.65, 1.15)
     second = (
-        np.array([0.2, 0.12, 0.1], np.float32) if rng.random() < 0.6 else np.array([0.38, 0.42, 0.52], np.float32)
+        np.array([0.2, 0.12, 0.1], np.float32)
+        if rng.random() < 0.6
+        else np.array([0.38, 0.42, 0.52], np.float32)
     ) * rng.uniform(0.8, 1.1)
     mix = np.clip(_smooth_noise(rng, s, s, s / 14) * 0.8 + rng.uniform(-0.6, 0.3), 0, 1)
     centre = np.exp(-(((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (0.6 * r) ** 2)))
@@ -424,7 +471,9 @@ def _skin(rng: np.random.Generator, s: int) -> tuple[np.ndarray, np.ndarray, np.
         canvas = np.zeros((s * 4, s * 4), np.uint8)
         thick = max(1, int(round(rng.uniform(0.6, 1.8) * s / 128 * 4)))
         cv2.polylines(canvas, [np.round(pts * 4).astype(np.int32)], False, 255, thick, cv2.LINE_AA)
-        hair_alpha = np.maximum(hair_alpha, cv2.resize(canvas, (s, s), interpolation=cv2.INTER_AREA) / 255.0)
+        hair_alpha = np.maximum(
+            hair_alpha, cv2.resize(canvas, (s, s), interpolation=cv2.INTER_AREA) / 255.0
+        )
     noisy = clean * (1 - hair_alpha[..., None]) + 255.0 * hair_col * hair_alpha[..., None]
     noisy = noisy + rng.normal(0.0, rng.uniform(2.0, 5.0), noisy.shape)
 
@@ -436,7 +485,9 @@ def _skin(rng: np.random.Generator, s: int) -> tuple[np.ndarray, np.ndarray, np.
     return _to_u8(noisy), mask.astype(np.uint8), _to_u8(clean)
 
 
-_GENERATORS: dict[SyntheticKind, Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray, np.ndarray]]] = {
+_GENERATORS: dict[
+    SyntheticKind, Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
+] = {
     SyntheticKind.ULTRASOUND: _ultrasound,
     SyntheticKind.VESSELS: _vessels,
     SyntheticKind.SKIN: _skin,
@@ -484,7 +535,11 @@ def _imwrite(path: Path, arr: np.ndarray) -> None:
 
 
 def write_synthetic(
-    kind: str | SyntheticKind, n: int, out_dir: str | os.PathLike[str], size: int = 256, seed: int = 0
+    kind: str | SyntheticKind,
+    n: int,
+    out_dir: str | os.PathLike[str],
+    size: int = 256,
+    seed: int = 0,
 ) -> Path:
     """Write a synthetic folder dataset: ``images/``, ``masks/`` (0/255), ``clean/``, ``manifest.csv``.
 
