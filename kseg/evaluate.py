@@ -1,0 +1,183 @@
+"""Evaluate any predictor (Keras model, TFLite interpreter, ...) on images with ground truth.
+
+:func:`evaluate` scores each image with :mod:`kseg.scores` at the image's own size and writes, in
+``out_dir`` (atomically):
+
+- ``metrics.json``: pixel-total ``dice``, ``iou``, ``precision``, ``recall``; per-image means
+  ``dice_mean`` ... ``hd95_mean`` (pixels); ``n_images``, ``threshold``, ``num_classes`` and the
+  names of the worst cases (lowest Dice first). NaN is written as ``null``.
+- ``per_image.csv``: ``name,dice,iou,precision,recall,hd95`` in input order.
+- ``worst_cases.png``: ``image | truth | prediction`` rows for the ``worst_k`` lowest-Dice images.
+
+No TensorFlow here: the predictor is a plain callable. :func:`resized_predictor` turns a model's
+batch function at its input size into such a callable using the shared resize contract
+(:func:`kseg.data.io.fit_to_size` / :func:`~kseg.data.io.restore_size`).
+
+Example:
+    >>> predict = resized_predictor(lambda x: model.predict(x, verbose=0), size=256)
+    >>> evaluate(predict, ((s.name, read_image(s.image, 1), read_mask(s.mask)) for s in samples), "eval")
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import io
+import math
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kseg.atomic import write_json, write_text
+from kseg.errors import DataError
+from kseg.scores import SCORE_KEYS, aggregate, binarize, image_scores, label_scores
+
+PredictFn = Callable[[np.ndarray], np.ndarray]
+CSV_COLUMNS = ("name", *SCORE_KEYS, "hd95")
+
+
+def evaluate(
+    predict_fn: PredictFn,
+    items: Iterable[tuple[str, np.ndarray, np.ndarray]],
+    out_dir: str | os.PathLike[str],
+    *,
+    threshold: float = 0.5,
+    worst_k: int = 8,
+    spacing: float = 1.0,
+) -> dict[str, Any]:
+    """Score ``predict_fn`` on ``items`` and write the evaluation files.
+
+    Args:
+        predict_fn: ``image (H, W[, C]) uint8 -> probabilities (H, W)`` or ``(H, W, K)`` at the
+            image's own size (K = 1 sigmoid, K > 1 softmax, then the truth holds labels 0..K-1).
+        items: ``(name, image, true_mask)`` with ``true_mask`` uint8 ``(H, W)``.
+        out_dir: folder for ``metrics.json``, ``per_image.csv``, ``worst_cases.png``.
+        threshold: foreground probability threshold (``p > threshold``) for K = 1.
+        worst_k: rows in ``worst_cases.png`` (0: no figure).
+        spacing: pixel spacing for HD95 (1.0: pixels).
+
+    Returns:
+        The contents of ``metrics.json`` (with NaN kept as float NaN).
+    """
+    out = Path(out_dir)
+    rows: list[dict[str, Any]] = []
+    worst: list[tuple[float, int, str, np.ndarray, np.ndarray, np.ndarray]] = []
+    num_classes: int | None = None
+    for index, (name, image, true) in enumerate(items):
+        true = np.asarray(true)
+        if true.ndim == 3 and true.shape[-1] == 1:
+            true = true[..., 0]
+        prob = np.asarray(predict_fn(image))
+        if prob.shape[:2] != true.shape[:2]:
+            raise DataError(
+                f"{name}: prediction size {prob.shape[:2]} != mask size {true.shape[:2]}; "
+                "predict_fn must return probabilities at the image's own size (see resized_predictor)"
+            )
+        k = int(prob.shape[-1]) if prob.ndim == 3 else 1
+        if num_classes is None:
+            num_classes = k
+        elif k != num_classes:
+            raise DataError(
+                f"{name}: predictor returned {k} channels, earlier images {num_classes}"
+            )
+        pred = binarize(prob, threshold)
+        if k == 1:
+            scores = image_scores(pred, true > 0, spacing)
+        else:
+            scores = label_scores(pred, true, k, spacing)
+        rows.append({"name": str(name), **scores})
+        # keep the worst_k lowest Dice (ties: earlier first) without holding every image
+        entry = (
+            -scores["dice"],
+            -index,
+            str(name),
+            np.asarray(image),
+            true,
+            np.asarray(pred, np.uint8),
+        )
+        if worst_k > 0:
+            if len(worst) < worst_k:
+                heapq.heappush(worst, entry)
+            elif entry > worst[0]:
+                heapq.heapreplace(worst, entry)
+    if not rows:
+        raise DataError(f"nothing to evaluate for {out}: no images with masks were given")
+
+    result = aggregate(rows)
+    worst_sorted = sorted(worst, key=lambda e: (-e[0], -e[1]))
+    result.update(
+        {
+            "threshold": float(threshold),
+            "num_classes": int(num_classes or 1),
+            "worst_cases": [e[2] for e in worst_sorted],
+        }
+    )
+    write_json(out / "metrics.json", _json_safe(result))
+    write_text(out / "per_image.csv", _csv(rows))
+    if worst_sorted:
+        from kseg.plots import plot_prediction_grid  # matplotlib only when a figure is wanted
+
+        plot_prediction_grid(
+            [e[3] for e in worst_sorted],
+            [e[4] for e in worst_sorted],
+            [e[5] for e in worst_sorted],
+            out / "worst_cases.png",
+            names=[f"{e[2]}  dice={-e[0]:.3f}" for e in worst_sorted],
+        )
+    return result
+
+
+def resized_predictor(
+    batch_fn: Callable[[np.ndarray], np.ndarray], size: int, mode: str = "stretch"
+) -> PredictFn:
+    """Wrap a model's batch function at its input size into a per-image ``predict_fn``.
+
+    ``batch_fn`` takes float32 ``(1, size, size, C)`` raw pixels in [0, 255] (the pixel contract)
+    and returns probabilities ``(1, size, size, K)``; the result is resized back to the image's
+    size (``mode``: ``stretch`` or ``letterbox``, as in training).
+    """
+    from kseg.data.io import fit_to_size, restore_size
+
+    def predict(image: np.ndarray) -> np.ndarray:
+        img = np.asarray(image)
+        if img.ndim == 2:
+            img = img[..., None]
+        fitted, info = fit_to_size(img, size, mode)
+        if fitted.ndim == 2:
+            fitted = fitted[..., None]
+        prob = np.asarray(batch_fn(fitted[None].astype(np.float32)))[0].astype(np.float32)
+        restored = restore_size(prob, info)
+        if restored.ndim == 2:
+            restored = restored[..., None]
+        return restored
+
+    return predict
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in rows:
+        writer.writerow([r["name"], *(_fmt(r[k]) for k in CSV_COLUMNS[1:])])
+    return buf.getvalue()
+
+
+def _fmt(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.6f}"
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+__all__ = ["evaluate", "resized_predictor", "CSV_COLUMNS"]

@@ -1,0 +1,253 @@
+"""PNG figures shared by training, evaluation and parity reports (matplotlib, Agg backend).
+
+- :func:`plot_history`: training curves from ``history.csv`` (loss, Dice, learning rate).
+- :func:`plot_prediction_grid`: rows of ``image | truth | prediction``.
+- :func:`plot_comparison`: rows of ``image | A | B | difference`` (e.g. float vs int8 masks).
+
+Figures have a fixed size in pixels (no tight bounding box) so reports lay out predictably:
+``CELL_PX`` per grid cell, ``CURVE_PX`` per curve panel. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from kseg.atomic import atomic_path  # noqa: E402
+from kseg.scores import binarize  # noqa: E402
+
+DPI = 100
+CELL_PX = 220  #: width and height of one image cell in a grid
+CURVE_PX = (420, 320)  #: width, height of one curve panel
+
+_TRUTH_RGB = np.array([0.1, 0.9, 0.2])
+_PRED_RGB = np.array([1.0, 0.2, 0.2])
+_B_ONLY_RGB = np.array([0.2, 0.4, 1.0])
+
+PathLike = str | os.PathLike[str]
+
+
+def _save(fig: plt.Figure, out_png: PathLike) -> Path:
+    try:
+        with atomic_path(out_png) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI)
+    finally:
+        plt.close(fig)
+    return Path(out_png)
+
+
+# --------------------------------------------------------------------------- training curves
+
+
+def read_history(path: PathLike) -> dict[str, list[float]]:
+    """``history.csv`` (one row per epoch, header of metric names) -> dict of float lists."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    out: dict[str, list[float]] = {}
+    for key in rows[0].keys() if rows else []:
+        out[key] = [_to_float(r.get(key)) for r in rows]
+    return out
+
+
+def _to_float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def plot_history(history: PathLike | Mapping[str, Sequence[float]], out_png: PathLike) -> Path:
+    """Training curves: ``loss``/``val_loss``, ``dice``/``val_dice`` and, if logged, the learning
+    rate (``lr`` or ``learning_rate``, log scale). Missing series are skipped.
+
+    Args:
+        history: path to ``history.csv`` or a ``{name: [value per epoch]}`` dict (``History.history``).
+        out_png: output PNG; ``CURVE_PX`` per panel, panels side by side.
+    """
+    hist = read_history(history) if isinstance(history, str | os.PathLike) else dict(history)
+    n = max((len(v) for v in hist.values()), default=0)
+    epochs = hist.get("epoch") or list(range(n))
+    epochs = [e + 1 for e in epochs] if epochs and min(epochs) == 0 else list(epochs)
+    panels = [("loss", ["loss", "val_loss"], False), ("Dice", ["dice", "val_dice"], False)]
+    lr_key = next((k for k in ("lr", "learning_rate") if k in hist), None)
+    if lr_key:
+        panels.append(("learning rate", [lr_key], True))
+    w, h = CURVE_PX
+    fig, axes = plt.subplots(1, len(panels), figsize=(w * len(panels) / DPI, h / DPI), dpi=DPI)
+    for ax, (title, keys, logy) in zip(np.atleast_1d(axes), panels, strict=True):
+        for key in keys:
+            if key in hist and len(hist[key]):
+                ax.plot(epochs[: len(hist[key])], hist[key], marker="o", ms=3, label=key)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if logy and any(v > 0 for v in hist.get(keys[0], [])):
+            ax.set_yscale("log")
+        if ax.has_data():
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    return _save(fig, out_png)
+
+
+# --------------------------------------------------------------------------- image grids
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    """Image (H, W), (H, W, 1) or (H, W, 3), uint8 or float in [0, 255] -> float RGB in [0, 1]."""
+    img = np.asarray(image, np.float32)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.max(initial=0.0) > 1.0:
+        img = img / 255.0
+    img = np.clip(img, 0.0, 1.0)
+    return np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img[..., :3]
+
+
+def _mask(arr: np.ndarray, threshold: float) -> np.ndarray:
+    """Mask or probability map -> uint8 labels (H, W); K > 1 via argmax."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind == "f" or (arr.ndim == 3 and arr.shape[-1] > 1):
+        return np.asarray(binarize(arr, threshold), np.uint8)
+    return (arr[..., 0] if arr.ndim == 3 else arr).astype(np.uint8)
+
+
+def _overlay(
+    rgb: np.ndarray, mask: np.ndarray, color: np.ndarray, alpha: float = 0.45
+) -> np.ndarray:
+    """Blend ``color`` where ``mask > 0``; label maps with several classes get one colour each."""
+    out = rgb.copy()
+    labels = [int(v) for v in np.unique(mask) if v > 0]
+    palette = plt.get_cmap("tab10")
+    for label in labels:
+        m = mask == label
+        c = color if len(labels) == 1 and label == 1 else np.asarray(palette(label % 10)[:3])
+        out[m] = (1 - alpha) * out[m] + alpha * c
+    return out
+
+
+def _grid(n_rows: int, n_cols: int) -> tuple[plt.Figure, np.ndarray]:
+    size = CELL_PX / DPI
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(n_cols * size, n_rows * size), dpi=DPI, squeeze=False
+    )
+    fig.subplots_adjust(
+        left=0.01, right=0.99, bottom=0.01, top=1 - 0.12 / n_rows, wspace=0.04, hspace=0.16
+    )
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    return fig, axes
+
+
+def _check_lengths(**seqs: Sequence) -> int:
+    lengths = {k: len(v) for k, v in seqs.items() if v is not None}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"sequences differ in length: {lengths}")
+    n = next(iter(lengths.values()))
+    if n == 0:
+        raise ValueError("nothing to plot: no images")
+    return n
+
+
+def plot_prediction_grid(
+    images: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    probs_or_masks: Sequence[np.ndarray],
+    out_png: PathLike,
+    names: Sequence[str] | None = None,
+    threshold: float = 0.5,
+) -> Path:
+    """One row per image: ``image | truth (green) | prediction (red, truth outlined)``.
+
+    Args:
+        images: uint8 ``(H, W[, C])`` images (float in [0, 255] also accepted).
+        truths: masks ``(H, W)`` (labels for multi-class).
+        probs_or_masks: probability maps ``(H, W[, K])`` (thresholded / argmax) or integer masks.
+        out_png: output PNG, ``3 * CELL_PX`` wide and ``rows * CELL_PX`` high.
+        names: row titles (e.g. ``"case_3  dice=0.81"``).
+        threshold: foreground threshold for K = 1 probability maps.
+    """
+    n = _check_lengths(images=images, truths=truths, preds=probs_or_masks, names=names)
+    fig, axes = _grid(n, 3)
+    for i in range(n):
+        rgb = _gray(images[i])
+        truth = _mask(truths[i], 0.5)
+        pred = _mask(probs_or_masks[i], threshold)
+        label = names[i] if names is not None else f"#{i}"
+        axes[i, 0].imshow(rgb)
+        axes[i, 0].set_title(f"{label}", fontsize=8)
+        axes[i, 1].imshow(_overlay(rgb, truth, _TRUTH_RGB))
+        axes[i, 1].set_title("truth", fontsize=8)
+        axes[i, 2].imshow(_overlay(rgb, pred, _PRED_RGB))
+        if truth.any() and min(truth.shape) >= 2:
+            axes[i, 2].contour(truth > 0, levels=[0.5], colors=[tuple(_TRUTH_RGB)], linewidths=0.8)
+        axes[i, 2].set_title("prediction", fontsize=8)
+    return _save(fig, out_png)
+
+
+def plot_comparison(
+    images: Sequence[np.ndarray],
+    a_masks: Sequence[np.ndarray],
+    b_masks: Sequence[np.ndarray],
+    out_png: PathLike,
+    titles: tuple[str, str] = ("float", "int8"),
+    names: Sequence[str] | None = None,
+    threshold: float = 0.5,
+) -> Path:
+    """One row per image: ``image | A | B | difference`` (e.g. float vs int8 predictions).
+
+    The difference column shows pixels only in A in red, only in B in blue; its title gives the
+    number of differing pixels and the Dice between A and B.
+
+    Args:
+        images: uint8 images.
+        a_masks, b_masks: masks or probability maps to compare.
+        out_png: output PNG, ``4 * CELL_PX`` wide and ``rows * CELL_PX`` high.
+        titles: column titles for A and B.
+        names: row titles.
+    """
+    n = _check_lengths(images=images, a=a_masks, b=b_masks, names=names)
+    fig, axes = _grid(n, 4)
+    for i in range(n):
+        rgb = _gray(images[i])
+        a = _mask(a_masks[i], threshold)
+        b = _mask(b_masks[i], threshold)
+        a_only = (a > 0) & (a != b)
+        b_only = (b > 0) & (a != b)
+        differ = int(np.count_nonzero(a != b))
+        inter = int(np.count_nonzero((a > 0) & (b > 0) & (a == b)))
+        total = int(np.count_nonzero(a > 0) + np.count_nonzero(b > 0))
+        dice = 1.0 if total == 0 else 2 * inter / total
+        axes[i, 0].imshow(rgb)
+        axes[i, 0].set_title(names[i] if names is not None else f"#{i}", fontsize=8)
+        axes[i, 1].imshow(_overlay(rgb, a, _PRED_RGB))
+        axes[i, 1].set_title(titles[0], fontsize=8)
+        axes[i, 2].imshow(_overlay(rgb, b, _B_ONLY_RGB))
+        axes[i, 2].set_title(titles[1], fontsize=8)
+        diff = _overlay(_overlay(rgb * 0.5, a_only, _PRED_RGB, 1.0), b_only, _B_ONLY_RGB, 1.0)
+        axes[i, 3].imshow(diff)
+        axes[i, 3].set_title(f"diff {differ} px, dice {dice:.3f}", fontsize=8)
+    return _save(fig, out_png)
+
+
+__all__ = [
+    "plot_history",
+    "plot_prediction_grid",
+    "plot_comparison",
+    "read_history",
+    "CELL_PX",
+    "CURVE_PX",
+]
