@@ -144,9 +144,9 @@ class TFLiteModel:
             )
         self._in, self._out = inputs[0], outputs[0]
         shape = [int(d) for d in self._in["shape"]]
-        if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3):
+        if len(shape) != 4 or shape[1] != shape[2]:
             raise ModelError(
-                f"{self.path}: input shape {shape} is not (N, S, S, 1|3); not a kseg segmentation model"
+                f"{self.path}: input shape {shape} is not (N, S, S, C); not a kseg segmentation model"
             )
         sig = self._in.get("shape_signature")
         self.dynamic_batch = sig is not None and len(sig) > 0 and int(sig[0]) == -1

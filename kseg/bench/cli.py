@@ -1,0 +1,100 @@
+"""The ``kseg bench`` click command (no TensorFlow; the lead adds it with ``main.add_command``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from kseg.errors import KsegError
+
+
+@click.command("bench")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--threads", default="1", show_default=True, help="Thread counts to measure, e.g. 1,2,4.")
+@click.option("--runs", default=50, show_default=True, type=int, help="Timed inferences per setting.")
+@click.option("--warmup", default=5, show_default=True, type=int, help="Untimed inferences first.")
+@click.option(
+    "--runtime",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "litert", "tflite_runtime", "tf"]),
+    help="Interpreter package.",
+)
+@click.option("--delegate", default=None, help="none | xnnpack (default) | external:PATH.so")
+@click.option(
+    "--npu",
+    "npu",
+    multiple=True,
+    help="Device profile name or YAML path to emulate (repeat or comma-separate); 'all' for every profile.",
+)
+@click.option("--baseline", type=click.Path(path_type=Path), default=None, help="File the ratios are against.")
+@click.option("--cpus", default=None, help="Pin to these CPU ids, e.g. 0 (single-core emulation with --threads 1).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the JSON report.")
+@click.option("--md", "md_out", type=click.Path(path_type=Path), default=None, help="Write the Markdown report.")
+@click.option("--plots", type=click.Path(path_type=Path), default=None, help="Folder for PNG charts.")
+@click.option("--isolate/--no-isolate", default=True, show_default=True, help="One fresh process per measurement (clean peak RSS).")
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True, help="Measure this machine's INT8 peak.")
+@click.option("--static-only", is_flag=True, help="Only analyse the files (ops, MACs, device emulation); no timing.")
+def bench(
+    files: tuple[Path, ...],
+    threads: str,
+    runs: int,
+    warmup: int,
+    runtime: str,
+    delegate: str | None,
+    npu: tuple[str, ...],
+    baseline: Path | None,
+    cpus: str | None,
+    json_out: Path | None,
+    md_out: Path | None,
+    plots: Path | None,
+    isolate: bool,
+    calibrate: bool,
+    static_only: bool,
+) -> None:
+    """Measure .tflite files on this machine and emulate them on NPU/delegate profiles.
+
+    Reports init time, first inference, latency mean/p50/p90/p99/std, throughput, peak resident
+    memory, size, achieved GMAC/s and its share of this machine's measured INT8 peak; with --npu,
+    which ops each device runs, partitions, handoffs, fallbacks and a roofline latency estimate.
+
+    Example: kseg bench model_int8.tflite model_float.tflite --baseline model_float.tflite
+    --threads 1,2 --cpus 0 --npu edgetpu,generic_npu --json bench.json --plots bench/
+    """
+    from kseg.bench.devices import available_profiles
+    from kseg.bench.report import to_markdown, write_charts, write_json_report, write_markdown
+    from kseg.bench.run import parse_int_list, run_benchmark
+
+    try:
+        names = [n.strip() for item in npu for n in item.split(",") if n.strip()]
+        if "all" in names:
+            names = sorted(available_profiles())
+        report = run_benchmark(
+            files,
+            threads=parse_int_list(threads, "--threads") or [1],
+            runs=runs,
+            warmup=warmup,
+            runtime=runtime,
+            delegate=delegate,
+            npu=names,
+            baseline=baseline,
+            cpus=parse_int_list(cpus, "--cpus"),
+            isolate=isolate,
+            calibrate=calibrate,
+            measure_latency=not static_only,
+        )
+        click.echo(to_markdown(report))
+        if json_out:
+            write_json_report(report, json_out)
+            click.echo(f"wrote {json_out}")
+        if md_out:
+            write_markdown(report, md_out)
+            click.echo(f"wrote {md_out}")
+        if plots:
+            charts = write_charts(report, plots)
+            click.echo(f"wrote {len(charts)} chart(s) to {plots}" if charts else "no charts (matplotlib missing)")
+    except KsegError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)

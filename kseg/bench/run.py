@@ -1,0 +1,154 @@
+"""``kseg bench`` as a library call: measure files, calibrate the machine, emulate devices.
+
+Example:
+    >>> report = run_benchmark(["a_int8.tflite", "a_float.tflite"], threads=[1, 2],
+    ...                        npu=["edgetpu"], baseline="a_float.tflite")
+    >>> report["results"][0]["latency_ms"]["p50"]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kseg.bench.analyze import analyze_model
+from kseg.bench.devices import load_profile
+from kseg.bench.latency import calibrate_peak, machine_info, measure, measure_isolated
+from kseg.bench.npu import emulate
+from kseg.errors import ConfigError, ModelError
+from kseg.runtime.model import check_tflite_file, read_card
+
+#: Top-level keys copied from the baseline's (or the only) result, for scripts that read one number.
+SUMMARY_KEYS = ("latency_ms", "init_ms", "first_ms", "peak_rss_mb", "size_bytes", "throughput_ips")
+
+
+def parse_int_list(text: str | Sequence[int] | None, what: str) -> list[int] | None:
+    """``"1,2,4"`` -> ``[1, 2, 4]`` (positive integers), None stays None."""
+    if text is None or text == "":
+        return None
+    if not isinstance(text, str):
+        return [int(t) for t in text]
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers like 1,2,4; got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise ConfigError(f"{what} must be non-negative integers like 1,2,4; got {text!r}")
+    return values
+
+
+def run_benchmark(
+    files: Sequence[str | os.PathLike[str]],
+    *,
+    threads: Sequence[int] = (1,),
+    runs: int = 50,
+    warmup: int = 5,
+    runtime: str = "auto",
+    delegate: str | None = None,
+    npu: Sequence[str] = (),
+    baseline: str | os.PathLike[str] | None = None,
+    cpus: Sequence[int] | None = None,
+    isolate: bool = True,
+    calibrate: bool = True,
+    measure_latency: bool = True,
+) -> dict[str, Any]:
+    """Benchmark ``files`` and return the report dict (see :mod:`kseg.bench.report`)."""
+    paths = [check_tflite_file(f) for f in files]
+    if not paths:
+        raise ConfigError("no model given; pass one or more FILE.tflite")
+    base = None
+    if baseline is not None:
+        base = check_tflite_file(baseline)
+        if base.resolve() not in [p.resolve() for p in paths]:
+            paths.insert(0, base)
+    profiles = [load_profile(n) for n in npu]  # validate before spending time measuring
+    cpu_list = list(cpus) if cpus else None
+    report: dict[str, Any] = {
+        "format": "kseg-bench/1",
+        "machine": machine_info(),
+        "runtime": runtime,
+        "delegate": delegate,
+        "cpus": cpu_list,
+        "baseline": str(base) if base else None,
+        "models": [],
+        "results": [],
+        "npu": [],
+        "calibration": {},
+    }
+    infos = {}
+    for p in paths:
+        card = read_card(p)
+        try:
+            info = analyze_model(p)
+        except ModelError as e:
+            if "tflite" not in str(e) or "pip install" not in str(e):
+                raise
+            info = None  # no schema bindings on this device: latency only
+            report.setdefault("notes", []).append(str(e))
+        infos[p] = info
+        entry = info.summary() if info else {"path": str(p), "size_bytes": p.stat().st_size}
+        entry["card"] = _card_summary(card)
+        report["models"].append(entry)
+    if measure_latency:
+        fn = measure_isolated if isolate else measure
+        for t in threads:
+            n = t or None
+            peak = None
+            if calibrate:
+                peak = calibrate_peak(threads=n, runtime=runtime, cpus=cpu_list, isolate=isolate)
+                report["calibration"][str(t)] = peak
+            for p in paths:
+                r = fn(p, threads=n, runs=runs, warmup=warmup, runtime=runtime, delegate=delegate, cpus=cpu_list)
+                info = infos[p]
+                macs = info.total_macs if info else None
+                r["macs"] = macs
+                r["gmacs_per_s"] = macs / (r["latency_ms"]["p50"] * 1e-3) / 1e9 if macs else None
+                r["peak_share"] = (
+                    r["gmacs_per_s"] / peak["gmacs_per_s"] if (peak and r["gmacs_per_s"]) else None
+                )
+                report["results"].append(r)
+        _ratios(report, base)
+        first = next(
+            (r for r in report["results"] if base is None or Path(r["file"]).resolve() == base.resolve()),
+            report["results"][0],
+        )
+        for k in SUMMARY_KEYS:
+            report[k] = first[k]
+    for p in paths:
+        if infos[p] is None:
+            continue
+        for prof in profiles:
+            d = emulate(infos[p], prof).to_dict()
+            d["file"] = str(p)
+            report["npu"].append(d)
+    if profiles and any(i is None for i in infos.values()):
+        raise ModelError("device emulation needs the 'tflite' package; pip install tflite")
+    return report
+
+
+def _card_summary(card: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not card:
+        return None
+    keys = ("float_dice", "tflite_dice", "dice_drop", "size_bytes")
+    out = {k: card[k] for k in keys if k in card}
+    out["mode"] = (card.get("tflite") or {}).get("mode")
+    return out
+
+
+def _ratios(report: dict[str, Any], base: Path | None) -> None:
+    if base is None:
+        return
+    by_threads = {
+        r["threads"]: r for r in report["results"] if Path(r["file"]).resolve() == base.resolve()
+    }
+    for r in report["results"]:
+        b = by_threads.get(r["threads"])
+        if b is None:
+            continue
+        r["ratio_vs_baseline"] = {
+            "latency_p50": r["latency_ms"]["p50"] / b["latency_ms"]["p50"],
+            "size": r["size_bytes"] / b["size_bytes"],
+            "peak_rss": r["peak_rss_mb"] / b["peak_rss_mb"] if b["peak_rss_mb"] else None,
+        }
