@@ -119,8 +119,10 @@ class _OverlapMetric(keras.metrics.Metric):
         fn = tf.reduce_sum(w * t * (1.0 - p), axis=[1, 2])
         if self.per_image:
             scores = tf.reduce_mean(_score(self._kind, tp, fp, fn), axis=-1)
-            self.total.assign_add(tf.reduce_sum(scores))
-            self.count.assign_add(tf.cast(tf.shape(scores)[0], _COUNT_DTYPE))
+            # an image counts with its mean pixel weight (a (B,) sample_weight is used as is)
+            image_w = tf.reduce_mean(w * tf.ones_like(t[..., :1]), axis=[1, 2, 3])
+            self.total.assign_add(tf.reduce_sum(scores * image_w))
+            self.count.assign_add(tf.reduce_sum(image_w))
         else:
             self.tp.assign_add(tf.reduce_sum(tp, axis=0))
             self.fp.assign_add(tf.reduce_sum(fp, axis=0))
