@@ -1,0 +1,299 @@
+"""Quantization-aware training (QAT) for every kseg architecture.
+
+tfmot's default 8-bit scheme covers convolutions, activations, pooling, ``Add`` and
+``Concatenate``, but not ``Multiply`` (attention gates), ``Rescaling`` (the in-model
+normalization of the pixel contract), group/layer normalization or kseg's custom layers. Left
+alone, ``tfmot.quantization.keras.quantize_model`` refuses such a model. :func:`quantize_model`
+annotates every layer instead:
+
+- layers the default registry supports get tfmot's own config;
+- the layers listed in :data:`OUTPUT_QUANTIZED` (and any other layer *without weights*) get
+  :class:`OutputQuantizeConfig`: their computation stays as it is and a fake-quant node with a
+  learned range is put on their output, which is exactly what the integer converter needs to
+  give the op int8 input and output;
+- a layer that has weights and that nothing above covers is left in float and listed in the
+  :class:`QATReport` (and logged as a warning): never silently.
+
+A QAT model does not reload from ``.keras`` (the quantize wrappers' configs are not restored);
+``.h5`` and SavedModel round-trip, so :func:`save_qat_model` writes ``.h5`` and
+:func:`quantize_scope` provides the custom objects for loading (``kseg.models.load_model`` uses
+it).
+
+Reference:
+    Jacob et al., "Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-
+    Only Inference", CVPR 2018.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import tensorflow_model_optimization as tfmot
+
+from kseg._keras import keras
+from kseg.config import StrEnum
+from kseg.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+_quant = tfmot.quantization.keras
+_MovingAverageQuantizer = _quant.quantizers.MovingAverageQuantizer
+
+
+class QATScheme(StrEnum):
+    """Which tfmot scheme turns the annotated model into a QAT model."""
+
+    DEFAULT = "default"  #: Default8BitQuantizeScheme
+    PRUNE_PRESERVE = "prune_preserve"  #: keeps pruned zeros fixed during QAT (collaborative)
+
+
+@keras.utils.register_keras_serializable(package="kseg")
+class OutputQuantizeConfig(_quant.QuantizeConfig):
+    """Quantize only the output of a layer (8-bit, asymmetric, per tensor, learned range).
+
+    For layers whose arithmetic is fixed by their inputs (``Multiply``, ``Rescaling``, group
+    normalization, ...): the inputs are already fake-quantized by the layers before them, so one
+    range on the output is all the integer converter needs. Weights such as the ``gamma`` and
+    ``beta`` of a normalization are per-channel affine constants; the converter quantizes them
+    with the calibration data of the integer conversion.
+    """
+
+    def get_weights_and_quantizers(self, layer: Any) -> list:
+        return []
+
+    def get_activations_and_quantizers(self, layer: Any) -> list:
+        return []
+
+    def set_quantize_weights(self, layer: Any, quantize_weights: list) -> None:
+        pass
+
+    def set_quantize_activations(self, layer: Any, quantize_activations: list) -> None:
+        pass
+
+    def get_output_quantizers(self, layer: Any) -> list:
+        return [_MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+
+@keras.utils.register_keras_serializable(package="kseg")
+class NoOpQuantizeConfig(OutputQuantizeConfig):
+    """Quantize nothing: for layers whose output is quantized by the layer fused after them."""
+
+    def get_output_quantizers(self, layer: Any) -> list:
+        return []
+
+
+#: Class names of layers tfmot does not cover and that kseg quantizes at their output.
+OUTPUT_QUANTIZED: frozenset[str] = frozenset(
+    {
+        "Multiply",
+        "Rescaling",
+        "Normalization",
+        "GroupNorm",
+        "GroupNormalization",
+        "LayerNormalization",
+        "BatchNormalization",
+        "Resizing",
+        "Maximum",
+        "Minimum",
+        "Subtract",
+        "Average",
+    }
+)
+
+_FUSED_INTO_CONV = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose")
+_FOLDED = object()  # marker: BN folded into the conv before it by tfmot's transforms
+_CUSTOM_CONFIGS = {"OutputQuantizeConfig": OutputQuantizeConfig, "NoOpQuantizeConfig": NoOpQuantizeConfig}
+
+
+@dataclasses.dataclass
+class QATReport:
+    """What :func:`quantize_model` did to each layer.
+
+    Attributes:
+        default: layers quantized by tfmot's default registry.
+        output_only: layer name -> class name of layers given :class:`OutputQuantizeConfig`.
+        left_float: ``{"name", "class", "reason"}`` for each layer that stays in float.
+    """
+
+    default: list[str] = dataclasses.field(default_factory=list)
+    output_only: dict[str, str] = dataclasses.field(default_factory=dict)
+    left_float: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    scheme: str = QATScheme.DEFAULT.value
+
+    @property
+    def fully_quantized(self) -> bool:
+        return not self.left_float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scheme": self.scheme,
+            "fully_quantized": self.fully_quantized,
+            "default": list(self.default),
+            "output_only": dict(self.output_only),
+            "left_float": list(self.left_float),
+        }
+
+
+def quantize_model(
+    model: keras.Model,
+    *,
+    scheme: QATScheme | str = QATScheme.DEFAULT,
+    leave_float: tuple[str, ...] = (),
+) -> tuple[keras.Model, QATReport]:
+    """Wrap ``model`` for quantization-aware training.
+
+    Args:
+        model: a functional Keras model (a kseg zoo model, possibly pruned and stripped).
+        scheme: ``default`` or ``prune_preserve`` (sparsity-preserving QAT; use it on a pruned,
+            stripped model so its zeros survive into the INT8 file).
+        leave_float: ``fnmatch`` patterns of layer names to keep in float on purpose (reported).
+
+    Returns:
+        The QAT model (weights copied from ``model``; compile it before training) and the report.
+
+    Example:
+        >>> qat, report = quantize_model(create_model("attention_unet", input_shape=(64, 64, 1)))
+        >>> report.left_float
+        []
+    """
+    import fnmatch
+
+    scheme = QATScheme(scheme)
+    if not isinstance(model, keras.Model) or isinstance(model, keras.Sequential):
+        pass
+    if any(isinstance(layer, keras.Model) for layer in model.layers):
+        nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
+        raise ModelError(f"model {model.name!r} nests sub-models {nested}; tfmot QAT needs a flat functional model")
+    registry = _default_registry()
+    report = QATReport(scheme=scheme.value)
+
+    def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
+        cls = type(layer).__name__
+        clone = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, keras.layers.InputLayer):
+            return clone
+        if any(fnmatch.fnmatchcase(layer.name, p) for p in leave_float):
+            report.left_float.append({"name": layer.name, "class": cls, "reason": "leave_float pattern"})
+            return clone
+        config = _config_for(layer, model, registry)
+        if config is _FOLDED:
+            report.default.append(layer.name)
+            return _quant.quantize_annotate_layer(clone)
+        if config is None and registry.supports(layer):
+            report.default.append(layer.name)
+            return _quant.quantize_annotate_layer(clone)
+        if config is None:
+            report.left_float.append(
+                {"name": layer.name, "class": cls, "reason": "has weights and no QuantizeConfig"}
+            )
+            return clone
+        if isinstance(config, OutputQuantizeConfig) and not isinstance(config, NoOpQuantizeConfig):
+            report.output_only[layer.name] = cls
+        else:
+            report.default.append(layer.name)
+        return _quant.quantize_annotate_layer(clone, quantize_config=config)
+
+    with quantize_scope():
+        annotated = keras.models.clone_model(model, clone_function=annotate)
+        annotated.set_weights(model.get_weights())
+        if scheme is QATScheme.PRUNE_PRESERVE:
+            qat = _quant.quantize_apply(
+                annotated, tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+            )
+        else:
+            qat = _quant.quantize_apply(annotated)
+    for item in report.left_float:
+        log.warning("QAT: layer %s (%s) left in float: %s", item["name"], item["class"], item["reason"])
+    return qat, report
+
+
+def _default_registry() -> Any:
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
+    )
+
+    return default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+
+
+def _inbound_classes(layer: keras.layers.Layer) -> list[str]:
+    names = []
+    for node in layer._inbound_nodes:  # noqa: SLF001 - keras has no public accessor for this
+        for inbound in node.inbound_layers if isinstance(node.inbound_layers, list) else [node.inbound_layers]:
+            names.append(type(inbound).__name__)
+    return names
+
+
+def _config_for(layer: keras.layers.Layer, model: keras.Model, registry: Any) -> Any | None:
+    """The explicit QuantizeConfig for ``layer``, or ``None`` to use tfmot's registry."""
+    cls = type(layer).__name__
+    if cls == "BatchNormalization":
+        # Conv -> BN (-> ReLU) is folded by tfmot's transforms; a BN anywhere else needs a range.
+        if any(c in _FUSED_INTO_CONV for c in _inbound_classes(layer)):
+            return _FOLDED
+        return OutputQuantizeConfig()
+    if registry.supports(layer):
+        return None
+    if cls in OUTPUT_QUANTIZED:
+        return OutputQuantizeConfig()
+    if all(len(w.shape) <= 1 for w in layer.weights):
+        # Weightless or per-channel-affine custom layer (reshape-like, arithmetic, normalization):
+        # the output range is all there is to quantize. Layers with kernels (>= 2-D weights)
+        # that tfmot does not know are left in float and reported.
+        return OutputQuantizeConfig()
+    return None
+
+
+@contextlib.contextmanager
+def quantize_scope(extra: dict[str, Any] | None = None) -> Iterator[None]:
+    """Custom objects needed to load or clone a QAT model (tfmot wrappers + kseg configs/layers)."""
+    objects: dict[str, Any] = dict(_CUSTOM_CONFIGS)
+    objects.update(extra or {})
+    try:
+        from kseg.models import custom_objects
+    except ImportError:  # the model zoo has no custom objects to offer
+        pass
+    else:
+        objects.update(custom_objects())
+    with _quant.quantize_scope(objects):
+        yield
+
+
+def save_qat_model(model: keras.Model, path: str | Path) -> Path:
+    """Save a QAT (or pruned) model as ``.h5`` or SavedModel (a folder); ``.keras`` does not reload."""
+    from kseg.atomic import atomic_path
+
+    path = Path(path)
+    if path.suffix == ".keras":
+        raise ModelError(f"{path}: QAT models do not reload from .keras; save as .h5 instead")
+    if path.suffix == ".h5":
+        with atomic_path(path) as tmp:
+            model.save(tmp, save_format="h5", include_optimizer=False)
+    else:
+        model.save(path, save_format="tf", include_optimizer=False)
+    return path
+
+
+def load_qat_model(path: str | Path, custom_objects: dict[str, Any] | None = None) -> keras.Model:
+    """Load a model written by :func:`save_qat_model` (with its quantize wrappers).
+
+    Pruning wrappers (an unstripped pruned model) load too.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: model file not found")
+    from tensorflow_model_optimization.python.core.sparsity.keras import prune
+
+    with quantize_scope(custom_objects), prune.prune_scope():
+        return keras.models.load_model(path, compile=False)
+
+
+def is_qat_model(model: keras.Model) -> bool:
+    return any(type(layer).__name__ in {"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer"} for layer in model.layers)
