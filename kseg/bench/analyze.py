@@ -34,7 +34,9 @@ MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED")
 #: Ops that convert at the model boundary of an INT8 model with float input/output.
 BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 #: Ops that exist only to compute shapes at run time (a sign of an unknown batch or size).
-SHAPE_OPS = frozenset({"SHAPE", "PACK", "STRIDED_SLICE", "GATHER", "CONCATENATION", "RESHAPE", "FILL"})
+SHAPE_OPS = frozenset(
+    {"SHAPE", "PACK", "STRIDED_SLICE", "GATHER", "CONCATENATION", "RESHAPE", "FILL"}
+)
 
 
 def _tfl(module: str) -> Any:
@@ -100,7 +102,10 @@ class TensorInfo:
             d["shape_signature"] = list(self.shape_signature)
         if self.quantized:
             if len(self.scale) == 1:
-                d["scale"], d["zero_point"] = self.scale[0], self.zero_point[0] if self.zero_point else 0
+                d["scale"], d["zero_point"] = (
+                    self.scale[0],
+                    self.zero_point[0] if self.zero_point else 0,
+                )
             else:
                 d["per_channel"] = len(self.scale)
         if self.constant:
@@ -346,7 +351,9 @@ def analyze_model(path: str | os.PathLike[str], data: bytes | None = None) -> Mo
     try:
         return _parse(p, data)
     except (IndexError, struct.error, ValueError, TypeError) as e:
-        raise ModelError(f"{p}: truncated or corrupt TFLite model ({type(e).__name__}); export it again") from None
+        raise ModelError(
+            f"{p}: truncated or corrupt TFLite model ({type(e).__name__}); export it again"
+        ) from None
 
 
 def _parse(p: Path, data: bytes) -> ModelInfo:

@@ -21,7 +21,14 @@ import numpy as np
 
 from kseg.errors import ConfigError
 
-_TYPES = {"float32": "FLOAT32", "int8": "INT8", "uint8": "UINT8", "int32": "INT32", "int16": "INT16", "int64": "INT64"}
+_TYPES = {
+    "float32": "FLOAT32",
+    "int8": "INT8",
+    "uint8": "UINT8",
+    "int32": "INT32",
+    "int16": "INT16",
+    "int64": "INT64",
+}
 
 
 def _mod(name: str) -> Any:
@@ -54,7 +61,9 @@ class ModelBuilder:
     ) -> int:
         """Add a tensor (a constant when ``data`` is given); return its index."""
         if dtype not in _TYPES:
-            raise ConfigError(f"builder dtype {dtype!r} is not supported; valid: {', '.join(_TYPES)}")
+            raise ConfigError(
+                f"builder dtype {dtype!r} is not supported; valid: {', '.join(_TYPES)}"
+            )
         buf = 0
         if data is not None:
             arr = np.ascontiguousarray(np.asarray(data, dtype=dtype))
@@ -69,7 +78,9 @@ class ModelBuilder:
                 "type": getattr(_mod("TensorType").TensorType, _TYPES[dtype]),
                 "buffer": buf,
                 "scale": None if scale is None else list(np.atleast_1d(scale).astype(np.float32)),
-                "zero_point": None if zero_point is None else list(np.atleast_1d(zero_point).astype(np.int64)),
+                "zero_point": None
+                if zero_point is None
+                else list(np.atleast_1d(zero_point).astype(np.int64)),
                 "qdim": quantized_dimension,
                 "signature": None if shape_signature is None else list(shape_signature),
             }
@@ -93,7 +104,9 @@ class ModelBuilder:
         if key not in self._codes:
             self._codes.append(key)
         opt_name, opt_values = options if options else (None, {})
-        self._ops.append((self._codes.index(key), list(inputs), list(outputs), opt_name, opt_values))
+        self._ops.append(
+            (self._codes.index(key), list(inputs), list(outputs), opt_name, opt_values)
+        )
 
     # ------------------------------------------------------------------ serialization
 
@@ -120,7 +133,9 @@ class ModelBuilder:
             self._b.PrependUOffsetTRelative(off)
         return self._b.EndVector()
 
-    def finish(self, inputs: list[int], outputs: list[int], *, description: str = "kseg builder") -> bytes:
+    def finish(
+        self, inputs: list[int], outputs: list[int], *, description: str = "kseg builder"
+    ) -> bytes:
         """Serialize the model with the ``TFL3`` file identifier."""
         b = self._b
         buffers = []
@@ -135,7 +150,9 @@ class ModelBuilder:
             quant = None
             if t["scale"] is not None:
                 scale = b.CreateNumpyVector(np.asarray(t["scale"], np.float32))
-                zp = b.CreateNumpyVector(np.asarray(t["zero_point"] or [0] * len(t["scale"]), np.int64))
+                zp = b.CreateNumpyVector(
+                    np.asarray(t["zero_point"] or [0] * len(t["scale"]), np.int64)
+                )
                 quant = self._table(
                     "QuantizationParameters",
                     "QuantizationParameters",
@@ -151,7 +168,11 @@ class ModelBuilder:
         opt_types = _mod("BuiltinOptions").BuiltinOptions
         for code_idx, ins, outs, opt_name, opt_values in self._ops:
             opt = self._table(opt_name, opt_name, opt_values) if opt_name else None
-            fields = {"OpcodeIndex": code_idx, "Inputs": self._ivec(ins), "Outputs": self._ivec(outs)}
+            fields = {
+                "OpcodeIndex": code_idx,
+                "Inputs": self._ivec(ins),
+                "Outputs": self._ivec(outs),
+            }
             if opt is not None:
                 fields["BuiltinOptionsType"] = getattr(opt_types, opt_name)
                 fields["BuiltinOptions"] = opt
@@ -204,10 +225,17 @@ def int8_conv_model(size: int = 64, channels: int = 64, layers: int = 2, seed: i
     for i in range(layers):
         w = rng.integers(-127, 128, (channels, 3, 3, channels), dtype=np.int8)
         w_scale = [0.002] * channels
-        wt = b.add_tensor(f"w{i}", w.shape, "int8", data=w, scale=w_scale, zero_point=[0] * channels)
+        wt = b.add_tensor(
+            f"w{i}", w.shape, "int8", data=w, scale=w_scale, zero_point=[0] * channels
+        )
         bias = rng.integers(-1000, 1000, (channels,), dtype=np.int32)
         bt = b.add_tensor(
-            f"b{i}", bias.shape, "int32", data=bias, scale=[0.05 * 0.002] * channels, zero_point=[0] * channels
+            f"b{i}",
+            bias.shape,
+            "int32",
+            data=bias,
+            scale=[0.05 * 0.002] * channels,
+            zero_point=[0] * channels,
         )
         y = b.add_tensor(f"conv{i}", (1, size, size, channels), "int8", scale=0.05, zero_point=-3)
         b.add_op(
@@ -216,8 +244,14 @@ def int8_conv_model(size: int = 64, channels: int = 64, layers: int = 2, seed: i
             [y],
             options=(
                 "Conv2DOptions",
-                {"Padding": 0, "StrideW": 1, "StrideH": 1, "FusedActivationFunction": 1,
-                 "DilationWFactor": 1, "DilationHFactor": 1},
+                {
+                    "Padding": 0,
+                    "StrideW": 1,
+                    "StrideH": 1,
+                    "FusedActivationFunction": 1,
+                    "DilationWFactor": 1,
+                    "DilationHFactor": 1,
+                },
             ),  # fmt: skip
             version=3,
         )

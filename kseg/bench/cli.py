@@ -12,8 +12,12 @@ from kseg.errors import KsegError
 
 @click.command("bench")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--threads", default="1", show_default=True, help="Thread counts to measure, e.g. 1,2,4.")
-@click.option("--runs", default=50, show_default=True, type=int, help="Timed inferences per setting.")
+@click.option(
+    "--threads", default="1", show_default=True, help="Thread counts to measure, e.g. 1,2,4."
+)
+@click.option(
+    "--runs", default=50, show_default=True, type=int, help="Timed inferences per setting."
+)
 @click.option("--warmup", default=5, show_default=True, type=int, help="Untimed inferences first.")
 @click.option(
     "--runtime",
@@ -29,14 +33,48 @@ from kseg.errors import KsegError
     multiple=True,
     help="Device profile name or YAML path to emulate (repeat or comma-separate); 'all' for every profile.",
 )
-@click.option("--baseline", type=click.Path(path_type=Path), default=None, help="File the ratios are against.")
-@click.option("--cpus", default=None, help="Pin to these CPU ids, e.g. 0 (single-core emulation with --threads 1).")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the JSON report.")
-@click.option("--md", "md_out", type=click.Path(path_type=Path), default=None, help="Write the Markdown report.")
-@click.option("--plots", type=click.Path(path_type=Path), default=None, help="Folder for PNG charts.")
-@click.option("--isolate/--no-isolate", default=True, show_default=True, help="One fresh process per measurement (clean peak RSS).")
-@click.option("--calibrate/--no-calibrate", default=True, show_default=True, help="Measure this machine's INT8 peak.")
-@click.option("--static-only", is_flag=True, help="Only analyse the files (ops, MACs, device emulation); no timing.")
+@click.option(
+    "--baseline", type=click.Path(path_type=Path), default=None, help="File the ratios are against."
+)
+@click.option(
+    "--cpus",
+    default=None,
+    help="Pin to these CPU ids, e.g. 0 (single-core emulation with --threads 1).",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the JSON report.",
+)
+@click.option(
+    "--md",
+    "md_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the Markdown report.",
+)
+@click.option(
+    "--plots", type=click.Path(path_type=Path), default=None, help="Folder for PNG charts."
+)
+@click.option(
+    "--isolate/--no-isolate",
+    default=True,
+    show_default=True,
+    help="One fresh process per measurement (clean peak RSS).",
+)
+@click.option(
+    "--calibrate/--no-calibrate",
+    default=True,
+    show_default=True,
+    help="Measure this machine's INT8 peak.",
+)
+@click.option(
+    "--static-only",
+    is_flag=True,
+    help="Only analyse the files (ops, MACs, device emulation); no timing.",
+)
 def bench(
     files: tuple[Path, ...],
     threads: str,
@@ -94,7 +132,11 @@ def bench(
             click.echo(f"wrote {md_out}")
         if plots:
             charts = write_charts(report, plots)
-            click.echo(f"wrote {len(charts)} chart(s) to {plots}" if charts else "no charts (matplotlib missing)")
+            click.echo(
+                f"wrote {len(charts)} chart(s) to {plots}"
+                if charts
+                else "no charts (matplotlib missing)"
+            )
     except KsegError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)

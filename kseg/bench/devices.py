@@ -172,12 +172,16 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read device profile ({str(e).splitlines()[0]})") from None
+        raise ConfigError(
+            f"{path}: cannot read device profile ({str(e).splitlines()[0]})"
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a device profile must be a mapping of fields")
     unknown = sorted(set(raw) - _PROFILE_KEYS)
     if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(_PROFILE_KEYS))}")
+        raise ConfigError(
+            f"{path}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(_PROFILE_KEYS))}"
+        )
     kw: dict[str, Any] = {"name": str(raw.get("name", path.stem)), "path": str(path)}
     for key in ("description", "kind", "partition_policy"):
         if key in raw:
@@ -197,7 +201,9 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
     if "dtypes" in raw:
         kw["dtypes"] = tuple(str(d) for d in raw["dtypes"])
     if kw.get("kind", "npu") not in _KINDS:
-        raise ConfigError(f"{path}: kind {kw['kind']!r} is not valid; use one of: {', '.join(_KINDS)}")
+        raise ConfigError(
+            f"{path}: kind {kw['kind']!r} is not valid; use one of: {', '.join(_KINDS)}"
+        )
     if kw.get("partition_policy", "all") not in _POLICIES:
         raise ConfigError(
             f"{path}: partition_policy {kw['partition_policy']!r} is not valid; use one of: {', '.join(_POLICIES)}"

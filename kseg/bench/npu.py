@@ -48,11 +48,21 @@ def check_op(profile: DeviceProfile, op: OpInfo) -> list[str]:
         kh, kw = o["filter"]
         if rule.kernel_max is not None and max(kh, kw) > rule.kernel_max:
             reasons.append(f"kernel {kh}x{kw} > {rule.kernel_max}")
-        if rule.kernel_sizes is not None and (kh not in rule.kernel_sizes or kw not in rule.kernel_sizes):
+        if rule.kernel_sizes is not None and (
+            kh not in rule.kernel_sizes or kw not in rule.kernel_sizes
+        ):
             reasons.append(f"kernel {kh}x{kw} not in {list(rule.kernel_sizes)}")
-    if rule.strides is not None and "stride" in o and any(s not in rule.strides for s in o["stride"]):
+    if (
+        rule.strides is not None
+        and "stride" in o
+        and any(s not in rule.strides for s in o["stride"])
+    ):
         reasons.append(f"stride {o['stride']} not in {list(rule.strides)}")
-    if rule.dilations is not None and "dilation" in o and any(d not in rule.dilations for d in o["dilation"]):
+    if (
+        rule.dilations is not None
+        and "dilation" in o
+        and any(d not in rule.dilations for d in o["dilation"])
+    ):
         reasons.append(f"dilation {o['dilation']} not in {list(rule.dilations)}")
     if rule.activations is not None and o.get("activation", "NONE") not in rule.activations:
         reasons.append(f"fused activation {o['activation']} not in {list(rule.activations)}")
@@ -134,8 +144,12 @@ class NpuReport:
             "ops_on_host_cpu": len(self.fallbacks),
             "macs_on_device_fraction": npu_macs / total_macs,
             "partitions": [
-                {"first_op": a, "last_op": b, "num_ops": b - a + 1,
-                 "macs": sum(p.op.macs for p in self.placements[a : b + 1])}
+                {
+                    "first_op": a,
+                    "last_op": b,
+                    "num_ops": b - a + 1,
+                    "macs": sum(p.op.macs for p in self.placements[a : b + 1]),
+                }
                 for a, b in self.partitions
             ],  # fmt: skip
             "num_partitions": len(self.partitions),
@@ -167,7 +181,9 @@ def emulate(model: ModelInfo, profile: DeviceProfile) -> NpuReport:
     for op in model.ops:
         reasons = check_op(profile, op)
         if not reasons and stopped:
-            reasons = [f"after the first unsupported op ({profile.name} delegates only the first segment)"]
+            reasons = [
+                f"after the first unsupported op ({profile.name} delegates only the first segment)"
+            ]
         if reasons and profile.partition_policy == "first_only":
             stopped = True
         placements.append(Placement(op, "host" if reasons else "device", reasons))
@@ -176,7 +192,10 @@ def emulate(model: ModelInfo, profile: DeviceProfile) -> NpuReport:
         # like the TFLite NNAPI delegate: keep the largest partitions (by MACs, then op count)
         ranked = sorted(
             partitions,
-            key=lambda ab: (-sum(p.op.macs for p in placements[ab[0] : ab[1] + 1]), -(ab[1] - ab[0])),
+            key=lambda ab: (
+                -sum(p.op.macs for p in placements[ab[0] : ab[1] + 1]),
+                -(ab[1] - ab[0]),
+            ),
         )
         for a, b in ranked[profile.max_partitions :]:
             for p in placements[a : b + 1]:

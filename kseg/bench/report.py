@@ -75,7 +75,11 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"weights {model['weights_bytes'] / 1024:.1f} KiB, peak activations "
             f"{model['peak_activation_bytes'] / 1024:.1f} KiB"
             + (f", Dice {dice:.4f}" if isinstance(dice, (int, float)) else "")
-            + (f"; float ops: {', '.join(model['float_ops'][:6])}" if model["float_ops"] and model["int8_intended"] else "")
+            + (
+                f"; float ops: {', '.join(model['float_ops'][:6])}"
+                if model["float_ops"] and model["int8_intended"]
+                else ""
+            )
             + (f"; dynamic-shape ops: {len(model['dynamic_ops'])}" if model["dynamic_ops"] else "")
         )
     if report.get("models"):
@@ -94,7 +98,9 @@ def to_markdown(report: dict[str, Any]) -> str:
             for fb in n["fallbacks"]:
                 key = f"{fb['op']}: {fb['reasons'][0]}"
                 reasons[key] = reasons.get(key, 0) + 1
-            top = "; ".join(f"{k} (x{v})" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+            top = "; ".join(
+                f"{k} (x{v})" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
+            )
             lines.append(
                 f"| {Path(n['file']).name} | {n['profile']} | {n['ops_on_device']}/{n['ops_total']} "
                 f"| {n['num_partitions']} | {n['handoffs']} "

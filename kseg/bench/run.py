@@ -33,7 +33,9 @@ def parse_int_list(text: str | Sequence[int] | None, what: str) -> list[int] | N
     try:
         values = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise ConfigError(f"{what} must be comma-separated integers like 1,2,4; got {text!r}") from None
+        raise ConfigError(
+            f"{what} must be comma-separated integers like 1,2,4; got {text!r}"
+        ) from None
     if not values or any(v < 0 for v in values):
         raise ConfigError(f"{what} must be non-negative integers like 1,2,4; got {text!r}")
     return values
@@ -100,7 +102,15 @@ def run_benchmark(
                 peak = calibrate_peak(threads=n, runtime=runtime, cpus=cpu_list, isolate=isolate)
                 report["calibration"][str(t)] = peak
             for p in paths:
-                r = fn(p, threads=n, runs=runs, warmup=warmup, runtime=runtime, delegate=delegate, cpus=cpu_list)
+                r = fn(
+                    p,
+                    threads=n,
+                    runs=runs,
+                    warmup=warmup,
+                    runtime=runtime,
+                    delegate=delegate,
+                    cpus=cpu_list,
+                )
                 info = infos[p]
                 macs = info.total_macs if info else None
                 r["macs"] = macs
@@ -111,7 +121,11 @@ def run_benchmark(
                 report["results"].append(r)
         _ratios(report, base)
         first = next(
-            (r for r in report["results"] if base is None or Path(r["file"]).resolve() == base.resolve()),
+            (
+                r
+                for r in report["results"]
+                if base is None or Path(r["file"]).resolve() == base.resolve()
+            ),
             report["results"][0],
         )
         for k in SUMMARY_KEYS:

@@ -100,7 +100,11 @@ def load_backend(runtime: str | Runtime = Runtime.AUTO) -> Backend:
         try:
             return _import(rt)
         except ImportError as e:
-            pkg = {"litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "tf": "tensorflow"}
+            pkg = {
+                "litert": "ai-edge-litert",
+                "tflite_runtime": "tflite-runtime",
+                "tf": "tensorflow",
+            }
             raise ModelError(
                 f"runtime {rt.value!r} is not installed ({e}); pip install {pkg[rt.value]} "
                 f"or use --runtime auto"
@@ -140,9 +144,7 @@ def interpreter_kwargs(backend: Backend, delegate: str | None) -> dict[str, Any]
         return {"experimental_op_resolver_type": resolver} if resolver is not None else {}
     kind, _, path = str(delegate).partition(":")
     if kind != Delegate.EXTERNAL or not path:
-        raise ConfigError(
-            f"unknown delegate {delegate!r}; valid: none, xnnpack, external:PATH.so"
-        )
+        raise ConfigError(f"unknown delegate {delegate!r}; valid: none, xnnpack, external:PATH.so")
     return {"experimental_delegates": [load_external_delegate(backend, path)]}
 
 
@@ -150,10 +152,14 @@ def load_external_delegate(backend: Backend, path: str | os.PathLike[str]) -> An
     """Load a TFLite external delegate shared library (EdgeTPU, Hexagon, a vendor NPU, ...)."""
     p = Path(path)
     if not p.is_file():
-        raise ModelError(f"{p}: delegate library not found; pass --delegate external:/path/to/lib.so")
+        raise ModelError(
+            f"{p}: delegate library not found; pass --delegate external:/path/to/lib.so"
+        )
     loader = getattr(backend.module, "load_delegate", None)
     if loader is None:
-        raise ModelError(f"runtime {backend.name!r} cannot load external delegates; use --runtime litert")
+        raise ModelError(
+            f"runtime {backend.name!r} cannot load external delegates; use --runtime litert"
+        )
     try:
         return loader(str(p))
     except (ValueError, RuntimeError, OSError) as e:

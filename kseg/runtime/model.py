@@ -170,7 +170,9 @@ class TFLiteModel:
             mean = np.asarray(norm.get("mean", [0.0]), np.float32)
             std = np.asarray(norm.get("std", [1.0]), np.float32)
             if np.any(std == 0):
-                raise ModelError(f"{self.path.with_suffix('.json')}: input.normalization.std has a zero")
+                raise ModelError(
+                    f"{self.path.with_suffix('.json')}: input.normalization.std has a zero"
+                )
             self._external_norm = (mean, std)
         self._batch = shape[0]
 
