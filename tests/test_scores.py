@@ -120,8 +120,10 @@ def test_shape_mismatch_is_an_error():
         confusion(np.zeros((4, 4)), np.zeros((4, 5)))
 
 
-def test_scores_does_not_import_tensorflow():
-    code = "import sys, kseg.scores; assert 'tensorflow' not in sys.modules"
+def test_scores_evaluate_plots_do_not_import_tensorflow():
+    code = (
+        "import sys, kseg.scores, kseg.evaluate, kseg.plots; assert 'tensorflow' not in sys.modules"
+    )
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(repo)}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=repo, env=env)
