@@ -148,7 +148,7 @@ def _resize(arr: np.ndarray, hw: tuple[int, int], *, is_mask: bool) -> np.ndarra
     if arr.shape[:2] == (h, w):
         return arr.copy()
     if is_mask:
-        interp = cv2.INTER_NEAREST
+        interp = cv2.INTER_NEAREST_EXACT
     elif h < arr.shape[0] and w < arr.shape[1]:
         interp = cv2.INTER_AREA  # anti-aliased downscaling
     else:
@@ -212,7 +212,7 @@ def restore_size(arr: np.ndarray, info: ResizeInfo, *, is_mask: bool = False) ->
     h, w = info.original
     if arr.shape[:2] == (h, w):
         return arr.copy()
-    interp = cv2.INTER_NEAREST if is_mask else cv2.INTER_LINEAR
+    interp = cv2.INTER_NEAREST_EXACT if is_mask else cv2.INTER_LINEAR
     src = arr
     if src.dtype == np.float64 or src.dtype == np.bool_:
         src = src.astype(np.float32 if src.dtype == np.float64 else np.uint8)

@@ -272,7 +272,8 @@ def _ultrasound(rng: np.random.Generator, s: int) -> tuple[np.ndarray, np.ndarra
     env, power = speckle_envelope(amp, rng, sig_ax, sig_lat, noise=rng.uniform(0.01, 0.04))
 
     dyn = rng.uniform(45.0, 60.0)  # dynamic range of the log compression, dB
-    ref_db = 10.0 * np.log10(np.percentile(power, 99.0)) + rng.uniform(2.0, 8.0)
+    # overall gain: the median tissue echo lands on a mid grey level
+    ref_db = 10.0 * np.log10(np.median(power)) + dyn * (1.0 - rng.uniform(95.0, 150.0) / 255.0)
     noisy = 255.0 * (20.0 * np.log10(env + 1e-12) - ref_db + dyn) / dyn
     clean = 255.0 * (10.0 * np.log10(power) - LOG_SPECKLE_BIAS_DB - ref_db + dyn) / dyn
     noisy, clean = np.clip(noisy, 0, 255), np.clip(clean, 0, 255)
