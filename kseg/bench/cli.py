@@ -140,3 +140,7 @@ def bench(
     except KsegError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":  # python -m kseg.bench.cli FILE.tflite ... (without the kseg entry point)
+    bench()
