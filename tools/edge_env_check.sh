@@ -73,7 +73,7 @@ echo "== edge environment (tflite-runtime)"
 cd "$OUT"  # not the repo: the installed kseg must be the one imported
 KSEG="$VENV/bin/kseg"
 if "$KSEG" predict --help >/dev/null 2>&1; then
-  "$KSEG" predict "$MODEL" "$IMAGES" --out "$OUT/edge" --runtime tflite_runtime
+  "$KSEG" predict --model "$MODEL" "$IMAGES" --out "$OUT/edge" --runtime tflite_runtime
 else
   echo "NOTE: 'kseg predict' is not available in this checkout; calling kseg.runtime.predict_files"
   "$VENV/bin/python" - "$MODEL" "$IMAGES" "$OUT/edge" <<'EOF'

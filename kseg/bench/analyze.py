@@ -243,6 +243,22 @@ class ModelInfo:
                 peak, at = live, i
         return peak, at
 
+    @property
+    def custom_ops(self) -> list[OpInfo]:
+        return [op for op in self.ops if op.name.startswith("CUSTOM")]
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`summary` plus every op (JSON-ready)."""
+        return {
+            **self.summary(),
+            "ops": [op.to_dict() for op in self.ops],
+            "custom_ops": [f"{op.index}:{op.name}" for op in self.custom_ops],
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        # read-only mapping access (``info["float_ops"]``) for callers that treat it as JSON
+        return self.to_dict()[key]
+
     def summary(self) -> dict[str, Any]:
         peak, at = self.activation_memory()
         return {
