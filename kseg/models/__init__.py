@@ -227,6 +227,10 @@ def custom_objects() -> dict[str, Any]:
     from kseg.models.layers import custom_layers
 
     objects: dict[str, Any] = dict(custom_layers())
+    try:  # registers tfmot's quantize/prune objects (QAT and pruned .h5 files)
+        import kseg.optimize.qat  # noqa: F401
+    except ImportError:  # tensorflow-model-optimization not installed
+        pass
     for provider in _EXTRA_OBJECTS:
         objects.update(provider())
     return objects

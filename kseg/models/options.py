@@ -73,9 +73,12 @@ def _enum(cls: type[StrEnum]) -> Callable[[Any], Any]:
 
 def _int(low: int, high: int | None = None) -> Callable[[Any], int]:
     def check(value: Any) -> int:
-        if isinstance(value, bool) or not float(value).is_integer():
-            raise ValueError("must be a whole number")
-        value = int(value)
+        try:
+            if isinstance(value, bool) or not float(value).is_integer():
+                raise ValueError
+            value = int(float(value))
+        except (TypeError, ValueError):
+            raise ValueError("must be a whole number") from None
         if value < low or (high is not None and value > high):
             raise ValueError(f"must be between {low} and {high}" if high else f"must be >= {low}")
         return value
@@ -85,9 +88,12 @@ def _int(low: int, high: int | None = None) -> Callable[[Any], int]:
 
 def _float(low: float, high: float, *, high_open: bool = False) -> Callable[[Any], float]:
     def check(value: Any) -> float:
-        if isinstance(value, bool):
-            raise ValueError("must be a number")
-        value = float(value)
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError("must be a number") from None
         if value < low or value > high or (high_open and value == high):
             bracket = ")" if high_open else "]"
             raise ValueError(f"must be in [{low}, {high}{bracket}")
