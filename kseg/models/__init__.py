@@ -31,14 +31,8 @@ from kseg.config import Task
 from kseg.errors import ConfigError, ModelError
 from kseg.models._registry import MODELS, model_task, register_model
 
-# Architecture modules register themselves on import.
-from kseg.models import (  # noqa: E402,F401  isort: skip
-    denoising_ae,
-    mobile_unet,
-    segnet,
-    unet,
-    unet_pp,
-)
+# The architecture modules (and TensorFlow) are imported by MODELS on first use, so importing
+# kseg.models stays light for the CLI.
 
 __all__ = [
     "MODELS",

@@ -108,7 +108,7 @@ OUTPUT_QUANTIZED: frozenset[str] = frozenset(
     }
 )
 
-_FUSED_INTO_CONV = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose")
+_FUSED_INTO_CONV = ("Conv2D", "DepthwiseConv2D")  # tfmot folds BN only after these
 _FOLDED = object()  # marker: BN folded into the conv before it by tfmot's transforms
 _CUSTOM_CONFIGS = {"OutputQuantizeConfig": OutputQuantizeConfig, "NoOpQuantizeConfig": NoOpQuantizeConfig}
 
@@ -126,6 +126,7 @@ class QATReport:
     default: list[str] = dataclasses.field(default_factory=list)
     output_only: dict[str, str] = dataclasses.field(default_factory=dict)
     left_float: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    sparsity_not_preserved: list[str] = dataclasses.field(default_factory=list)
     scheme: str = QATScheme.DEFAULT.value
 
     @property
@@ -139,6 +140,7 @@ class QATReport:
             "default": list(self.default),
             "output_only": dict(self.output_only),
             "left_float": list(self.left_float),
+            "sparsity_not_preserved": list(self.sparsity_not_preserved),
         }
 
 
@@ -173,6 +175,7 @@ def quantize_model(
         nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
         raise ModelError(f"model {model.name!r} nests sub-models {nested}; tfmot QAT needs a flat functional model")
     registry = _default_registry()
+    pp_registry = _prune_preserve_registry() if scheme is QATScheme.PRUNE_PRESERVE else None
     report = QATReport(scheme=scheme.value)
 
     def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
@@ -189,6 +192,11 @@ def quantize_model(
             return _quant.quantize_annotate_layer(clone)
         if config is None and registry.supports(layer):
             report.default.append(layer.name)
+            if pp_registry is not None and not pp_registry.supports(layer) and layer.weights:
+                # The prune-preserving registry lacks e.g. Conv2DTranspose: quantize it with the
+                # default config (its zeros are then not held fixed during QAT; reported).
+                report.sparsity_not_preserved.append(layer.name)
+                return _quant.quantize_annotate_layer(clone, quantize_config=registry.get_quantize_config(clone))
             return _quant.quantize_annotate_layer(clone)
         if config is None:
             report.left_float.append(
@@ -223,6 +231,14 @@ def _default_registry() -> Any:
     return default_8bit_quantize_registry.Default8BitQuantizeRegistry()
 
 
+def _prune_preserve_registry() -> Any:
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
+        prune_preserve_quantize_registry as ppr,
+    )
+
+    return ppr.Default8bitPrunePreserveQuantizeRegistry()
+
+
 def _inbound_classes(layer: keras.layers.Layer) -> list[str]:
     names = []
     for node in layer._inbound_nodes:  # noqa: SLF001 - keras has no public accessor for this
@@ -251,18 +267,65 @@ def _config_for(layer: keras.layers.Layer, model: keras.Model, registry: Any) ->
     return None
 
 
+def tfmot_objects() -> dict[str, Any]:
+    """tfmot's quantize and prune wrappers, quantizers and configs, plus kseg's QuantizeConfigs."""
+    from tensorflow_model_optimization.python.core.quantization.keras import (
+        quantize_annotate,
+        quantize_aware_activation,
+        quantize_config,
+        quantize_layer,
+        quantize_wrapper,
+        quantizers,
+    )
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
+    )
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+
+    objects: dict[str, Any] = {
+        "QuantizeAnnotate": quantize_annotate.QuantizeAnnotate,
+        "QuantizeAwareActivation": quantize_aware_activation.QuantizeAwareActivation,
+        "NoOpActivation": quantize_aware_activation.NoOpActivation,
+        "QuantizeWrapper": quantize_wrapper.QuantizeWrapper,
+        "QuantizeWrapperV2": quantize_wrapper.QuantizeWrapperV2,
+        "QuantizeLayer": quantize_layer.QuantizeLayer,
+        "OutputOnlyConfig": quantize_config.OutputOnlyConfig,
+        "FixedQuantizeConfig": quantize_config.FixedQuantizeConfig,
+        "PruneLowMagnitude": pruning_wrapper.PruneLowMagnitude,
+    }
+    objects.update(default_8bit_quantize_registry._types_dict())  # noqa: SLF001 - as quantize_scope does
+    objects.update(quantizers._types_dict())  # noqa: SLF001
+    for name, cls in _CUSTOM_CONFIGS.items():
+        objects[name] = cls
+        objects[f"kseg>{name}"] = cls
+    try:  # the prune-preserving scheme's quantizers, for collaborative-optimization models
+        from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (  # noqa: E501
+            prune_preserve_quantize_registry as ppr,
+        )
+
+        for name in (
+            "PrunePreserveDefaultWeightsQuantizer",
+            "PrunePreserveDefault8BitWeightsQuantizer",
+            "PrunePreserveDefault8BitConvWeightsQuantizer",
+        ):
+            objects[name] = getattr(ppr, name)
+    except (ImportError, AttributeError):
+        pass
+    return objects
+
+
 @contextlib.contextmanager
 def quantize_scope(extra: dict[str, Any] | None = None) -> Iterator[None]:
-    """Custom objects needed to load or clone a QAT model (tfmot wrappers + kseg configs/layers)."""
-    objects: dict[str, Any] = dict(_CUSTOM_CONFIGS)
-    objects.update(extra or {})
+    """Custom objects needed to load or clone a QAT/pruned model (tfmot + kseg layers/configs)."""
+    objects = tfmot_objects()
     try:
         from kseg.models import custom_objects
-    except ImportError:  # the model zoo has no custom objects to offer
+    except ImportError:  # no model zoo: tfmot and kseg configs only
         pass
     else:
         objects.update(custom_objects())
-    with _quant.quantize_scope(objects):
+    objects.update(extra or {})
+    with keras.utils.custom_object_scope(objects):
         yield
 
 
@@ -289,11 +352,21 @@ def load_qat_model(path: str | Path, custom_objects: dict[str, Any] | None = Non
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: model file not found")
-    from tensorflow_model_optimization.python.core.sparsity.keras import prune
-
-    with quantize_scope(custom_objects), prune.prune_scope():
+    with quantize_scope(custom_objects):
         return keras.models.load_model(path, compile=False)
 
 
 def is_qat_model(model: keras.Model) -> bool:
     return any(type(layer).__name__ in {"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer"} for layer in model.layers)
+
+
+def _register_with_model_zoo() -> None:
+    # kseg.models.load_model then reads QAT and pruned .h5/SavedModel files too.
+    try:
+        from kseg.models import register_custom_objects
+    except ImportError:
+        return
+    register_custom_objects(tfmot_objects)
+
+
+_register_with_model_zoo()

@@ -1,0 +1,118 @@
+"""Short fine-tuning runs and Dice/IoU scoring shared by the optimize steps.
+
+Data are numpy arrays in the pixel contract: images float32/uint8 ``(N, S, S, C)`` in [0, 255],
+masks ``(N, S, S)`` or ``(N, S, S, 1)`` in {0, 1}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from kseg._keras import keras
+
+
+@dataclasses.dataclass
+class FitData:
+    """Training and validation arrays for a fine-tune."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+    @classmethod
+    def from_splits(cls, splits: Any) -> FitData:
+        """From ``kseg.data.pipeline.Splits`` (uint8 images and masks)."""
+        return cls(
+            _images(splits.train.images), _masks(splits.train.masks), _images(splits.val.images), _masks(splits.val.masks)
+        )
+
+    def __post_init__(self) -> None:
+        self.x_train, self.x_val = _images(self.x_train), _images(self.x_val)
+        self.y_train, self.y_val = _masks(self.y_train), _masks(self.y_val)
+
+    def describe(self) -> dict[str, Any]:
+        return {"train": int(len(self.x_train)), "val": int(len(self.x_val)), "shape": list(self.x_train.shape[1:])}
+
+
+def _images(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, np.float32)
+
+
+def _masks(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, np.float32)
+    return y[..., None] if y.ndim == 3 else y
+
+
+def resolve_loss(loss: str | Callable[..., Any] | None, options: dict[str, Any] | None = None) -> Any:
+    """A Keras loss: a ``kseg.losses`` name (default ``combo``) or a callable passed through."""
+    if loss is None or isinstance(loss, str):
+        from kseg.losses import get_loss
+
+        return get_loss(loss or "combo", **(options or {}))
+    return loss
+
+
+def fit(
+    model: keras.Model,
+    data: FitData,
+    *,
+    epochs: int,
+    batch_size: int = 8,
+    learning_rate: float = 1e-4,
+    loss: Any = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    seed: int = 0,
+    verbose: int = 0,
+) -> dict[str, list[float]]:
+    """Compile with Adam and train; returns the Keras history."""
+    keras.utils.set_random_seed(seed)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=resolve_loss(loss))
+    hist = model.fit(
+        data.x_train,
+        data.y_train,
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=True,
+        callbacks=list(callbacks),
+        verbose=verbose,
+    )
+    return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def steps_per_epoch(data: FitData, batch_size: int) -> int:
+    return int(np.ceil(len(data.x_train) / batch_size))
+
+
+def predict(model: keras.Model, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    return model.predict(_images(images), batch_size=batch_size, verbose=0)
+
+
+def dice_iou(probs: np.ndarray, masks: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+    """Mean per-image Dice and IoU of thresholded sigmoid (or argmax softmax) outputs.
+
+    An image with an empty prediction and an empty truth scores 1.
+    """
+    probs = np.asarray(probs)
+    true = _masks(masks)[..., 0] > 0.5
+    pred = probs[..., 0] > threshold if probs.shape[-1] == 1 else np.argmax(probs, -1) > 0
+    axes = tuple(range(1, pred.ndim))
+    inter = np.sum(pred & true, axis=axes).astype(np.float64)
+    ps, ts = np.sum(pred, axis=axes), np.sum(true, axis=axes)
+    union = ps + ts - inter
+    dice = np.where(ps + ts == 0, 1.0, 2 * inter / np.maximum(ps + ts, 1))
+    iou = np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+    return {"dice": float(dice.mean()), "iou": float(iou.mean()), "per_image_dice": dice.tolist()}
+
+
+def evaluate(model: keras.Model, images: np.ndarray, masks: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    scores = dice_iou(predict(model, images), masks, threshold)
+    return {"dice": scores["dice"], "iou": scores["iou"]}
+
+
+def count_params(model: keras.Model) -> int:
+    return int(model.count_params())
