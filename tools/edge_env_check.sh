@@ -5,6 +5,7 @@
 # Raspberry Pi-class device, and check that its masks match LiteRT's in the main environment.
 #
 # Usage: tools/edge_env_check.sh MODEL.tflite IMAGES_DIR [OUT_DIR]
+#        tools/edge_env_check.sh --self-test [WORK_DIR]   (tiny INT8 model + phantoms, for CI)
 # Env:   KSEG_EDGE_VENV   venv folder, reused when present (default /tmp/kseg-edge-venv)
 #        KSEG_EDGE_PYTHON interpreter that creates it (default python3.11)
 #        KSEG_MAIN_PYTHON main-environment python with kseg + ai-edge-litert (default: python)
@@ -12,17 +13,39 @@
 # Exit:  0 masks agree and bench wrote its JSON; 1 mismatch or failure; 2 bad arguments.
 set -euo pipefail
 
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MAIN_PY=${KSEG_MAIN_PYTHON:-python}
+
+if [[ "${1:-}" == "--self-test" ]]; then
+  # CI without a trained model: a tiny INT8 U-Net (tests/runtime/tiny_models.py) and 4 phantoms
+  WORK=$(realpath -m "${2:-$(mktemp -d /tmp/kseg-edge-self.XXXXXX)}")
+  mkdir -p "$WORK/images"
+  PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$MAIN_PY" - "$REPO" "$WORK" <<'EOF'
+import sys
+from pathlib import Path
+import cv2, numpy as np
+repo, work = Path(sys.argv[1]), Path(sys.argv[2])
+sys.path.insert(0, str(repo / "tests" / "runtime"))
+import tiny_models
+paths = tiny_models.build_all(work / "models")
+rng = np.random.default_rng(0)
+for i in range(4):
+    img = rng.normal(60, 20, (48 + 8 * i, 40 + 4 * i)).clip(0, 255).astype(np.uint8)
+    cv2.circle(img, (20, 24), 10 + i, 200, -1)
+    cv2.imwrite(str(work / "images" / f"img{i}.png"), img)
+print(paths["int8"])
+EOF
+  exec "$0" "$WORK/models/tiny_int8.tflite" "$WORK/images" "$WORK/out"
+fi
 if [[ $# -lt 2 ]]; then
-  echo "usage: $0 MODEL.tflite IMAGES_DIR [OUT_DIR]" >&2
+  echo "usage: $0 MODEL.tflite IMAGES_DIR [OUT_DIR]  |  $0 --self-test [WORK_DIR]" >&2
   exit 2
 fi
 MODEL=$(realpath "$1")
 IMAGES=$(realpath "$2")
 OUT=$(realpath -m "${3:-$(mktemp -d /tmp/kseg-edge-check.XXXXXX)}")
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${KSEG_EDGE_VENV:-/tmp/kseg-edge-venv}
 EDGE_PY=${KSEG_EDGE_PYTHON:-python3.11}
-MAIN_PY=${KSEG_MAIN_PYTHON:-python}
 MIN_AGREEMENT=${KSEG_EDGE_MIN_AGREEMENT:-0.999}
 
 [[ -f "$MODEL" ]] || { echo "error: $MODEL: model not found" >&2; exit 2; }

@@ -211,33 +211,38 @@ class ModelBuilder:
         return bytes(b.Output())
 
 
-def int8_conv_model(size: int = 64, channels: int = 64, layers: int = 2, seed: int = 0) -> bytes:
-    """A chain of ``layers`` INT8 3x3 convolutions on ``(1, size, size, channels)``.
+def conv_model(
+    size: int = 64, channels: int = 64, layers: int = 2, *, dtype: str = "int8", seed: int = 0
+) -> bytes:
+    """A chain of ``layers`` 3x3 convolutions (fused ReLU) on ``(1, size, size, channels)``.
 
-    Per-channel symmetric weights and int32 bias, as the TFLite converter writes them, so the
-    interpreter runs its optimized INT8 kernels (XNNPACK by default). MACs per run:
-    ``layers * size^2 * channels^2 * 9``.
+    ``dtype="int8"``: per-channel symmetric int8 weights and int32 bias, as the TFLite converter
+    writes them, so the interpreter runs its optimized INT8 kernels (XNNPACK by default);
+    ``"float32"``: the same graph in float, to compare the machine's float and INT8 peaks.
+    MACs per run: ``layers * size^2 * channels^2 * 9``.
     """
+    if dtype not in ("int8", "float32"):
+        raise ConfigError(f"conv_model dtype {dtype!r} is not valid; use int8 or float32")
     rng = np.random.default_rng(seed)
+    q = dtype == "int8"
+    act = {"scale": 0.05, "zero_point": -3} if q else {}
     b = ModelBuilder()
-    x = b.add_tensor("input", (1, size, size, channels), "int8", scale=0.05, zero_point=-3)
+    x = b.add_tensor("input", (1, size, size, channels), dtype, **act)
     first = x
     for i in range(layers):
-        w = rng.integers(-127, 128, (channels, 3, 3, channels), dtype=np.int8)
-        w_scale = [0.002] * channels
-        wt = b.add_tensor(
-            f"w{i}", w.shape, "int8", data=w, scale=w_scale, zero_point=[0] * channels
-        )
-        bias = rng.integers(-1000, 1000, (channels,), dtype=np.int32)
-        bt = b.add_tensor(
-            f"b{i}",
-            bias.shape,
-            "int32",
-            data=bias,
-            scale=[0.05 * 0.002] * channels,
-            zero_point=[0] * channels,
-        )
-        y = b.add_tensor(f"conv{i}", (1, size, size, channels), "int8", scale=0.05, zero_point=-3)
+        if q:
+            w = rng.integers(-127, 128, (channels, 3, 3, channels), dtype=np.int8)
+            wq = {"scale": [0.002] * channels, "zero_point": [0] * channels}
+            bias = rng.integers(-1000, 1000, (channels,), dtype=np.int32)
+            bq = {"scale": [0.05 * 0.002] * channels, "zero_point": [0] * channels}
+            bias_dtype = "int32"
+        else:
+            w = rng.normal(0, 0.05, (channels, 3, 3, channels)).astype(np.float32)
+            bias = rng.normal(0, 0.1, (channels,)).astype(np.float32)
+            wq, bq, bias_dtype = {}, {}, "float32"
+        wt = b.add_tensor(f"w{i}", w.shape, dtype, data=w, **wq)
+        bt = b.add_tensor(f"b{i}", bias.shape, bias_dtype, data=bias, **bq)
+        y = b.add_tensor(f"conv{i}", (1, size, size, channels), dtype, **act)
         b.add_op(
             "CONV_2D",
             [x, wt, bt],
@@ -253,7 +258,12 @@ def int8_conv_model(size: int = 64, channels: int = 64, layers: int = 2, seed: i
                     "DilationHFactor": 1,
                 },
             ),  # fmt: skip
-            version=3,
+            version=3 if q else 1,
         )
         x = y
-    return b.finish([first], [x], description="kseg int8 calibration conv")
+    return b.finish([first], [x], description=f"kseg {dtype} calibration conv")
+
+
+def int8_conv_model(size: int = 64, channels: int = 64, layers: int = 2, seed: int = 0) -> bytes:
+    """:func:`conv_model` in INT8: the calibration model of this machine's INT8 peak."""
+    return conv_model(size, channels, layers, dtype="int8", seed=seed)

@@ -142,5 +142,7 @@ def bench(
         sys.exit(2)
 
 
-if __name__ == "__main__":  # python -m kseg.bench.cli FILE.tflite ... (without the kseg entry point)
+if (
+    __name__ == "__main__"
+):  # python -m kseg.bench.cli FILE.tflite ... (without the kseg entry point)
     bench()

@@ -83,6 +83,20 @@ def percentiles(ms: list[float]) -> dict[str, float]:
     }
 
 
+def timed_invokes(model: Any, x: np.ndarray, runs: int) -> list[float]:
+    """Milliseconds of ``runs`` round trips: set the quantized input, ``invoke()``, read the output."""
+    interp, idx_in, idx_out = model.interpreter, model._in["index"], model._out["index"]
+    clock = time.perf_counter
+    times = []
+    for _ in range(runs):
+        t0 = clock()
+        interp.set_tensor(idx_in, x)
+        interp.invoke()
+        interp.get_tensor(idx_out)
+        times.append(1e3 * (clock() - t0))
+    return times
+
+
 def measure(
     path: str | os.PathLike[str],
     *,
@@ -117,15 +131,7 @@ def measure(
         first_ms = 1e3 * (time.perf_counter() - t0)
         for _ in range(warmup):
             model.invoke_raw(x)
-        interp, idx_in, idx_out = model.interpreter, model._in["index"], model._out["index"]
-        times = []
-        clock = time.perf_counter
-        for _ in range(runs):
-            t0 = clock()
-            interp.set_tensor(idx_in, x)
-            interp.invoke()
-            interp.get_tensor(idx_out)
-            times.append(1e3 * (clock() - t0))
+        times = timed_invokes(model, x, runs)
         rss_end = _rss_mb()
         peak = max(rss_init, rss_end)  # sampled; the isolated worker uses its ru_maxrss
         desc = model.describe()
@@ -196,21 +202,22 @@ def calibrate_peak(
     cpus: list[int] | None = None,
     runs: int = 10,
     isolate: bool = False,
+    dtype: str = "int8",
 ) -> dict[str, Any]:
-    """This machine's measured INT8 throughput: two 3x3 INT8 convs, 64x64x64 -> 64 channels.
+    """This machine's measured throughput: two 3x3 convs, 64x64x64 -> 64 channels, in ``dtype``.
 
     Returns ``{"gmacs_per_s", "macs", "latency_ms_min", "threads"}``; cached per settings.
     """
-    key = (threads, runtime, tuple(cpus or ()), isolate)
+    key = (threads, runtime, tuple(cpus or ()), isolate, dtype)
     if key in _CALIBRATION:
         return _CALIBRATION[key]
-    from kseg.bench.builder import int8_conv_model
+    from kseg.bench.builder import conv_model
 
     size, channels, layers = 64, 64, 2
     macs = layers * size * size * channels * channels * 9
     with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "calibration_int8_conv.tflite"
-        path.write_bytes(int8_conv_model(size, channels, layers))
+        path = Path(d) / f"calibration_{dtype}_conv.tflite"
+        path.write_bytes(conv_model(size, channels, layers, dtype=dtype))
         fn = measure_isolated if isolate else measure
         r = fn(path, threads=threads, runs=runs, warmup=2, runtime=runtime, cpus=cpus)
     best = r["latency_ms"]["min"]
@@ -219,7 +226,7 @@ def calibrate_peak(
         "macs": macs,
         "latency_ms_min": best,
         "threads": threads,
-        "model": f"{layers} x CONV_2D 3x3 int8, {size}x{size}x{channels} -> {channels}",
+        "model": f"{layers} x CONV_2D 3x3 {dtype}, {size}x{size}x{channels} -> {channels}",
     }
     _CALIBRATION[key] = out
     return out
