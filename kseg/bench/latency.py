@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from kseg.errors import ConfigError, KsegError, ModelError
+from kseg.errors import ConfigError, ModelError
 
 
 def _rss_mb() -> float:
@@ -163,7 +163,7 @@ def measure_isolated(path: str | os.PathLike[str], **kw: Any) -> dict[str, Any]:
     """:func:`measure` in a fresh Python process; peak RSS is that process's own peak."""
     args = {"path": str(path), **kw}
     proc = subprocess.run(
-        [sys.executable, "-m", "kseg.bench.latency", json.dumps(args)],
+        [sys.executable, "-m", "kseg.bench._worker", json.dumps(args)],
         capture_output=True,
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
@@ -176,20 +176,6 @@ def measure_isolated(path: str | os.PathLike[str], **kw: Any) -> dict[str, Any]:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise ModelError(f"{path}: benchmark process failed ({tail})")
     return json.loads(lines[-1])
-
-
-def _worker(argv: list[str]) -> int:
-    args = json.loads(argv[0])
-    path = args.pop("path")
-    try:
-        result = measure(path, **args)
-    except KsegError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    result["peak_rss_mb"] = max(result["peak_rss_mb"], _max_rss_mb())
-    result["model_rss_mb"] = result["peak_rss_mb"] - result["baseline_rss_mb"]
-    print(json.dumps(result))
-    return 0
 
 
 _CALIBRATION: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -253,7 +239,3 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
-
-
-if __name__ == "__main__":
-    raise SystemExit(_worker(sys.argv[1:]))
