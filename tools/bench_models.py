@@ -48,7 +48,11 @@ def int8_latency_ms(tflite_bytes: bytes, runs: int, warmup: int = 3) -> float:
     interp = Interpreter(model_content=tflite_bytes, num_threads=1)
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]
-    x = np.random.default_rng(0).integers(-128, 128, inp["shape"], dtype=np.int64).astype(inp["dtype"])
+    x = (
+        np.random.default_rng(0)
+        .integers(-128, 128, inp["shape"], dtype=np.int64)
+        .astype(inp["dtype"])
+    )
     interp.set_tensor(inp["index"], x)
     for _ in range(warmup):
         interp.invoke()
@@ -60,7 +64,9 @@ def int8_latency_ms(tflite_bytes: bytes, runs: int, warmup: int = 3) -> float:
     return float(np.median(times) * 1000.0)
 
 
-def train_dice(name: str, options: dict[str, Any], dataset: str, args, workdir: Path) -> dict[str, Any]:
+def train_dice(
+    name: str, options: dict[str, Any], dataset: str, args, workdir: Path
+) -> dict[str, Any]:
     """Validation metrics of ``name`` after the fixed short budget on ``dataset``."""
     from kseg.config import load_config
     from kseg.training import train
@@ -83,7 +89,10 @@ def train_dice(name: str, options: dict[str, Any], dataset: str, args, workdir: 
     config = load_config(None, overrides)
     started = time.perf_counter()
     metrics = train(config, workdir / f"{name}-{dataset}", verbose=0)
-    return {"dice": float(metrics["dice"]), "train_seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "dice": float(metrics["dice"]),
+        "train_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def train_denoiser(name: str, options: dict[str, Any], args) -> dict[str, Any]:
@@ -98,7 +107,10 @@ def train_denoiser(name: str, options: dict[str, Any], args) -> dict[str, Any]:
     n_val = max(1, len(noisy) // 5)
     keras.utils.set_random_seed(args.seed)
     model = create_model(name, input_shape=noisy.shape[1:], **options)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=lambda y, p: tf.reduce_mean(tf.square((y - p) / 255.0)))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=lambda y, p: tf.reduce_mean(tf.square((y - p) / 255.0)),
+    )
     ds = (
         tf.data.Dataset.from_tensor_slices((noisy[n_val:], clean[n_val:]))
         .shuffle(len(noisy), seed=args.seed)
@@ -134,6 +146,7 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     for row in result["models"]:
+
         def cell(key: str, fmt: str) -> str:
             value = row.get(key)
             return "-" if value is None else fmt.format(value)
@@ -164,14 +177,23 @@ def check_targets(rows: list[dict[str, Any]]) -> list[str]:
     out = []
     mob = by_name.get("mobile_unet")
     if mob:
-        out.append(f"mobile_unet parameters {mob['params'] / 1e6:.3f} M <= 0.5 M: {'met' if mob['params'] <= 0.5e6 else 'MISSED'}")
-        out.append(f"mobile_unet MACs {mob['macs'] / 1e9:.3f} G <= 1.0 G: {'met' if mob['macs'] <= 1e9 else 'MISSED'}")
+        out.append(
+            f"mobile_unet parameters {mob['params'] / 1e6:.3f} M <= 0.5 M: {'met' if mob['params'] <= 0.5e6 else 'MISSED'}"
+        )
+        out.append(
+            f"mobile_unet MACs {mob['macs'] / 1e9:.3f} G <= 1.0 G: {'met' if mob['macs'] <= 1e9 else 'MISSED'}"
+        )
         a = mob.get("hc18", {}).get("dice")
         b = by_name.get("unet", {}).get("hc18", {}).get("dice")
         if a is not None and b is not None:
-            out.append(f"mobile_unet hc18 Dice {a:.3f} vs unet {b:.3f} (gap {b - a:+.3f}, target <= 0.03): {'met' if b - a <= 0.03 else 'MISSED'}")
+            out.append(
+                f"mobile_unet hc18 Dice {a:.3f} vs unet {b:.3f} (gap {b - a:+.3f}, target <= 0.03): {'met' if b - a <= 0.03 else 'MISSED'}"
+            )
     failed = [r["name"] for r in rows if r.get("int8_ok") is False]
-    out.append("every architecture converts to INT8: " + ("met" if not failed else "MISSED: " + ", ".join(failed)))
+    out.append(
+        "every architecture converts to INT8: "
+        + ("met" if not failed else "MISSED: " + ", ".join(failed))
+    )
     return out
 
 
@@ -189,7 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--synthetic-n", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME.KEY=VALUE", help="architecture option")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="architecture option",
+    )
     args = parser.parse_args(argv)
 
     import platform
@@ -202,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.sets:
         key, value = item.split("=", 1)
         model, opt = key.split(".", 1)
-        options.setdefault(model, {})[opt] = json.loads(value) if value[:1] in "0123456789[{-tfn" else value
+        options.setdefault(model, {})[opt] = (
+            json.loads(value) if value[:1] in "0123456789[{-tfn" else value
+        )
     datasets = [d for d in args.datasets.split(",") if d]
     if "hc18" in datasets and not (HC18 / "images").is_dir():
         print(f"hc18 not found at {HC18}; skipping it", file=sys.stderr)
@@ -232,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         result["targets"] = check_targets(result["models"])
         write_json(args.out / "models.json", result)
         write_text(args.out / "models.md", markdown(result))
-        print(json.dumps({k: row[k] for k in row if k not in ("ops", "options", "description")}), flush=True)
+        print(
+            json.dumps({k: row[k] for k in row if k not in ("ops", "options", "description")}),
+            flush=True,
+        )
     print(f"wrote {args.out / 'models.json'} and {args.out / 'models.md'}", file=sys.stderr)
     return 0
 

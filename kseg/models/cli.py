@@ -1,0 +1,254 @@
+"""``kseg models``: list the architectures with their measured cost, or describe one.
+
+Importable without TensorFlow (``kseg.cli`` adds this group at start-up); the commands import
+TensorFlow when they run. :func:`profile_architecture` is the one function that measures a
+model (parameters, MACs, float32 and INT8 ``.tflite`` sizes, INT8 convertibility); the command
+and ``tools/bench_models.py`` both use it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kseg.errors import KsegError
+
+
+def profile_architecture(
+    name: str,
+    *,
+    size: int = 256,
+    channels: int = 1,
+    options: dict[str, Any] | None = None,
+    convert: bool = True,
+    calibration: int = 8,
+    model=None,
+) -> dict[str, Any]:
+    """Measure one architecture at ``size x size``.
+
+    Returns ``{"name", "description", "options", "params", "macs", "float32_bytes",
+    "int8_bytes", "int8_ok", "int8_reason", "ops"}``. A conversion failure is reported in
+    ``int8_ok``/``int8_reason`` (never raised); sizes are ``None`` when not converted.
+    ``model`` reuses an already built model of that architecture.
+
+    INT8 calibration uses ``calibration`` synthetic ultrasound images (sizes and op coverage do
+    not depend on the calibration data).
+    """
+    from kseg.models import MODELS, create_model
+    from kseg.models.complexity import count_macs, count_params, int8_problems, tflite_report
+
+    if model is None:
+        model = create_model(name, input_shape=(size, size, channels), **(options or {}))
+    row: dict[str, Any] = {
+        "name": name,
+        "description": MODELS.description(name),
+        "options": _resolved_options(model),
+        "params": count_params(model),
+        "macs": count_macs(model),
+        "float32_bytes": None,
+        "int8_bytes": None,
+        "int8_ok": None,
+        "int8_reason": "not converted",
+        "ops": [],
+    }
+    if not convert:
+        return row
+    from kseg.export.convert import convert_model
+
+    try:
+        row["float32_bytes"] = len(convert_model(model, "float32"))
+    except KsegError as exc:
+        row["int8_ok"], row["int8_reason"] = False, f"float conversion failed: {exc}"
+        return row
+    try:
+        int8 = convert_model(
+            model, "int8", representative=_calibration(size, channels, calibration)
+        )
+    except KsegError as exc:
+        row["int8_ok"], row["int8_reason"] = False, str(exc)
+        return row
+    report = tflite_report(int8)
+    problems = int8_problems(report)
+    row.update(
+        int8_bytes=len(int8),
+        int8_ok=not problems,
+        int8_reason="; ".join(problems) if problems else "all builtin int8 ops",
+        ops=report["ops"],
+    )
+    row["_int8_model"] = int8  # for callers that time it; dropped from JSON output
+    return row
+
+
+def _resolved_options(model) -> dict[str, Any]:
+    from kseg.models import model_spec
+
+    return model_spec(model)["options"]
+
+
+def _calibration(size: int, channels: int, n: int):
+    import numpy as np
+
+    from kseg.data.synthetic import synthesize
+
+    images = synthesize("ultrasound", n, size=size, seed=0).images.astype(np.float32)
+    if images.shape[-1] != channels:
+        images = np.repeat(images[..., :1], channels, axis=-1)
+    return images
+
+
+def _parse_options(items: tuple[str, ...]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise KsegError(f"--option {item!r}: use KEY=VALUE, e.g. --option depth=3")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def _mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:.2f} MB"
+
+
+def _row_cells(row: dict[str, Any]) -> list[str]:
+    ok = {True: "yes", False: "no", None: "-"}[row["int8_ok"]]
+    if row["int8_ok"] is False:
+        ok = f"no ({row['int8_reason']})"
+    return [
+        row["name"],
+        f"{row['params'] / 1e6:.2f} M",
+        f"{row['macs'] / 1e9:.2f} G",
+        _mb(row["float32_bytes"]),
+        _mb(row["int8_bytes"]),
+        ok,
+        row["description"],
+    ]
+
+
+_HEADER = ["name", "params", "MACs", "float32", "int8", "int8 ok", "description"]
+
+
+def format_table(rows: list[dict[str, Any]], size: int) -> str:
+    """Plain-text table of :func:`profile_architecture` rows."""
+    header = list(_HEADER)
+    header[2] = f"MACs@{size}"
+    cells = [header] + [_row_cells(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header) - 1)]
+    lines = []
+    for i, c in enumerate(cells):
+        lines.append(
+            "  ".join(v.ljust(w) for v, w in zip(c[:-1], widths, strict=False)) + "  " + c[-1]
+        )
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * len(header[-1]))
+    return "\n".join(lines)
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+@click.group("models")
+def models() -> None:
+    """Architectures of the model zoo: list them with their cost, or describe one."""
+
+
+@models.command("list")
+@click.option(
+    "--size",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Input size for MACs and .tflite sizes.",
+)
+@click.option("--channels", type=click.IntRange(1, 3), default=1, show_default=True)
+@click.option(
+    "--no-convert", is_flag=True, help="Skip TFLite conversion (params and MACs only; fast)."
+)
+@click.option(
+    "--json", "json_path", type=click.Path(path_type=Path), help="Also write the rows as JSON."
+)
+def list_models(size: int, channels: int, no_convert: bool, json_path: Path | None) -> None:
+    """Every architecture with parameters, MACs, float32/INT8 .tflite sizes and INT8 convertibility.
+
+    Sizes come from converting each default model at --size (a few seconds per model); a model
+    that fails to convert shows "no" and the reason.
+    """
+    from kseg.models import MODELS
+
+    names = MODELS.names()
+    rows = []
+    with click.progressbar(names, label="measuring", file=sys.stderr, show_pos=True) as bar:
+        for name in bar:
+            try:
+                rows.append(
+                    profile_architecture(name, size=size, channels=channels, convert=not no_convert)
+                )
+            except KsegError as exc:
+                click.echo(f"\n{name}: {exc}", err=True)
+    click.echo(format_table(rows, size))
+    if json_path is not None:
+        from kseg.atomic import write_json
+
+        write_json(
+            json_path, {"size": size, "channels": channels, "models": [_public(r) for r in rows]}
+        )
+
+
+@models.command("info")
+@click.argument("name")
+@click.option(
+    "--option",
+    "-o",
+    "option_items",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Architecture option, repeatable.",
+)
+@click.option("--size", type=int, default=256, show_default=True)
+@click.option("--channels", type=click.IntRange(1, 3), default=1, show_default=True)
+@click.option("--classes", "num_classes", type=int, default=1, show_default=True)
+@click.option("--no-convert", is_flag=True, help="Skip TFLite conversion.")
+@click.option(
+    "--png",
+    "png_path",
+    type=click.Path(path_type=Path),
+    help="Architecture diagram (needs graphviz + pydot); default NAME.png.",
+)
+def info(name, option_items, size, channels, num_classes, no_convert, png_path) -> None:
+    """One architecture: its options, cost, INT8 convertibility, layer summary and a diagram."""
+    from kseg.models import MODELS, create_model
+
+    options = _parse_options(option_items)
+    model = create_model(
+        name, input_shape=(size, size, channels), num_classes=num_classes, **options
+    )
+    row = profile_architecture(
+        name, size=size, channels=channels, options=options, convert=not no_convert, model=model
+    )
+    doc = (MODELS.get(name).__doc__ or "").strip()
+    click.echo(f"{name}: {row['description']}\n")
+    click.echo(doc + "\n")
+    click.echo("options: " + json.dumps(row["options"]))
+    click.echo(format_table([row], size) + "\n")
+    if row["ops"]:
+        click.echo("int8 ops: " + ", ".join(row["ops"]) + "\n")
+    model.summary(print_fn=lambda line, **_: click.echo(line), line_length=110)
+    png = png_path or Path(f"{name}.png")
+    try:
+        from kseg._keras import keras
+
+        keras.utils.plot_model(model, to_file=str(png), show_shapes=True, dpi=60)
+    except (ImportError, OSError) as exc:
+        click.echo(f"diagram skipped: graphviz/pydot not available ({type(exc).__name__})")
+    else:
+        if png.is_file():
+            click.echo(f"diagram: {png}")
+        else:
+            click.echo("diagram skipped: graphviz/pydot not available")
