@@ -298,3 +298,36 @@ def test_static_only_report(tiny_tflite, tmp_path):
     edgetpu = next(n for n in rep["npu"] if n["profile"] == "edgetpu")
     assert any("dynamic shapes" in w for w in edgetpu["warnings"])
     assert write_charts(rep, tmp_path / "none") == []
+
+
+def test_percentiles_by_hand():
+    from kseg.bench.latency import percentiles
+
+    p = percentiles([float(v) for v in range(1, 101)])
+    assert (p["p50"], p["p90"], p["p99"]) == (
+        pytest.approx(50.5),
+        pytest.approx(90.1),
+        pytest.approx(99.01),
+    )
+    assert p["mean"] == 50.5 and p["min"] == 1 and p["max"] == 100
+    assert p["std"] == pytest.approx(np.std(np.arange(1, 101), ddof=1))
+
+
+def test_parse_int_list_and_baseline_added(tiny_tflite):
+    from kseg.bench.run import parse_int_list, run_benchmark
+
+    assert parse_int_list("1, 2,4", "--threads") == [1, 2, 4]
+    with pytest.raises(ConfigError, match="--cpus must be non-negative"):
+        parse_int_list("-1", "--cpus")
+    rep = run_benchmark([tiny_tflite["int8"]], baseline=tiny_tflite["float"], runs=3, warmup=0,
+                        isolate=False, calibrate=False)  # fmt: skip
+    assert [Path(m["path"]).name for m in rep["models"]] == [
+        "tiny_float.tflite",
+        "tiny_int8.tflite",
+    ]
+    int8 = next(r for r in rep["results"] if r["file"].endswith("tiny_int8.tflite"))
+    ratio = int8["latency_ms"]["p50"] / rep["latency_ms"]["p50"]
+    assert int8["ratio_vs_baseline"]["latency_p50"] == pytest.approx(ratio)
+    assert int8["ratio_vs_baseline"]["size"] == pytest.approx(
+        tiny_tflite["int8"].stat().st_size / tiny_tflite["float"].stat().st_size
+    )
