@@ -9,13 +9,12 @@
 - ``per_image.csv``: ``name,dice,iou,precision,recall,hd95`` in input order.
 - ``worst_cases.png``: ``image | truth | prediction`` rows for the ``worst_k`` lowest-Dice images.
 
-No TensorFlow here: the predictor is a plain callable. :func:`resized_predictor` turns a model's
-batch function at its input size into such a callable using the shared resize contract
-(:func:`kseg.data.io.fit_to_size` / :func:`~kseg.data.io.restore_size`).
+No TensorFlow here: the predictor is a plain callable. :func:`evaluate_model` evaluates a model
+file (``.keras``/``.h5`` or ``.tflite``) on its run's data or a folder, at each image's original
+size, through :func:`kseg.runtime.predict_image` (the same resize contract as ``kseg predict``).
 
 Example:
-    >>> predict = resized_predictor(lambda x: model.predict(x, verbose=0), size=256)
-    >>> evaluate(predict, ((s.name, read_image(s.image, 1), read_mask(s.mask)) for s in samples), "eval")
+    >>> evaluate_model("runs/demo/best.int8.tflite", split="val", out_dir="runs/demo/eval-int8")
 """
 
 from __future__ import annotations
@@ -130,33 +129,6 @@ def evaluate(
     return result
 
 
-def resized_predictor(
-    batch_fn: Callable[[np.ndarray], np.ndarray], size: int, mode: str = "stretch"
-) -> PredictFn:
-    """Wrap a model's batch function at its input size into a per-image ``predict_fn``.
-
-    ``batch_fn`` takes float32 ``(1, size, size, C)`` raw pixels in [0, 255] (the pixel contract)
-    and returns probabilities ``(1, size, size, K)``; the result is resized back to the image's
-    size (``mode``: ``stretch`` or ``letterbox``, as in training).
-    """
-    from kseg.data.io import fit_to_size, restore_size
-
-    def predict(image: np.ndarray) -> np.ndarray:
-        img = np.asarray(image)
-        if img.ndim == 2:
-            img = img[..., None]
-        fitted, info = fit_to_size(img, size, mode)
-        if fitted.ndim == 2:
-            fitted = fitted[..., None]
-        prob = np.asarray(batch_fn(fitted[None].astype(np.float32)))[0].astype(np.float32)
-        restored = restore_size(prob, info)
-        if restored.ndim == 2:
-            restored = restored[..., None]
-        return restored
-
-    return predict
-
-
 def _csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -180,4 +152,67 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["evaluate", "resized_predictor", "CSV_COLUMNS"]
+__all__ = ["evaluate", "evaluate_model", "CSV_COLUMNS"]
+
+
+def evaluate_model(
+    model_path: str | os.PathLike[str],
+    *,
+    data: str | os.PathLike[str] | None = None,
+    split: str = "val",
+    out_dir: str | os.PathLike[str],
+    runtime: str = "auto",
+    worst_k: int = 8,
+) -> dict[str, Any]:
+    """Evaluate a saved model on a split of its data (see :func:`kseg.training.rundir.resolve_data`).
+
+    Folder data is scored at each image's original size (HD95 in original pixels); synthetic data at
+    its generated size. ``split`` is ``val``, ``test`` or ``all``.
+    """
+    from kseg.data.folder import scan_folder
+    from kseg.data.io import read_image, read_mask
+    from kseg.data.pipeline import load_splits
+    from kseg.runtime import predict_image
+    from kseg.training.rundir import resolve_data
+
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise DataError(f"{model_path}: model file not found")
+    if model_path.suffix == ".tflite":
+        from kseg.runtime import TFLiteModel
+
+        predictor = TFLiteModel(model_path, runtime=runtime)
+    else:
+        from kseg.export.predictor import KerasPredictor
+
+        predictor = KerasPredictor.from_file(model_path)
+    resolved = resolve_data(model_path, predictor.input_size, predictor.channels, data)
+    cfg = resolved.config
+    splits = load_splits(cfg.data, seed=cfg.train.seed, split_file=resolved.split_file, progress=False)
+    parts = {"val": [splits.val], "test": [splits.test], "all": [splits.train, splits.val, splits.test]}
+    chosen = [p for p in parts[split] if p is not None and len(p)]
+    if not chosen:
+        raise DataError(f"{resolved.description}: the {split!r} split is empty; use --split val or all")
+
+    def predict_fn(image: np.ndarray) -> np.ndarray:
+        return predict_image(predictor, image)
+
+    if cfg.data.path is not None:
+        samples = {s.name: s for s in scan_folder(cfg.data.path, cfg.data.group_regex)}
+        names = [n for part in chosen for n in part.names]
+        items = (
+            (n, read_image(samples[n].image, predictor.channels), read_mask(samples[n].mask))
+            for n in names
+        )
+    else:
+        items = (
+            (n, img, mask)
+            for part in chosen
+            for n, img, mask in zip(part.names, part.images, part.masks, strict=True)
+        )
+    result = evaluate(predict_fn, items, out_dir, threshold=predictor.threshold, worst_k=worst_k)
+    result["model"] = str(model_path)
+    result["data"] = resolved.description
+    result["split"] = split
+    write_json(Path(out_dir) / "metrics.json", _json_safe(result))
+    return result

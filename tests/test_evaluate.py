@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kseg.errors import DataError
-from kseg.evaluate import evaluate, resized_predictor
+from kseg.evaluate import evaluate
 
 
 def _items():
@@ -96,16 +96,22 @@ def test_errors(tmp_path):
         )
 
 
-def test_resized_predictor_returns_original_size_and_pixel_contract():
+def test_predict_image_gives_original_size_and_pixel_contract():
+    """evaluate_model predicts through kseg.runtime.predict_image: raw pixels in, original size out."""
+    from kseg.runtime import predict_image
+
     seen = {}
 
-    def batch_fn(x):
-        seen["shape"], seen["dtype"], seen["max"] = x.shape, x.dtype, float(x.max())
-        return (x[..., :1] > 100).astype(np.float32)
+    class Fake:
+        input_size, channels, resize_mode, threshold = 16, 1, "letterbox", 0.5
+
+        def predict(self, x):
+            seen["shape"], seen["dtype"], seen["max"] = x.shape, x.dtype, float(x.max())
+            return (x[..., :1] > 100).astype(np.float32)
 
     image = np.zeros((30, 50), np.uint8)
     image[:, 25:] = 200
-    prob = resized_predictor(batch_fn, 16, "letterbox")(image)
+    prob = predict_image(Fake(), image)
     assert seen == {"shape": (1, 16, 16, 1), "dtype": np.float32, "max": 200.0}
-    assert prob.shape == (30, 50, 1)
+    assert prob.shape[:2] == (30, 50)
     assert prob[:, :20].max() == 0.0 and prob[:, 30:].min() == 1.0

@@ -69,7 +69,9 @@ def export_tflite(
     if out.suffix != ".tflite":
         raise ConfigError(f"--out {out}: use a file name ending in .tflite")
 
-    resolved = resolve_data(model_path, model, data, seed=seed)
+    resolved = resolve_data(
+        model_path, int(model.input_shape[1]), int(model.input_shape[3]), data, seed=seed
+    )
     cfg = resolved.config
     splits = load_splits(cfg.data, seed=seed, split_file=resolved.split_file, progress=False)
     if len(splits.val.images) == 0:

@@ -37,11 +37,11 @@ class Predictor(Protocol):
 
 
 def prob_to_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """uint8 ``(H, W)`` label mask: ``prob >= threshold`` for K = 1, argmax for K > 1."""
+    """uint8 ``(H, W)`` label mask: ``prob > threshold`` for K = 1 (as training metrics and kseg.scores.binarize), argmax for K > 1."""
     if prob.ndim == 2:
         prob = prob[..., None]
     if prob.shape[-1] == 1:
-        return (prob[..., 0] >= threshold).astype(np.uint8)
+        return (prob[..., 0] > threshold).astype(np.uint8)
     return np.argmax(prob, axis=-1).astype(np.uint8)
 
 

@@ -189,9 +189,9 @@ def score_split(probs: np.ndarray, masks: np.ndarray, *, threshold: float = 0.5)
 
 
 def _to_labels(probs: np.ndarray, threshold: float) -> np.ndarray:
-    if probs.shape[-1] == 1:
-        return (probs[..., 0] > threshold).astype(np.uint8)
-    return np.argmax(probs, axis=-1).astype(np.uint8)
+    from kseg.scores import binarize
+
+    return np.stack([binarize(p, threshold) for p in probs]).astype(np.uint8)
 
 
 def default_out(config: Config) -> Path:

@@ -103,14 +103,15 @@ class ModelData:
     description: str
 
 
-def resolve_data(model_path: Path, model, data: str | Path | None, *, seed: int = 42) -> ModelData:
+def resolve_data(
+    model_path: Path, size: int, channels: int, data: str | Path | None, *, seed: int = 42
+) -> ModelData:
     """Data for a trained model: calibration, parity and evaluation all find it the same way.
 
     1. ``data=DIR``: the folder, split by group with the seed;
     2. else the run directory that holds the model (``RUN/best.keras``): its config and saved split;
     3. else the embedded synthetic set for the model's channel count (said so in ``description``).
     """
-    size, channels = int(model.input_shape[1]), int(model.input_shape[3])
     run = find_run_dir(model_path)
     base = load_config(run.config) if run else Config()
     if data is not None:
