@@ -170,12 +170,13 @@ def graph_facts(tflite_path: Path) -> dict[str, Any]:
     """Op names, whether every op is builtin, and float tensors left inside an integer graph."""
     from kseg.bench.analyze import analyze_model
 
-    report = analyze_model(tflite_path)
+    info = analyze_model(tflite_path)
     return {
-        "ops": sorted({op["op"] for op in report["ops"]}),
-        "builtin_only": not report["custom_ops"],
-        "float_ops": report["float_ops"],
-        "dynamic_shape_ops": report["dynamic_ops"],
+        "ops": sorted(info.op_counts()),
+        "builtin_only": not info.custom_ops,
+        "float_ops": [f"{op.index}:{op.name}" for op in info.float_ops],
+        "dynamic_shape_ops": [f"{op.index}:{op.name}" for op in info.dynamic_ops],
+        "tflite_macs": info.total_macs,
     }
 
 
