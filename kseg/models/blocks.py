@@ -47,7 +47,9 @@ def normalization(x, style: Style, name: str):
     """BatchNormalization, GroupNorm (groups capped to a divisor of the channels), or nothing."""
     channels = int(x.shape[-1])
     if style.norm == Norm.BATCH:
-        return L.BatchNormalization(name=f"{name}_bn")(x)
+        # momentum 0.9 (PyTorch's 0.1): Keras' 0.99 needs hundreds of steps before the moving
+        # statistics match the batch statistics, so short medical-imaging runs validate badly.
+        return L.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     if style.norm == Norm.GROUP:
         return GroupNorm(groups=math.gcd(style.groups, channels), name=f"{name}_gn")(x)
     if style.norm == Norm.INSTANCE:
