@@ -131,6 +131,11 @@ def train_denoiser(name: str, options: dict[str, Any], args) -> dict[str, Any]:
     }
 
 
+def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    value = row.get(key)
+    return "-" if value is None else fmt.format(value)
+
+
 def markdown(result: dict[str, Any]) -> str:
     cfg = result["settings"]
     lines = [
@@ -146,11 +151,6 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     for row in result["models"]:
-
-        def cell(key: str, fmt: str) -> str:
-            value = row.get(key)
-            return "-" if value is None else fmt.format(value)
-
         dice_syn = row.get("synthetic", {}).get("dice")
         dice_hc = row.get("hc18", {}).get("dice")
         if "denoise" in row:
@@ -162,7 +162,7 @@ def markdown(result: dict[str, Any]) -> str:
         ok = {True: "yes", False: f"no: {row.get('int8_reason')}", None: "-"}[row.get("int8_ok")]
         lines.append(
             f"| {row['name']} | {row['params'] / 1e6:.2f} M | {row['macs'] / 1e9:.2f} G | "
-            f"{cell('int8_bytes', '{:,}')} B | {ok} | {cell('int8_latency_ms', '{:.1f}')} ms | "
+            f"{_cell(row, 'int8_bytes', '{:,}')} B | {ok} | {_cell(row, 'int8_latency_ms', '{:.1f}')} ms | "
             f"{dice_syn_s} | {dice_hc_s} |"
         )
     targets = result.get("targets")
@@ -212,6 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic-n", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--merge", action="store_true", help="update rows of an existing models.json"
+    )
+    parser.add_argument(
+        "--no-profile",
+        action="store_true",
+        help="with --merge: keep measured sizes/latency, only train",
+    )
+    parser.add_argument(
         "--set",
         dest="sets",
         action="append",
@@ -244,13 +252,22 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
         "models": [],
     }
+    previous: dict[str, dict[str, Any]] = {}
+    if args.merge and (args.out / "models.json").is_file():
+        old = json.loads((args.out / "models.json").read_text())
+        previous = {r["name"]: r for r in old["models"]}
+        result["settings"] = {**old["settings"], **result["settings"]}
     workdir = Path(tempfile.mkdtemp(prefix="kseg-bench-models-"))
+    order = list(dict.fromkeys(list(previous) + names))
     for name in names:
-        print(f"[{name}] profile at {args.size}", file=sys.stderr, flush=True)
-        row = profile_architecture(name, size=args.size, options=options.get(name))
-        if row.get("_int8_model") is not None:
-            row["int8_latency_ms"] = int8_latency_ms(row["_int8_model"], args.runs)
-        row = _public(row)
+        if args.no_profile and name in previous:
+            row = dict(previous[name])
+        else:
+            print(f"[{name}] profile at {args.size}", file=sys.stderr, flush=True)
+            row = profile_architecture(name, size=args.size, options=options.get(name))
+            if row.get("_int8_model") is not None:
+                row["int8_latency_ms"] = int8_latency_ms(row["_int8_model"], args.runs)
+            row = {**previous.get(name, {}), **_public(row)}
         if not args.no_train:
             if model_task(name) == "denoise":
                 print(f"[{name}] train denoiser", file=sys.stderr, flush=True)
@@ -259,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                 for dataset in datasets:
                     print(f"[{name}] train on {dataset}", file=sys.stderr, flush=True)
                     row[dataset] = train_dice(name, options.get(name, {}), dataset, args, workdir)
-        result["models"].append(row)
+        previous[name] = row
+        result["models"] = [previous[n] for n in order if n in previous]
         result["targets"] = check_targets(result["models"])
         write_json(args.out / "models.json", result)
         write_text(args.out / "models.md", markdown(result))

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from kseg.models.cli import models
@@ -30,6 +31,18 @@ def test_list_without_conversion_shows_every_model_with_params_and_macs(tmp_path
     assert "MACs@64" in result.output and "segnet" in result.output
 
 
+def test_info_prints_doc_options_and_summary_without_conversion():
+    result = CliRunner().invoke(
+        models,
+        ["info", "segnet", "-o", "depth=2", "-o", "filters=4", "--size", "32", "--no-convert"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Badrinarayanan" in result.output
+    assert '"filters": 4' in result.output
+    assert "Total params" in result.output and "MaxUnpool2D" in result.output
+
+
+@pytest.mark.slow
 def test_info_converts_and_reports_int8_ops():
     result = CliRunner().invoke(
         models,

@@ -108,11 +108,43 @@ def test_keras_save_load_gives_identical_outputs(zoo, name, tmp_path):
     assert spec == model_spec(model)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_int8_conversion_is_builtin_integer_and_agrees_with_keras(zoo, name):
+# INT8 conversion takes 5-15 s per model: the default suite converts one model of each op
+# family (max-unpool, attention + residual, depthwise); `-m slow` converts the whole registry.
+FAST_INT8 = {"segnet", "res_attention_unet", "mobile_unet"}
+INT8_CASES = [
+    pytest.param(name, {}, marks=() if name in FAST_INT8 else pytest.mark.slow, id=name)
+    for name in NAMES
+] + [
+    pytest.param(
+        "unet",
+        {"norm": "group", "groups": 2, "activation": "hard_swish", "upsampling": "bilinear"},
+        id="unet-groupnorm-hardswish-bilinear",
+    ),
+    pytest.param(
+        "res_attention_unet",
+        {"attention": "self", "norm": "instance", "activation": "leaky_relu", "upsampling": "nearest"},
+        id="res_attention_unet-self-instance-leaky-nearest",
+    ),
+    pytest.param(
+        "unet_pp", {"deep_supervision": True, "activation": "relu6"}, id="unet_pp-deep-supervision",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "mobile_unet", {"encoder": "mobilenet_v3_small", "width": 1.0}, id="mobile_unet-mobilenet_v3",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        "mobile_unet", {"encoder": "efficientnet_v2_b0", "width": 1.0}, id="mobile_unet-efficientnet",
+        marks=pytest.mark.slow,
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "options"), INT8_CASES)
+def test_int8_conversion_is_builtin_integer_and_agrees_with_keras(zoo, name, options):
     from kseg.export.convert import convert_model
 
-    model = _build(zoo, name)
+    model = _build(zoo, name, **options)
     calib, _, _ = zoo.disks(8, seed=1)
     test_images, _, _ = zoo.disks(2, seed=2)
     int8 = convert_model(model, "int8", representative=calib)
