@@ -68,10 +68,14 @@ def fit(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     seed: int = 0,
     verbose: int = 0,
+    run_eagerly: bool = False,
 ) -> dict[str, list[float]]:
-    """Compile with Adam and train; returns the Keras history."""
+    """Compile with Adam and train; returns the Keras history.
+
+    ``run_eagerly`` skips graph tracing, which dominates one- or two-step runs (tests).
+    """
     keras.utils.set_random_seed(seed)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=resolve_loss(loss))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=resolve_loss(loss), run_eagerly=run_eagerly)
     hist = model.fit(
         data.x_train,
         data.y_train,
