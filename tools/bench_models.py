@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -64,35 +63,51 @@ def int8_latency_ms(tflite_bytes: bytes, runs: int, warmup: int = 3) -> float:
     return float(np.median(times) * 1000.0)
 
 
-def train_dice(
-    name: str, options: dict[str, Any], dataset: str, args, workdir: Path
-) -> dict[str, Any]:
-    """Validation metrics of ``name`` after the fixed short budget on ``dataset``."""
-    from kseg.config import load_config
-    from kseg.training import train
+_SPLITS: dict[str, Any] = {}
 
-    overrides: dict[str, Any] = {
-        "model.name": name,
-        "model.options": options,
-        "data.img_size": args.train_size,
-        "train.epochs": args.epochs,
-        "train.steps_per_epoch": args.steps,
-        "train.batch_size": args.batch,
-        "train.schedule": "constant",
-        "train.seed": args.seed,
-        "train.early_stopping_patience": 1000,
-    }
-    if dataset == "hc18":
-        overrides["data.path"] = str(HC18)
-    else:
-        overrides["data.synthetic_n"] = args.synthetic_n
-    config = load_config(None, overrides)
+
+def _splits(dataset: str, args):
+    """Train/val arrays of ``dataset`` at ``--train-size``, decoded once per run."""
+    if dataset not in _SPLITS:
+        from kseg.config import DataConfig
+        from kseg.data.pipeline import load_splits
+
+        path = str(HC18) if dataset == "hc18" else None
+        cfg = DataConfig(path=path, synthetic_n=args.synthetic_n, img_size=args.train_size)
+        _SPLITS[dataset] = load_splits(cfg, seed=args.seed, progress=False)
+    return _SPLITS[dataset]
+
+
+def train_dice(name: str, options: dict[str, Any], dataset: str, args) -> dict[str, Any]:
+    """Validation Dice of ``name`` after the fixed short budget on ``dataset``.
+
+    Every model gets the same data (decoded once), loss (``combo``: 0.5 BCE + 0.5 Dice), optimizer
+    (Adam 1e-3), seed and number of steps, without augmentation; Dice is scored with
+    ``kseg.training.score_split`` (all validation pixels) at threshold 0.5.
+    """
+    from kseg._keras import keras, tf
+    from kseg.losses import get_loss
+    from kseg.models import create_model
+    from kseg.training import score_split
+
+    splits = _splits(dataset, args)
+    x = splits.train.images.astype(np.float32)
+    y = splits.train.masks[..., None].astype(np.float32)
+    keras.utils.set_random_seed(args.seed)
+    model = create_model(name, input_shape=x.shape[1:], **options)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("combo"))
+    ds = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=args.seed)
+        .repeat()
+        .batch(args.batch)
+    )
     started = time.perf_counter()
-    metrics = train(config, workdir / f"{name}-{dataset}", verbose=0)
-    return {
-        "dice": float(metrics["dice"]),
-        "train_seconds": round(time.perf_counter() - started, 1),
-    }
+    model.fit(ds, epochs=args.epochs, steps_per_epoch=args.steps, verbose=0)
+    seconds = time.perf_counter() - started
+    probs = model.predict(splits.val.images.astype(np.float32), batch_size=args.batch, verbose=0)
+    scores = score_split(probs[..., 0], splits.val.masks)
+    return {"dice": float(scores["dice"]), "train_seconds": round(seconds, 1)}
 
 
 def train_denoiser(name: str, options: dict[str, Any], args) -> dict[str, Any]:
@@ -217,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-profile",
         action="store_true",
-        help="with --merge: keep measured sizes/latency, only train",
+        help="skip conversion and latency (keeps those of a --merge'd file); params, MACs, training",
     )
     parser.add_argument(
         "--set",
@@ -257,11 +272,14 @@ def main(argv: list[str] | None = None) -> int:
         old = json.loads((args.out / "models.json").read_text())
         previous = {r["name"]: r for r in old["models"]}
         result["settings"] = {**old["settings"], **result["settings"]}
-    workdir = Path(tempfile.mkdtemp(prefix="kseg-bench-models-"))
     order = list(dict.fromkeys(list(previous) + names))
     for name in names:
-        if args.no_profile and name in previous:
-            row = dict(previous[name])
+        if args.no_profile:
+            # parameters and MACs only (no conversion); keep sizes/latency measured before
+            row = profile_architecture(
+                name, size=args.size, options=options.get(name), convert=False
+            )
+            row = {**_public(row), **previous.get(name, {})}
         else:
             print(f"[{name}] profile at {args.size}", file=sys.stderr, flush=True)
             row = profile_architecture(name, size=args.size, options=options.get(name))
@@ -275,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 for dataset in datasets:
                     print(f"[{name}] train on {dataset}", file=sys.stderr, flush=True)
-                    row[dataset] = train_dice(name, options.get(name, {}), dataset, args, workdir)
+                    row[dataset] = train_dice(name, options.get(name, {}), dataset, args)
         previous[name] = row
         result["models"] = [previous[n] for n in order if n in previous]
         result["targets"] = check_targets(result["models"])

@@ -66,9 +66,11 @@ def activation(x, kind: str, name: str):
     if kind == Activation.LEAKY_RELU:
         return L.LeakyReLU(alpha=0.1, name=f"{name}_lrelu")(x)
     if kind == Activation.HARD_SWISH:
-        # relu6(x + 3) / 6 == min(max(x / 6 + 0.5, 0), 1); the converter fuses this to HARD_SWISH.
-        gate = L.Rescaling(1.0 / 6.0, offset=0.5, name=f"{name}_hs_affine")(x)
-        gate = L.ReLU(max_value=1.0, name=f"{name}_hs_gate")(gate)
+        # Written exactly as x * relu6(x + 3) * (1/6): the TFLite converter fuses this pattern into
+        # one HARD_SWISH op (float and int8), which NPUs run natively.
+        gate = L.Rescaling(1.0, offset=3.0, name=f"{name}_hs_add3")(x)
+        gate = L.ReLU(max_value=6.0, name=f"{name}_hs_relu6")(gate)
+        gate = L.Rescaling(1.0 / 6.0, name=f"{name}_hs_div6")(gate)
         return L.Multiply(name=f"{name}_hswish")([x, gate])
     raise ValueError(f"unknown activation {kind!r}")
 

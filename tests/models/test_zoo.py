@@ -153,6 +153,14 @@ def test_int8_conversion_is_builtin_integer_and_agrees_with_keras(zoo, name, opt
     assert report["input_dtype"] == "int8" and report["output_dtype"] == "int8"
     assert report["input_shape"] == [1, zoo.SIZE, zoo.SIZE, 1]
     assert report["output_shape"][:3] == [1, zoo.SIZE, zoo.SIZE]
+    # the op each special block must become (fused, integer)
+    expected = {
+        "hard_swish": "HARD_SWISH", "group": "RSQRT", "instance": "RSQRT", "self": "BATCH_MATMUL",
+        "segnet": "SELECT_V2", "bilinear": "RESIZE_BILINEAR", "nearest": "RESIZE_NEAREST_NEIGHBOR",
+    }  # fmt: skip
+    for key in [name, *map(str, options.values())]:
+        if key in expected:
+            assert expected[key] in report["ops"], f"{key}: no {expected[key]} in {report['ops']}"
     got = zoo.run_tflite(int8, test_images)
     want = model.predict(test_images, verbose=0)
     diff = np.abs(got - want)
