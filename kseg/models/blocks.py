@@ -219,8 +219,9 @@ def spatial_self_attention(x, name: str, *, ratio: int = 8):
 
     Queries and keys are 1x1 convs to ``C/ratio`` channels, values to ``C/2``; the ``HW x HW``
     softmax attention mixes all positions, a 1x1 conv maps back to C, and the result is added to
-    ``x``. Cost: about ``HW*HW*(C/ratio + C/2)`` MACs, quadratic in the number of positions, so it
-    belongs at the bottleneck only (16x16 at 256x256 input, depth 4). Static reshapes and two
+    ``x``. Cost: ``HW*HW*(C/ratio + C/2)`` MACs for the two matmuls, quadratic in the number of
+    positions, plus ``HW*C*(2C/ratio + C)`` for the 1x1 convs; it belongs at the bottleneck only
+    (16x16 at 256x256 input, depth 4: about 0.1 GMAC at C = 512). Static reshapes and two
     batch matmuls: builtin INT8 TFLite ops (BATCH_MATMUL, SOFTMAX).
 
     Reference:

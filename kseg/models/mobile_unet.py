@@ -47,7 +47,7 @@ def mobile_unet(
     and a depthwise-separable conv block; the last level up-samples to full resolution and
     concatenates the normalized input.
 
-    At 256x256 with the defaults: about 0.2 M parameters and 0.4 GMAC (see ``kseg models list``).
+    At 256x256 with the defaults: 0.20 M parameters and 0.25 GMAC (``kseg models list``).
 
     Reference:
         Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018
