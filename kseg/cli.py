@@ -142,8 +142,8 @@ def evaluate(model_path, data, split, out, runtime) -> None:
 @click.option("--uint8", is_flag=True, help="With --int8: uint8 input and output instead of int8.")
 @click.option("--data", type=click.Path(path_type=Path), help="Calibration and parity data (default: the model's run data).")
 @click.option("--out", type=click.Path(path_type=Path), help="Output .tflite (default: beside the model).")
-@click.option("--max-dice-drop", type=float, default=0.01, show_default=True, help="Parity gate vs the Keras model; exit 1 when exceeded.")
-@click.option("--calibration-samples", type=int, default=64, show_default=True)
+@click.option("--max-dice-drop", type=float, default=None, help="Parity gate vs the Keras model, exit 1 when exceeded (default: export.max_dice_drop of the run, 0.01); negative: no gate.")
+@click.option("--calibration-samples", type=int, default=None, help="Calibration images (default: export.representative_samples, 64).")
 def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_samples) -> None:
     """Convert to TFLite, check Dice parity with LiteRT, and write the model card."""
     from kseg.export import export_tflite
@@ -155,7 +155,7 @@ def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_sampl
         mode,
         data=data,
         out=out,
-        io_dtype="uint8" if uint8 else "int8",
+        io_dtype="uint8" if uint8 else None,
         max_dice_drop=max_dice_drop,
         representative_samples=calibration_samples,
     )

@@ -17,3 +17,27 @@ def hc18_dir() -> Path:
     if not (HC18 / "images").is_dir():
         pytest.skip(f"real HC18 data not found at {HC18} (set KSEG_HC18 or place ../shared beside the repo)")
     return HC18
+
+
+TINY_RUN = {
+    "data.synthetic_n": 96,
+    "data.img_size": 64,
+    "train.epochs": 8,
+    "train.steps_per_epoch": 20,
+    "train.batch_size": 8,
+    "train.learning_rate": 0.003,
+    "train.seed": 7,
+    "model.options": {"depth": 3, "filters": 8},
+}
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One short real training run on synthetic ultrasound (64x64), shared by the tests that need a
+    trained model: it must have learned something for parity and prediction checks to mean anything."""
+    from kseg.config import load_config
+    from kseg.training import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(load_config(None, TINY_RUN), out, verbose=0)
+    return out

@@ -33,12 +33,13 @@ def export_tflite(
     *,
     data: str | Path | None = None,
     out: str | Path | None = None,
-    io_dtype: IODType | str = IODType.INT8,
-    max_dice_drop: float | None = 0.01,
-    representative_samples: int = 64,
+    io_dtype: IODType | str | None = None,
+    max_dice_drop: float | None = None,
+    representative_samples: int | None = None,
     seed: int = 42,
     steps: list[dict[str, Any]] | None = None,
     model=None,
+    calibration: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Convert ``model_path``, check it against the Keras model, and write the card.
 
@@ -47,10 +48,14 @@ def export_tflite(
         mode: a :class:`~kseg.export.convert.Mode`.
         data: folder for calibration and parity (see :func:`resolve_data`).
         out: the ``.tflite`` path (default: beside the model, ``best.int8.tflite``).
+        io_dtype: ``int8``/``uint8`` input and output for ``int8`` (default: ``export.io_dtype``).
         max_dice_drop: parity gate; exceeded -> the file and card are written, card marked failed,
-            and :class:`ParityError` is raised.
+            and :class:`ParityError` is raised (default: the run's ``export.max_dice_drop``;
+            a negative value disables the gate).
+        representative_samples: calibration images (default: ``export.representative_samples``).
         steps: earlier optimization steps (distill, prune, qat) recorded in the card.
         model: an already-loaded model (skips loading ``model_path``).
+        calibration: calibration images (N, S, S, C) uint8 to use instead of the train split.
 
     Returns:
         The card dict (also written as ``FILE.json`` and ``FILE.md``).
@@ -62,24 +67,33 @@ def export_tflite(
     from kseg.runtime import TFLiteModel
 
     model_path = Path(model_path)
-    mode, io_dtype = Mode(mode), IODType(io_dtype)
+    mode = Mode(mode)
+    if out is not None and Path(out).suffix != ".tflite":
+        raise ConfigError(f"--out {out}: use a file name ending in .tflite")
     if model is None:
         model = load_model(model_path)
-    out = Path(out) if out else default_out(model_path, mode, io_dtype)
-    if out.suffix != ".tflite":
-        raise ConfigError(f"--out {out}: use a file name ending in .tflite")
-
     resolved = resolve_data(
         model_path, int(model.input_shape[1]), int(model.input_shape[3]), data, seed=seed
     )
     cfg = resolved.config
+    io_dtype = IODType(io_dtype or cfg.export.io_dtype)
+    if max_dice_drop is None:
+        max_dice_drop = cfg.export.max_dice_drop
+    if max_dice_drop is not None and max_dice_drop < 0:
+        max_dice_drop = None
+    representative_samples = representative_samples or cfg.export.representative_samples
+    out = Path(out) if out else default_out(model_path, mode, io_dtype)
     splits = load_splits(cfg.data, seed=seed, split_file=resolved.split_file, progress=False)
     if len(splits.val.images) == 0:
         raise ConfigError(f"{resolved.description}: no validation images for the parity check")
-    rng = np.random.default_rng(seed)
-    pool = splits.train if len(splits.train.images) else splits.val
-    idx = rng.permutation(len(pool.images))[:representative_samples]
-    calibration = pool.images[np.sort(idx)]
+    if calibration is None:
+        rng = np.random.default_rng(seed)
+        pool = splits.train if len(splits.train.images) else splits.val
+        idx = rng.permutation(len(pool.images))[:representative_samples]
+        calibration = pool.images[np.sort(idx)]
+        calibration_desc = f"{len(calibration)} images from the train split of {resolved.description}"
+    else:
+        calibration_desc = f"{len(calibration)} images given by the caller"
 
     flatbuffer = convert_model(model, mode, representative=calibration, io_dtype=io_dtype)
     from kseg.atomic import write_bytes
@@ -146,7 +160,7 @@ def export_tflite(
         },
         "data": {"description": resolved.description, "n_val": len(splits.val.images)},
         "calibration": {
-            "description": f"{len(calibration)} images from the train split of {resolved.description}",
+            "description": calibration_desc,
             "n_images": len(calibration),
             "sha256": sha256_bytes(np.ascontiguousarray(calibration).tobytes()),
         },

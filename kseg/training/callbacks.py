@@ -77,9 +77,6 @@ def best_so_far(history_csv: Path, monitor: str = "val_dice") -> float | None:
 def make_callbacks(cfg: TrainConfig, run: RunDir, *, monitor: str = "val_dice") -> list[keras.callbacks.Callback]:
     """Backup for ``--resume``, best and last checkpoints, CSV and TensorBoard logs, early stopping, LR."""
     callbacks: list[keras.callbacks.Callback] = [
-        # Saves model, optimizer and epoch at each epoch end; restores them when fit() starts again
-        # after a crash or SIGKILL, continuing from the last completed epoch.
-        keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
             str(run.best_model),
             monitor=monitor,
@@ -101,4 +98,9 @@ def make_callbacks(cfg: TrainConfig, run: RunDir, *, monitor: str = "val_dice") 
                 monitor="val_loss", factor=0.5, patience=max(cfg.early_stopping_patience // 3, 2), min_lr=1e-6
             )
         )
+    # Saves model, optimizer and epoch at each epoch end and restores them when fit() starts again
+    # after a crash or SIGKILL. Last in the list: an epoch is backed up only after its history row
+    # and checkpoints are written, so a kill in between repeats that epoch (its row is de-duplicated)
+    # instead of losing it.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=False))
     return callbacks

@@ -93,7 +93,6 @@ def train(
         run = RunDir.for_resume(out_dir)
         config = cfgmod.load_config(run.config)
     else:
-        prepare(config)
         run = RunDir.for_new_run(out_dir or default_out(config))
     prepare(config)
     if config.train.task is not Task.SEGMENT:
@@ -106,9 +105,6 @@ def train(
     t = config.train
     keras.utils.set_random_seed(t.seed)
     splits = load_splits(config.data, seed=t.seed, split_file=run.split if run.split.is_file() else None)
-    if not resume:
-        cfgmod.save_config(config, run.config)
-        save_split(run.split, splits.rows)
     if len(splits.val.images) == 0:
         raise ConfigError("the validation split is empty; raise data.val_fraction or add images")
 
@@ -122,9 +118,13 @@ def train(
 
     strategy = make_strategy(t.strategy)
     with strategy.scope():
-        model = build_model(config)
+        model = build_model(config)  # bad options or input size fail here, before anything is written
         compile_model(model, config, steps)
 
+    if not resume:
+        run.root.mkdir(parents=True, exist_ok=True)
+        cfgmod.save_config(config, run.config)
+        save_split(run.split, splits.rows)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()

@@ -63,7 +63,11 @@ class RunDir:
 
     @classmethod
     def for_new_run(cls, path: str | Path) -> RunDir:
-        """A run directory for a new run; an existing run or a non-empty folder is never reused."""
+        """A run directory for a new run; an existing run or a non-empty folder is never reused.
+
+        Nothing is created here: the caller creates ``root`` once data and model are known to work,
+        so a failing command leaves no half-made run behind.
+        """
         root = Path(path)
         if root.exists() and not root.is_dir():
             raise ConfigError(f"{root}: --out exists and is a file; choose a folder name")
@@ -75,7 +79,6 @@ class RunDir:
                     "or choose another --out"
                 )
             raise ConfigError(f"{root}: folder is not empty; choose a new or empty --out folder")
-        root.mkdir(parents=True, exist_ok=True)
         return cls(root)
 
     @classmethod
