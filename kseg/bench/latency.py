@@ -42,6 +42,18 @@ def _rss_mb() -> float:
 
 
 def _max_rss_mb() -> float:
+    """Peak resident memory of this process since it started (exec), in MiB.
+
+    Linux: ``VmHWM`` from ``/proc/self/status``, which starts afresh at ``exec``; ``ru_maxrss``
+    would carry over the parent's peak from ``fork``. Elsewhere: ``ru_maxrss``.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     try:
         import resource
 
