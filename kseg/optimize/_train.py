@@ -76,6 +76,8 @@ def fit(
     """
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=resolve_loss(loss), run_eagerly=run_eagerly)
+    if epochs <= 0:  # e.g. QAT only to record ranges at conversion, or a dry run of a recipe
+        return {}
     hist = model.fit(
         data.x_train,
         data.y_train,

@@ -179,7 +179,7 @@ class Distiller(keras.Model):
     def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         return self.student(x, training=training)
 
-    def _losses(self, x: tf.Tensor, y: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def _distill_losses(self, x: tf.Tensor, y: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         t_out = _as_list(self._teacher_heads(x, training=False))
         s_out = _as_list(self._student_heads(x, training=training))
         task = self.task_loss(y, activate(s_out[0]))
@@ -192,14 +192,14 @@ class Distiller(keras.Model):
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         x, y = data[0], data[1]
         with tf.GradientTape() as tape:
-            total, task, kd = self._losses(x, y, training=True)
+            total, task, kd = self._distill_losses(x, y, training=True)
         variables = self.student.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
         return self._track(total, task, kd)
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         x, y = data[0], data[1]
-        return self._track(*self._losses(x, y, training=False))
+        return self._track(*self._distill_losses(x, y, training=False))
 
     def _track(self, total: tf.Tensor, task: tf.Tensor, kd: tf.Tensor) -> dict[str, tf.Tensor]:
         self.loss_tracker.update_state(total)
@@ -236,6 +236,7 @@ def distill(
     beta: float = 0.0,
     seed: int = 0,
     verbose: int = 0,
+    run_eagerly: bool = False,
 ) -> dict[str, list[float]]:
     """Train ``student`` in place from ``teacher`` on ``data`` (a ``FitData``); returns the history."""
     from kseg.optimize._train import resolve_loss
@@ -250,7 +251,7 @@ def distill(
         attention_pairs=attention_pairs,
         beta=beta,
     )
-    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), run_eagerly=run_eagerly)
     hist = distiller.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=verbose)
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
@@ -265,6 +266,7 @@ def distill_with_baseline(
     learning_rate: float = 1e-3,
     loss: Any = None,
     seed: int = 0,
+    run_eagerly: bool = False,
     **distill_options: Any,
 ) -> dict[str, Any]:
     """Distill a fresh student and train an identical one alone with the same budget and seed.
@@ -281,9 +283,10 @@ def distill_with_baseline(
     baseline = make_student()
     hist_d = distill(
         teacher, student, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        loss=loss, seed=seed, **distill_options,
+        loss=loss, seed=seed, run_eagerly=run_eagerly, **distill_options,
     )
-    hist_b = fit(baseline, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, loss=loss, seed=seed)
+    hist_b = fit(baseline, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, loss=loss,
+                 seed=seed, run_eagerly=run_eagerly)
     metrics = {
         "teacher": evaluate(teacher, data.x_val, data.y_val),
         "student": evaluate(student, data.x_val, data.y_val),

@@ -35,7 +35,7 @@ from typing import Any
 
 import tensorflow_model_optimization as tfmot
 
-from kseg._keras import keras
+from kseg._keras import keras, tf
 from kseg.config import StrEnum
 from kseg.errors import ModelError
 
@@ -75,11 +75,19 @@ class OutputQuantizeConfig(_quant.QuantizeConfig):
     def set_quantize_activations(self, layer: Any, quantize_activations: list) -> None:
         pass
 
+    def __init__(self, quantize_output: bool = True) -> None:
+        self.quantize_output = bool(quantize_output)
+
     def get_output_quantizers(self, layer: Any) -> list:
+        if not self.quantize_output:
+            return []
         return [_MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
 
     def get_config(self) -> dict[str, Any]:
-        return {}
+        # tfmot's Concat transform turns off the output quantizer of a concatenation's inputs by
+        # replacing this method on the instance; save that, or the .h5 will not reload.
+        patched = "get_output_quantizers" in self.__dict__
+        return {"quantize_output": self.quantize_output and not patched}
 
 
 @keras.utils.register_keras_serializable(package="kseg")
@@ -218,6 +226,9 @@ def quantize_model(
             )
         else:
             qat = _quant.quantize_apply(annotated)
+    # Output quantizers of custom-config layers create their variables on the first call; make
+    # them now, so a QAT model saved before any training step still reloads from .h5.
+    qat(tf.zeros((1, *model.input_shape[1:]), tf.float32), training=False)
     for item in report.left_float:
         log.warning("QAT: layer %s (%s) left in float: %s", item["name"], item["class"], item["reason"])
     return qat, report

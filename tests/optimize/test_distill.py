@@ -1,0 +1,103 @@
+"""Distillation: the loss equals the formula on hand-made numbers; the Distiller trains only the
+student; the baseline student has the same initialisation and budget."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from kseg._keras import keras, tf
+from kseg.errors import ConfigError
+from kseg.models import create_model
+from kseg.optimize import distill as D
+
+
+def _sig(z):
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def _bern_kl(p, q):
+    return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+
+
+def test_soft_kl_matches_bernoulli_formula():
+    zs = np.array([0.0, 1.0, -3.0, 2.5], np.float32).reshape(1, 2, 2, 1)
+    zt = np.array([2.0, -1.0, -1.0, 2.5], np.float32).reshape(1, 2, 2, 1)
+    T = 2.0
+    expected = T * T * np.mean([_bern_kl(_sig(t / T), _sig(s / T)) for s, t in zip(zs.ravel(), zt.ravel())])
+    got = float(D.soft_kl(tf.constant(zs), tf.constant(zt), T))
+    assert got == pytest.approx(expected, rel=1e-5)
+    # pixel 4 has identical logits: contributes 0; the whole is > 0
+    assert got > 0
+    assert float(D.soft_kl(tf.constant(zt), tf.constant(zt), T)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_sigmoid_kl_equals_two_class_softmax_kl():
+    z_s, z_t = np.float32(0.7), np.float32(-1.3)
+    two = lambda z: np.array([0.0, z], np.float32).reshape(1, 1, 1, 2)  # noqa: E731
+    one = lambda z: np.array([z], np.float32).reshape(1, 1, 1, 1)  # noqa: E731
+    a = float(D.soft_kl(tf.constant(one(z_s)), tf.constant(one(z_t)), 3.0))
+    b = float(D.soft_kl(tf.constant(two(z_s)), tf.constant(two(z_t)), 3.0))
+    assert a == pytest.approx(b, rel=1e-5)
+
+
+def test_distillation_loss_is_alpha_task_plus_t2_kl():
+    y = np.array([1, 0, 0, 1], np.float32).reshape(1, 2, 2, 1)
+    zs = np.array([0.5, -0.5, 1.0, 3.0], np.float32).reshape(1, 2, 2, 1)
+    zt = np.array([4.0, -4.0, -2.0, 2.0], np.float32).reshape(1, 2, 2, 1)
+    alpha, T = 0.3, 4.0
+    ps = [_sig(z) for z in zs.ravel()]
+    bce = -np.mean([t * math.log(p) + (1 - t) * math.log(1 - p) for t, p in zip(y.ravel(), ps)])
+    kl = np.mean([_bern_kl(_sig(t / T), _sig(s / T)) for s, t in zip(zs.ravel(), zt.ravel())])
+    expected = alpha * bce + (1 - alpha) * T * T * kl
+    task = keras.losses.BinaryCrossentropy()
+    got = float(D.distillation_loss(tf.constant(y), tf.constant(zs), tf.constant(zt), task_loss=task, alpha=alpha, temperature=T))
+    assert got == pytest.approx(expected, rel=1e-4)
+
+
+def test_attention_map_is_normalised_channel_energy():
+    f = np.zeros((1, 2, 2, 2), np.float32)
+    f[0, 0, 0] = [3.0, 4.0]  # energy mean(9, 16) = 12.5 at one pixel only
+    a = D.attention_map(tf.constant(f)).numpy()
+    np.testing.assert_allclose(a, [[1.0, 0.0, 0.0, 0.0]], atol=1e-6)
+    assert float(D.attention_loss([tf.constant(f)], [tf.constant(f)])) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_logits_model_uses_zoo_logits_layer():
+    m = create_model("unet", input_shape=(32, 32, 1), depth=2, filters=4)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 1)).astype(np.float32)
+    z = D.logits_model(m).predict(x, verbose=0)
+    np.testing.assert_allclose(tf.sigmoid(z).numpy(), m.predict(x, verbose=0), atol=1e-6)
+
+
+def test_distill_with_baseline_trains_student_only(tiny_data):
+    teacher = create_model("unet", input_shape=(32, 32, 1), depth=2, filters=4)
+    t_weights = [w.copy() for w in teacher.get_weights()]
+
+    def make():
+        return create_model("mobile_unet", input_shape=(32, 32, 1), depth=2, width=0.25)
+
+    res = D.distill_with_baseline(
+        teacher, make, tiny_data, epochs=1, batch_size=8, loss=keras.losses.BinaryCrossentropy(),
+        alpha=0.5, temperature=2.0, attention_pairs="auto", beta=10.0, run_eagerly=True,
+    )
+    for a, b in zip(t_weights, teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    m = res["metrics"]
+    assert set(m) >= {"teacher", "student", "baseline", "student_minus_baseline_dice"}
+    assert m["student_minus_baseline_dice"] == pytest.approx(m["student"]["dice"] - m["baseline"]["dice"])
+    assert res["params"]["student"] < res["params"]["teacher"] or res["params"]["student"] > 0
+    # same initialisation, different training signal -> different weights
+    diffs = [np.abs(a - b).max() for a, b in zip(res["student"].get_weights(), res["baseline"].get_weights())]
+    assert max(diffs) > 0
+    assert res["history"]["distilled"]["kd_loss"][0] > 0
+
+
+def test_distiller_rejects_bad_settings():
+    m = create_model("unet", input_shape=(32, 32, 1), depth=2, filters=4)
+    with pytest.raises(ConfigError, match="alpha"):
+        D.Distiller(m, m, task_loss=keras.losses.BinaryCrossentropy(), alpha=1.5)
+    with pytest.raises(ConfigError, match="temperature"):
+        D.Distiller(m, m, task_loss=keras.losses.BinaryCrossentropy(), temperature=0)
