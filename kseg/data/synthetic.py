@@ -234,7 +234,7 @@ def _ultrasound(rng: np.random.Generator, s: int) -> tuple[np.ndarray, np.ndarra
         post *= _posterior(tube, rng.uniform(1.1, 1.4), s)
 
     for _ in range(1 + int(rng.random() < 0.3)):
-        r = rng.uniform(0.07, 0.19) * s
+        r = rng.uniform(0.08, 0.19) * s
         cy, cx = rng.uniform(0.25, 0.72) * s, rng.uniform(0.22, 0.78) * s
         blob = _blob(s, s, cy, cx, r, rng, roughness=rng.uniform(0.1, 0.6))
         u = rng.random()
@@ -242,14 +242,14 @@ def _ultrasound(rng: np.random.Generator, s: int) -> tuple[np.ndarray, np.ndarra
             level = rng.uniform(0.08, 0.5)
             factor = rng.uniform(1.3, 1.8) if rng.random() < 0.65 else rng.uniform(0.4, 0.7)
             halo = rng.random() < 0.2
-        elif u < 0.82:  # hyperechoic (calcified, fatty): shadowing or nothing
+        elif u < 0.87:  # hyperechoic (calcified, fatty): shadowing or nothing
             level = rng.uniform(1.8, 3.2)
             factor = rng.uniform(0.25, 0.6) if rng.random() < 0.6 else 1.0
             halo = rng.random() < 0.3
         else:  # nearly iso-echoic, the hard ones: found by halo, texture and posterior change
             level = rng.uniform(0.55, 0.72) if rng.random() < 0.5 else rng.uniform(1.4, 1.7)
             factor = rng.uniform(0.5, 0.75) if rng.random() < 0.5 else rng.uniform(1.3, 1.6)
-            halo = rng.random() < 0.7
+            halo = rng.random() < 0.85
         inner = np.exp(0.3 * _smooth_noise(rng, s, s, max(1.5, s / 30)))
         amp = np.where(blob, amp * np.float32(level) * inner, amp)
         if halo:
