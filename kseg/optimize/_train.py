@@ -28,7 +28,10 @@ class FitData:
     def from_splits(cls, splits: Any) -> FitData:
         """From ``kseg.data.pipeline.Splits`` (uint8 images and masks)."""
         return cls(
-            _images(splits.train.images), _masks(splits.train.masks), _images(splits.val.images), _masks(splits.val.masks)
+            _images(splits.train.images),
+            _masks(splits.train.masks),
+            _images(splits.val.images),
+            _masks(splits.val.masks),
         )
 
     def __post_init__(self) -> None:
@@ -36,7 +39,11 @@ class FitData:
         self.y_train, self.y_val = _masks(self.y_train), _masks(self.y_val)
 
     def describe(self) -> dict[str, Any]:
-        return {"train": int(len(self.x_train)), "val": int(len(self.x_val)), "shape": list(self.x_train.shape[1:])}
+        return {
+            "train": int(len(self.x_train)),
+            "val": int(len(self.x_val)),
+            "shape": list(self.x_train.shape[1:]),
+        }
 
 
 def _images(x: np.ndarray) -> np.ndarray:
@@ -48,7 +55,9 @@ def _masks(y: np.ndarray) -> np.ndarray:
     return y[..., None] if y.ndim == 3 else y
 
 
-def resolve_loss(loss: str | Callable[..., Any] | None, options: dict[str, Any] | None = None) -> Any:
+def resolve_loss(
+    loss: str | Callable[..., Any] | None, options: dict[str, Any] | None = None
+) -> Any:
     """A Keras loss: a ``kseg.losses`` name (default ``combo``) or a callable passed through."""
     if loss is None or isinstance(loss, str):
         from kseg.losses import get_loss
@@ -75,7 +84,11 @@ def fit(
     ``run_eagerly`` skips graph tracing, which dominates one- or two-step runs (tests).
     """
     keras.utils.set_random_seed(seed)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=resolve_loss(loss), run_eagerly=run_eagerly)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=resolve_loss(loss),
+        run_eagerly=run_eagerly,
+    )
     if epochs <= 0:  # e.g. QAT only to record ranges at conversion, or a dry run of a recipe
         return {}
     hist = model.fit(
@@ -115,7 +128,9 @@ def dice_iou(probs: np.ndarray, masks: np.ndarray, threshold: float = 0.5) -> di
     return {"dice": float(dice.mean()), "iou": float(iou.mean()), "per_image_dice": dice.tolist()}
 
 
-def evaluate(model: keras.Model, images: np.ndarray, masks: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+def evaluate(
+    model: keras.Model, images: np.ndarray, masks: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
     scores = dice_iou(predict(model, images), masks, threshold)
     return {"dice": scores["dice"], "iou": scores["iou"]}
 

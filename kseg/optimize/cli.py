@@ -56,23 +56,51 @@ def _echo_metrics(record: dict[str, Any]) -> None:
         click.echo(f"validation dice: {m['before']['dice']:.4f} -> {m['after']['dice']:.4f}")
 
 
-_model_opt = click.option("--model", "model", required=True, type=click.Path(path_type=Path), help="Trained model (.keras/.h5/SavedModel).")
-_data_opt = click.option("--data", default=None, help="Folder with images/ and masks/, or synthetic:KIND[:N]; default: the model's run directory data.")
-_out_opt = click.option("--out", default=None, type=click.Path(path_type=Path), help="Run directory for the artifacts.")
+_model_opt = click.option(
+    "--model",
+    "model",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Trained model (.keras/.h5/SavedModel).",
+)
+_data_opt = click.option(
+    "--data",
+    default=None,
+    help="Folder with images/ and masks/, or synthetic:KIND[:N]; default: the model's run directory data.",
+)
+_out_opt = click.option(
+    "--out", default=None, type=click.Path(path_type=Path), help="Run directory for the artifacts."
+)
 _epochs_opt = click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=0))
 _bs_opt = click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 _lr_opt = click.option("--lr", "learning_rate", default=1e-4, show_default=True, type=float)
 _seed_opt = click.option("--seed", default=42, show_default=True, type=int)
-_loss_opt = click.option("--loss", default="combo", show_default=True, help="kseg loss name for fine-tuning.")
+_loss_opt = click.option(
+    "--loss", default="combo", show_default=True, help="kseg loss name for fine-tuning."
+)
 
 
 @click.group(cls=_Group, invoke_without_command=True)
-@click.option("--recipe", type=click.Path(path_type=Path), default=None, help="YAML recipe chaining steps (configs/recipes/).")
-@click.option("--model", type=click.Path(path_type=Path), default=None, help="Overrides the recipe's model.")
+@click.option(
+    "--recipe",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML recipe chaining steps (configs/recipes/).",
+)
+@click.option(
+    "--model", type=click.Path(path_type=Path), default=None, help="Overrides the recipe's model."
+)
 @click.option("--data", default=None, help="Overrides the recipe's data.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/optimize_NAME).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory (default runs/optimize_NAME).",
+)
 @click.pass_context
-def optimize(ctx: click.Context, recipe: Path | None, model: Path | None, data: str | None, out: Path | None) -> None:
+def optimize(
+    ctx: click.Context, recipe: Path | None, model: Path | None, data: str | None, out: Path | None
+) -> None:
     """Shrink a trained model for edge devices: QAT, pruning, distillation, or a recipe chaining them."""
     if ctx.invoked_subcommand is not None:
         if recipe is not None:
@@ -100,33 +128,82 @@ def optimize(ctx: click.Context, recipe: Path | None, model: Path | None, data: 
 @_lr_opt
 @_loss_opt
 @_seed_opt
-@click.option("--preserve-sparsity", is_flag=True, help="Pruning-preserving QAT (for a pruned model).")
-@click.option("--leave-float", multiple=True, help="Layer-name pattern to keep in float (reported).")
-def qat(model: Path, data: str | None, out: Path | None, epochs: int, batch_size: int, learning_rate: float,
-        loss: str, seed: int, preserve_sparsity: bool, leave_float: tuple[str, ...]) -> None:
+@click.option(
+    "--preserve-sparsity", is_flag=True, help="Pruning-preserving QAT (for a pruned model)."
+)
+@click.option(
+    "--leave-float", multiple=True, help="Layer-name pattern to keep in float (reported)."
+)
+def qat(
+    model: Path,
+    data: str | None,
+    out: Path | None,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    loss: str,
+    seed: int,
+    preserve_sparsity: bool,
+    leave_float: tuple[str, ...],
+) -> None:
     """Quantization-aware fine-tuning; writes OUT/qat.h5 (convert it with kseg convert --int8)."""
     from kseg.optimize.steps import load_data, run_qat
 
     keras_model = _load(model)
     fit_data, desc = load_data(model, keras_model, data, seed=seed)
     out = out or _default_out(model, "qat")
-    res = run_qat(keras_model, fit_data, out, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                  loss=loss, preserve_sparsity=preserve_sparsity, leave_float=leave_float, seed=seed)
+    res = run_qat(
+        keras_model,
+        fit_data,
+        out,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        loss=loss,
+        preserve_sparsity=preserve_sparsity,
+        leave_float=leave_float,
+        seed=seed,
+    )
     click.echo(f"data: {desc}")
     for item in res.record["left_float"]:
-        click.echo(f"warning: layer {item['name']} ({item['class']}) left in float: {item['reason']}", err=True)
+        click.echo(
+            f"warning: layer {item['name']} ({item['class']}) left in float: {item['reason']}",
+            err=True,
+        )
     _echo_metrics(res.record)
     click.echo(f"qat model: {res.path}")
 
 
 @optimize.command()
 @_model_opt
-@click.option("--sparsity", required=True, type=click.FloatRange(0.0, 0.99), help="Target share of zero weights in pruned layers.")
-@click.option("--schedule", type=click.Choice(["polynomial", "constant"]), default="polynomial", show_default=True)
-@click.option("--policy", type=click.Path(path_type=Path), default=None, help="YAML pruning policy (dense/encoder patterns, overrides).")
-@click.option("--structured-2-4", "structured", is_flag=True, help="2:4 structured sparsity (Conv2D/Dense).")
-@click.option("--qat-epochs", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Then pruning-preserving QAT for this many epochs, so sparsity survives into INT8.")
+@click.option(
+    "--sparsity",
+    required=True,
+    type=click.FloatRange(0.0, 0.99),
+    help="Target share of zero weights in pruned layers.",
+)
+@click.option(
+    "--schedule",
+    type=click.Choice(["polynomial", "constant"]),
+    default="polynomial",
+    show_default=True,
+)
+@click.option(
+    "--policy",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML pruning policy (dense/encoder patterns, overrides).",
+)
+@click.option(
+    "--structured-2-4", "structured", is_flag=True, help="2:4 structured sparsity (Conv2D/Dense)."
+)
+@click.option(
+    "--qat-epochs",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Then pruning-preserving QAT for this many epochs, so sparsity survives into INT8.",
+)
 @_data_opt
 @_out_opt
 @click.option("--epochs", default=4, show_default=True, type=click.IntRange(min=1))
@@ -134,35 +211,85 @@ def qat(model: Path, data: str | None, out: Path | None, epochs: int, batch_size
 @_lr_opt
 @_loss_opt
 @_seed_opt
-def prune(model: Path, sparsity: float, schedule: str, policy: Path | None, structured: bool, qat_epochs: int,
-          data: str | None, out: Path | None, epochs: int, batch_size: int, learning_rate: float, loss: str, seed: int) -> None:
+def prune(
+    model: Path,
+    sparsity: float,
+    schedule: str,
+    policy: Path | None,
+    structured: bool,
+    qat_epochs: int,
+    data: str | None,
+    out: Path | None,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    loss: str,
+    seed: int,
+) -> None:
     """Magnitude pruning with a per-layer policy; strips wrappers and reports sparsity per layer."""
     from kseg.optimize.steps import load_data, run_prune, run_qat
 
     keras_model = _load(model)
     fit_data, desc = load_data(model, keras_model, data, seed=seed)
     out = out or _default_out(model, "prune")
-    res = run_prune(keras_model, fit_data, out, sparsity=sparsity, epochs=epochs, schedule=schedule,
-                    policy=policy, structured_2_4=structured, batch_size=batch_size, learning_rate=learning_rate,
-                    loss=loss, seed=seed)
+    res = run_prune(
+        keras_model,
+        fit_data,
+        out,
+        sparsity=sparsity,
+        epochs=epochs,
+        schedule=schedule,
+        policy=policy,
+        structured_2_4=structured,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        loss=loss,
+        seed=seed,
+    )
     click.echo(f"data: {desc}")
     _echo_metrics(res.record)
-    click.echo(f"sparsity (pruned layers): {res.record['sparsity']['overall_pruned']:.4f}; report: {out / 'sparsity.json'}")
+    click.echo(
+        f"sparsity (pruned layers): {res.record['sparsity']['overall_pruned']:.4f}; report: {out / 'sparsity.json'}"
+    )
     click.echo(f"pruned model: {res.path}")
     if qat_epochs:
-        q = run_qat(res.model, fit_data, out / "qat", epochs=qat_epochs, batch_size=batch_size,
-                    learning_rate=learning_rate, loss=loss, preserve_sparsity=True, seed=seed)
+        q = run_qat(
+            res.model,
+            fit_data,
+            out / "qat",
+            epochs=qat_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            loss=loss,
+            preserve_sparsity=True,
+            seed=seed,
+        )
         _echo_metrics(q.record)
         click.echo(f"pruning-preserving qat model: {q.path}")
 
 
 @optimize.command()
-@click.option("--teacher", required=True, type=click.Path(path_type=Path), help="Trained teacher model.")
+@click.option(
+    "--teacher", required=True, type=click.Path(path_type=Path), help="Trained teacher model."
+)
 @click.option("--student", required=True, help="Student architecture name (kseg models list).")
-@click.option("--option", "student_options", multiple=True, help="Student option KEY=VALUE (repeatable), e.g. width=0.5.")
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0), help="Weight of the task loss.")
+@click.option(
+    "--option",
+    "student_options",
+    multiple=True,
+    help="Student option KEY=VALUE (repeatable), e.g. width=0.5.",
+)
+@click.option(
+    "--alpha",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Weight of the task loss.",
+)
 @click.option("--temperature", default=2.0, show_default=True, type=click.FloatRange(min=0.01))
-@click.option("--attention", is_flag=True, help="Also match attention maps of the features feeding the heads.")
+@click.option(
+    "--attention", is_flag=True, help="Also match attention maps of the features feeding the heads."
+)
 @_data_opt
 @_out_opt
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
@@ -170,21 +297,47 @@ def prune(model: Path, sparsity: float, schedule: str, policy: Path | None, stru
 @click.option("--lr", "learning_rate", default=1e-3, show_default=True, type=float)
 @_loss_opt
 @_seed_opt
-def distill(teacher: Path, student: str, student_options: tuple[str, ...], alpha: float, temperature: float,
-            attention: bool, data: str | None, out: Path | None, epochs: int, batch_size: int, learning_rate: float,
-            loss: str, seed: int) -> None:
+def distill(
+    teacher: Path,
+    student: str,
+    student_options: tuple[str, ...],
+    alpha: float,
+    temperature: float,
+    attention: bool,
+    data: str | None,
+    out: Path | None,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    loss: str,
+    seed: int,
+) -> None:
     """Teacher -> student distillation; also trains the student alone with the same budget."""
     from kseg.optimize.steps import load_data, run_distill
 
     t = _load(teacher)
     fit_data, desc = load_data(teacher, t, data, seed=seed)
     out = out or _default_out(teacher, f"distill_{student}")
-    res = run_distill(t, fit_data, out, student=student, student_options=_options(student_options), epochs=epochs,
-                      batch_size=batch_size, learning_rate=learning_rate, loss=loss, alpha=alpha,
-                      temperature=temperature, attention=attention, seed=seed)
+    res = run_distill(
+        t,
+        fit_data,
+        out,
+        student=student,
+        student_options=_options(student_options),
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        loss=loss,
+        alpha=alpha,
+        temperature=temperature,
+        attention=attention,
+        seed=seed,
+    )
     m = res.record["metrics"]
     click.echo(f"data: {desc}")
-    click.echo(f"teacher dice {m['teacher']['dice']:.4f} ({res.record['params']['teacher']} params); "
-               f"student {m['student']['dice']:.4f} ({res.record['params']['student']} params); "
-               f"same student alone {m['baseline']['dice']:.4f}")
+    click.echo(
+        f"teacher dice {m['teacher']['dice']:.4f} ({res.record['params']['teacher']} params); "
+        f"student {m['student']['dice']:.4f} ({res.record['params']['student']} params); "
+        f"same student alone {m['baseline']['dice']:.4f}"
+    )
     click.echo(f"student model: {res.path}")

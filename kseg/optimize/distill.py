@@ -90,11 +90,17 @@ def attention_map(features: tf.Tensor, size: Sequence[int] | None = None) -> tf.
     return tf.math.l2_normalize(a, axis=-1)
 
 
-def attention_loss(student_feats: Sequence[tf.Tensor], teacher_feats: Sequence[tf.Tensor]) -> tf.Tensor:
+def attention_loss(
+    student_feats: Sequence[tf.Tensor], teacher_feats: Sequence[tf.Tensor]
+) -> tf.Tensor:
     losses = []
     for fs, ft in zip(student_feats, teacher_feats, strict=True):
         size = fs.shape[1:3]
-        losses.append(tf.reduce_mean(tf.reduce_sum(tf.square(attention_map(fs) - attention_map(ft, size)), -1)))
+        losses.append(
+            tf.reduce_mean(
+                tf.reduce_sum(tf.square(attention_map(fs) - attention_map(ft, size)), -1)
+            )
+        )
     return tf.add_n(losses) / len(losses)
 
 
@@ -160,7 +166,9 @@ class Distiller(keras.Model):
         self.alpha = float(alpha)
         self.temperature = float(temperature)
         self.beta = float(beta)
-        pairs = _auto_pairs(teacher, student) if attention_pairs == "auto" else list(attention_pairs)
+        pairs = (
+            _auto_pairs(teacher, student) if attention_pairs == "auto" else list(attention_pairs)
+        )
         self.attention_pairs = pairs if self.beta > 0 else []
         s_logits = logits_model(student)
         t_logits = logits_model(teacher)
@@ -179,7 +187,9 @@ class Distiller(keras.Model):
     def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         return self.student(x, training=training)
 
-    def _distill_losses(self, x: tf.Tensor, y: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def _distill_losses(
+        self, x: tf.Tensor, y: tf.Tensor, training: bool
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         t_out = _as_list(self._teacher_heads(x, training=False))
         s_out = _as_list(self._student_heads(x, training=training))
         task = self.task_loss(y, activate(s_out[0]))
@@ -194,7 +204,9 @@ class Distiller(keras.Model):
         with tf.GradientTape() as tape:
             total, task, kd = self._distill_losses(x, y, training=True)
         variables = self.student.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        self.optimizer.apply_gradients(
+            zip(tape.gradient(total, variables), variables, strict=False)
+        )
         return self._track(total, task, kd)
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
@@ -252,7 +264,14 @@ def distill(
         beta=beta,
     )
     distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), run_eagerly=run_eagerly)
-    hist = distiller.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=verbose)
+    hist = distiller.fit(
+        data.x_train,
+        data.y_train,
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=True,
+        verbose=verbose,
+    )
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 
@@ -282,17 +301,35 @@ def distill_with_baseline(
     keras.utils.set_random_seed(seed)
     baseline = make_student()
     hist_d = distill(
-        teacher, student, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        loss=loss, seed=seed, run_eagerly=run_eagerly, **distill_options,
+        teacher,
+        student,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        loss=loss,
+        seed=seed,
+        run_eagerly=run_eagerly,
+        **distill_options,
     )
-    hist_b = fit(baseline, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, loss=loss,
-                 seed=seed, run_eagerly=run_eagerly)
+    hist_b = fit(
+        baseline,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        loss=loss,
+        seed=seed,
+        run_eagerly=run_eagerly,
+    )
     metrics = {
         "teacher": evaluate(teacher, data.x_val, data.y_val),
         "student": evaluate(student, data.x_val, data.y_val),
         "baseline": evaluate(baseline, data.x_val, data.y_val),
     }
-    metrics["student_minus_baseline_dice"] = metrics["student"]["dice"] - metrics["baseline"]["dice"]
+    metrics["student_minus_baseline_dice"] = (
+        metrics["student"]["dice"] - metrics["baseline"]["dice"]
+    )
     metrics["teacher_minus_student_dice"] = metrics["teacher"]["dice"] - metrics["student"]["dice"]
     return {
         "student": student,
@@ -300,6 +337,15 @@ def distill_with_baseline(
         "metrics": metrics,
         "params": {"teacher": int(teacher.count_params()), "student": int(student.count_params())},
         "history": {"distilled": hist_d, "baseline": hist_b},
-        "settings": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed, **{
-            k: v for k, v in distill_options.items() if isinstance(v, (int, float, str, list, tuple))}},
+        "settings": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "seed": seed,
+            **{
+                k: v
+                for k, v in distill_options.items()
+                if isinstance(v, (int, float, str, list, tuple))
+            },
+        },
     }

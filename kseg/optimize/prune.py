@@ -75,7 +75,9 @@ class PrunePolicy:
         valid = [f.name for f in dataclasses.fields(cls)]
         for key in raw:
             if key not in valid:
-                raise ConfigError(f"{source}: unknown pruning policy key {key!r}; valid: {', '.join(valid)}")
+                raise ConfigError(
+                    f"{source}: unknown pruning policy key {key!r}; valid: {', '.join(valid)}"
+                )
         kw: dict[str, Any] = {}
         for key in ("dense", "encoder"):
             if key in raw:
@@ -98,7 +100,9 @@ class PrunePolicy:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"dense": list(self.dense), "encoder": list(self.encoder)}
 
-    def plan(self, model: keras.Model, sparsity: float, *, m_by_n: tuple[int, int] | None = None) -> dict[str, float]:
+    def plan(
+        self, model: keras.Model, sparsity: float, *, m_by_n: tuple[int, int] | None = None
+    ) -> dict[str, float]:
         """Target sparsity for every prunable layer (0.0 = left dense)."""
         if not 0.0 <= sparsity < 1.0:
             raise ConfigError(f"--sparsity {sparsity} must be in [0, 1), e.g. 0.5")
@@ -115,8 +119,12 @@ class PrunePolicy:
             if any(tokens.get(p, False) or fnmatch.fnmatchcase(name, p) for p in self.dense):
                 plan[name] = 0.0
             elif m_by_n is not None:
-                plan[name] = 1.0 - m_by_n[0] / m_by_n[1] if type(layer).__name__ in M_BY_N_CAPABLE else 0.0
-            elif (hit := next((p for p in self.overrides if fnmatch.fnmatchcase(name, p)), None)) is not None:
+                plan[name] = (
+                    1.0 - m_by_n[0] / m_by_n[1] if type(layer).__name__ in M_BY_N_CAPABLE else 0.0
+                )
+            elif (
+                hit := next((p for p in self.overrides if fnmatch.fnmatchcase(name, p)), None)
+            ) is not None:
                 plan[name] = self.overrides[hit]
             elif any(fnmatch.fnmatchcase(name, p) for p in self.encoder):
                 enc.append(layer)
@@ -153,7 +161,11 @@ def make_schedule(kind: PruneSchedule | str, sparsity: float, total_steps: int) 
     frequency = max(1, ramp // 10)
     end_step = max(frequency, ramp // frequency * frequency)
     return _sparsity.PolynomialDecay(
-        initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0, end_step=end_step, frequency=frequency
+        initial_sparsity=0.0,
+        final_sparsity=sparsity,
+        begin_step=0,
+        end_step=end_step,
+        frequency=frequency,
     )
 
 
@@ -196,7 +208,9 @@ def prune_model(
         wrapped = keras.models.clone_model(model, clone_function=wrap)
     for layer in model.layers:
         if plan.get(layer.name, 0.0) > 0.0:
-            wrapped.get_layer(f"prune_low_magnitude_{layer.name}").layer.set_weights(layer.get_weights())
+            wrapped.get_layer(f"prune_low_magnitude_{layer.name}").layer.set_weights(
+                layer.get_weights()
+            )
         else:
             wrapped.get_layer(layer.name).set_weights(layer.get_weights())
     return wrapped, plan
@@ -212,7 +226,10 @@ def strip(model: keras.Model) -> keras.Model:
 
 
 def sparsity_report(
-    model: keras.Model, plan: dict[str, float] | None = None, *, m_by_n: tuple[int, int] | None = None
+    model: keras.Model,
+    plan: dict[str, float] | None = None,
+    *,
+    m_by_n: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Achieved sparsity per prunable layer of a stripped model, and overall.
 

@@ -81,7 +81,9 @@ class OutputQuantizeConfig(_quant.QuantizeConfig):
     def get_output_quantizers(self, layer: Any) -> list:
         if not self.quantize_output:
             return []
-        return [_MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+        return [
+            _MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
+        ]
 
     def get_config(self) -> dict[str, Any]:
         # tfmot's Concat transform turns off the output quantizer of a concatenation's inputs by
@@ -118,7 +120,10 @@ OUTPUT_QUANTIZED: frozenset[str] = frozenset(
 
 _FUSED_INTO_CONV = ("Conv2D", "DepthwiseConv2D")  # tfmot folds BN only after these
 _FOLDED = object()  # marker: BN folded into the conv before it by tfmot's transforms
-_CUSTOM_CONFIGS = {"OutputQuantizeConfig": OutputQuantizeConfig, "NoOpQuantizeConfig": NoOpQuantizeConfig}
+_CUSTOM_CONFIGS = {
+    "OutputQuantizeConfig": OutputQuantizeConfig,
+    "NoOpQuantizeConfig": NoOpQuantizeConfig,
+}
 
 
 @dataclasses.dataclass
@@ -181,7 +186,9 @@ def quantize_model(
         pass
     if any(isinstance(layer, keras.Model) for layer in model.layers):
         nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
-        raise ModelError(f"model {model.name!r} nests sub-models {nested}; tfmot QAT needs a flat functional model")
+        raise ModelError(
+            f"model {model.name!r} nests sub-models {nested}; tfmot QAT needs a flat functional model"
+        )
     registry = _default_registry()
     pp_registry = _prune_preserve_registry() if scheme is QATScheme.PRUNE_PRESERVE else None
     report = QATReport(scheme=scheme.value)
@@ -192,7 +199,9 @@ def quantize_model(
         if isinstance(layer, keras.layers.InputLayer):
             return clone
         if any(fnmatch.fnmatchcase(layer.name, p) for p in leave_float):
-            report.left_float.append({"name": layer.name, "class": cls, "reason": "leave_float pattern"})
+            report.left_float.append(
+                {"name": layer.name, "class": cls, "reason": "leave_float pattern"}
+            )
             return clone
         config = _config_for(layer, model, registry)
         if config is _FOLDED:
@@ -204,7 +213,9 @@ def quantize_model(
                 # The prune-preserving registry lacks e.g. Conv2DTranspose: quantize it with the
                 # default config (its zeros are then not held fixed during QAT; reported).
                 report.sparsity_not_preserved.append(layer.name)
-                return _quant.quantize_annotate_layer(clone, quantize_config=registry.get_quantize_config(clone))
+                return _quant.quantize_annotate_layer(
+                    clone, quantize_config=registry.get_quantize_config(clone)
+                )
             return _quant.quantize_annotate_layer(clone)
         if config is None:
             report.left_float.append(
@@ -230,7 +241,9 @@ def quantize_model(
     # them now, so a QAT model saved before any training step still reloads from .h5.
     qat(tf.zeros((1, *model.input_shape[1:]), tf.float32), training=False)
     for item in report.left_float:
-        log.warning("QAT: layer %s (%s) left in float: %s", item["name"], item["class"], item["reason"])
+        log.warning(
+            "QAT: layer %s (%s) left in float: %s", item["name"], item["class"], item["reason"]
+        )
     return qat, report
 
 
@@ -253,7 +266,9 @@ def _prune_preserve_registry() -> Any:
 def _inbound_classes(layer: keras.layers.Layer) -> list[str]:
     names = []
     for node in layer._inbound_nodes:  # noqa: SLF001 - keras has no public accessor for this
-        for inbound in node.inbound_layers if isinstance(node.inbound_layers, list) else [node.inbound_layers]:
+        for inbound in (
+            node.inbound_layers if isinstance(node.inbound_layers, list) else [node.inbound_layers]
+        ):
             names.append(type(inbound).__name__)
     return names
 
@@ -368,7 +383,10 @@ def load_qat_model(path: str | Path, custom_objects: dict[str, Any] | None = Non
 
 
 def is_qat_model(model: keras.Model) -> bool:
-    return any(type(layer).__name__ in {"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer"} for layer in model.layers)
+    return any(
+        type(layer).__name__ in {"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer"}
+        for layer in model.layers
+    )
 
 
 def _register_with_model_zoo() -> None:

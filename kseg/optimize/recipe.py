@@ -39,7 +39,12 @@ _TOP_KEYS = ("name", "description", "model", "data", "seed", "steps")
 def _step_functions() -> dict[str, Any]:
     from kseg.optimize import steps
 
-    return {"distill": steps.run_distill, "prune": steps.run_prune, "qat": steps.run_qat, "convert": steps.run_convert}
+    return {
+        "distill": steps.run_distill,
+        "prune": steps.run_prune,
+        "qat": steps.run_qat,
+        "convert": steps.run_convert,
+    }
 
 
 _NOT_SETTINGS = {"model", "teacher", "data", "out_dir", "model_path", "data_arg", "steps", "seed"}
@@ -64,27 +69,39 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> di
 def validate_recipe(raw: dict[str, Any], *, source: str = "recipe") -> dict[str, Any]:
     for key in raw:
         if key not in _TOP_KEYS:
-            raise ConfigError(f"{source}: unknown recipe key {key!r}; valid: {', '.join(_TOP_KEYS)}")
+            raise ConfigError(
+                f"{source}: unknown recipe key {key!r}; valid: {', '.join(_TOP_KEYS)}"
+            )
     steps = raw.get("steps")
     if not isinstance(steps, list) or not steps:
-        raise ConfigError(f"{source}: 'steps' must be a non-empty list, e.g. [{{step: qat, epochs: 3}}]")
+        raise ConfigError(
+            f"{source}: 'steps' must be a non-empty list, e.g. [{{step: qat, epochs: 3}}]"
+        )
     valid_steps = ["train", *_step_functions()]
     out_steps = []
     for i, item in enumerate(steps):
         if not isinstance(item, dict) or "step" not in item:
-            raise ConfigError(f"{source}: steps[{i}] must be a mapping with a 'step' key ({', '.join(valid_steps)})")
+            raise ConfigError(
+                f"{source}: steps[{i}] must be a mapping with a 'step' key ({', '.join(valid_steps)})"
+            )
         name = str(item["step"])
         if name not in valid_steps:
-            raise ConfigError(f"{source}: steps[{i}].step = {name!r}; valid: {', '.join(valid_steps)}")
+            raise ConfigError(
+                f"{source}: steps[{i}].step = {name!r}; valid: {', '.join(valid_steps)}"
+            )
         keys = step_keys(name)
         for key in item:
             if key != "step" and key not in keys:
-                raise ConfigError(f"{source}: steps[{i}] ({name}) has no option {key!r}; valid: {', '.join(keys)}")
+                raise ConfigError(
+                    f"{source}: steps[{i}] ({name}) has no option {key!r}; valid: {', '.join(keys)}"
+                )
         if name == "train" and "config" not in item:
             raise ConfigError(f"{source}: steps[{i}] (train) needs 'config: path/to/config.yaml'")
         out_steps.append(dict(item))
     if raw.get("model") is None and out_steps[0]["step"] != "train":
-        raise ConfigError(f"{source}: no model; set 'model:' in the recipe, pass --model, or start with a train step")
+        raise ConfigError(
+            f"{source}: no model; set 'model:' in the recipe, pass --model, or start with a train step"
+        )
     return {
         "name": str(raw.get("name") or Path(source).stem),
         "description": str(raw.get("description") or ""),
@@ -116,8 +133,12 @@ def run_recipe(recipe: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     data = None
     records: list[dict[str, Any]] = []
     failure: KsegError | None = None
-    summary: dict[str, Any] = {"name": recipe["name"], "source_model": str(model_path) if model_path else None,
-                               "data": None, "steps": records}
+    summary: dict[str, Any] = {
+        "name": recipe["name"],
+        "source_model": str(model_path) if model_path else None,
+        "data": None,
+        "steps": records,
+    }
     for i, item in enumerate(recipe["steps"], start=1):
         name = item["step"]
         opts = {k: v for k, v in item.items() if k != "step"}
@@ -130,8 +151,14 @@ def run_recipe(recipe: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
             metrics = train(cfg, step_dir)
             model_path = step_dir / "best.keras"
             model = load_model(model_path)
-            records.append({"step": "train", "settings": {"config": str(opts["config"]), **(opts.get("overrides") or {})},
-                            "model": str(model_path), "metrics": {"after": metrics}})
+            records.append(
+                {
+                    "step": "train",
+                    "settings": {"config": str(opts["config"]), **(opts.get("overrides") or {})},
+                    "model": str(model_path),
+                    "metrics": {"after": metrics},
+                }
+            )
             data = None
             continue
         if data is None:
@@ -140,21 +167,30 @@ def run_recipe(recipe: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
         if name == "convert":
             folder = data_arg if data_arg and not str(data_arg).startswith("synthetic:") else None
             try:
-                result = S.run_convert(model, model_path, data, step_dir, data_arg=folder, steps=records, seed=seed, **opts)
+                result = S.run_convert(
+                    model,
+                    model_path,
+                    data,
+                    step_dir,
+                    data_arg=folder,
+                    steps=records,
+                    seed=seed,
+                    **opts,
+                )
                 result.record["passed"] = True
             except KsegError as exc:
                 if type(exc).__name__ != "ParityError":
                     raise
                 failure = exc
-                result = S.StepResult(None, step_dir / f"model.{opts.get('mode', 'int8')}.tflite",
-                                      {"step": "convert", "settings": opts, "passed": False, "error": str(exc)})
+                result = S.StepResult(
+                    None,
+                    step_dir / f"model.{opts.get('mode', 'int8')}.tflite",
+                    {"step": "convert", "settings": opts, "passed": False, "error": str(exc)},
+                )
             records.append(result.record)
             continue
         fn = {"distill": S.run_distill, "prune": S.run_prune, "qat": S.run_qat}[name]
-        if name == "distill":
-            result = fn(model, data, step_dir, seed=seed, **opts)
-        else:
-            result = fn(model, data, step_dir, seed=seed, **opts)
+        result = fn(model, data, step_dir, seed=seed, **opts)
         records.append(result.record)
         model, model_path = result.model, result.path
     write_json(out_dir / "summary.json", summary)
@@ -173,10 +209,16 @@ def render_summary(summary: dict[str, Any]) -> str:
     if summary.get("source_model"):
         lines.append(f"Source model: `{summary['source_model']}`")
     if summary.get("data"):
-        lines.append(f"Data: {summary['data'].get('description')} (train {summary['data'].get('train')}, val {summary['data'].get('val')})")
+        lines.append(
+            f"Data: {summary['data'].get('description')} (train {summary['data'].get('train')}, val {summary['data'].get('val')})"
+        )
     lines += ["", "| # | step | settings | validation Dice | artifact |", "|---|---|---|---|---|"]
     for i, rec in enumerate(summary["steps"], start=1):
-        settings = ", ".join(f"{k}={_fmt(v)}" for k, v in (rec.get("settings") or {}).items() if not isinstance(v, dict))
+        settings = ", ".join(
+            f"{k}={_fmt(v)}"
+            for k, v in (rec.get("settings") or {}).items()
+            if not isinstance(v, dict)
+        )
         m = rec.get("metrics") or {}
         if rec["step"] == "convert" and "tflite" in m:
             dice = f"float {_fmt(m['float']['dice'])} -> tflite {_fmt(m['tflite']['dice'])} (drop {_fmt(m['dice_drop'])})"

@@ -36,7 +36,9 @@ class StepResult:
     record: dict[str, Any]
 
 
-def load_data(model_path: Path | None, model: keras.Model, data: str | Path | None, *, seed: int = 42) -> tuple[FitData, str]:
+def load_data(
+    model_path: Path | None, model: keras.Model, data: str | Path | None, *, seed: int = 42
+) -> tuple[FitData, str]:
     """Training/validation arrays for fine-tuning ``model``.
 
     ``data``: a folder with ``images/`` and ``masks/``, or ``synthetic:KIND[:N]`` (e.g.
@@ -52,10 +54,17 @@ def load_data(model_path: Path | None, model: keras.Model, data: str | Path | No
     if data is None:
         run = model_path.parent if model_path is not None else None
         if run is None or not (run / "config.yaml").is_file():
-            raise DataError(f"{model_path}: no RUN/config.yaml beside the model; pass --data DIR or --data synthetic:ultrasound")
+            raise DataError(
+                f"{model_path}: no RUN/config.yaml beside the model; pass --data DIR or --data synthetic:ultrasound"
+            )
         cfg = load_config(run / "config.yaml")
         split_file = run / "split.csv"
-        splits = load_splits(cfg.data, seed=cfg.train.seed, split_file=split_file if split_file.is_file() else None, progress=False)
+        splits = load_splits(
+            cfg.data,
+            seed=cfg.train.seed,
+            split_file=split_file if split_file.is_file() else None,
+            progress=False,
+        )
         desc = f"run {run} ({cfg.data.path or 'synthetic ' + str(cfg.data.synthetic_kind)})"
     else:
         text = str(data)
@@ -63,11 +72,19 @@ def load_data(model_path: Path | None, model: keras.Model, data: str | Path | No
             parts = text.split(":")
             kind = parts[1] if len(parts) > 1 and parts[1] else "ultrasound"
             n = int(parts[2]) if len(parts) > 2 else 200
-            raw = {"path": None, "synthetic_kind": kind, "synthetic_n": n, "img_size": h, "channels": c}
+            raw = {
+                "path": None,
+                "synthetic_kind": kind,
+                "synthetic_n": n,
+                "img_size": h,
+                "channels": c,
+            }
             desc = f"synthetic {kind} n={n} seed={seed}"
         else:
             if not Path(text).is_dir():
-                raise DataError(f"--data {text}: folder not found; give a folder with images/ and masks/")
+                raise DataError(
+                    f"--data {text}: folder not found; give a folder with images/ and masks/"
+                )
             raw = {"path": text, "img_size": h, "channels": c}
             desc = f"folder {text}"
         dcfg = from_dict({"data": raw}, source="--data").data
@@ -75,7 +92,9 @@ def load_data(model_path: Path | None, model: keras.Model, data: str | Path | No
         desc += f" at {h}x{h}"
     fd = FitData.from_splits(splits)
     if fd.x_train.shape[1:3] != tuple(spec["input_shape"][:2]):
-        raise ConfigError(f"data size {fd.x_train.shape[1:3]} differs from the model input {spec['input_shape'][:2]}")
+        raise ConfigError(
+            f"data size {fd.x_train.shape[1:3]} differs from the model input {spec['input_shape'][:2]}"
+        )
     return fd, desc
 
 
@@ -103,15 +122,29 @@ def run_qat(
     before = _metrics(model, data)
     scheme = "prune_preserve" if preserve_sparsity else "default"
     qat_model, report = quantize_model(model, scheme=scheme, leave_float=tuple(leave_float))
-    history = fit(qat_model, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, loss=loss, seed=seed)
+    history = fit(
+        qat_model,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        loss=loss,
+        seed=seed,
+    )
     after = _metrics(qat_model, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = save_qat_model(qat_model, out_dir / "qat.h5")
     write_json(out_dir / "qat_report.json", report.to_dict())
     record = {
         "step": "qat",
-        "settings": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                     "scheme": scheme, "leave_float": list(leave_float), "seed": seed},
+        "settings": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "scheme": scheme,
+            "leave_float": list(leave_float),
+            "seed": seed,
+        },
         "model": str(path),
         "metrics": {"before": before, "after": after},
         "left_float": report.left_float,
@@ -140,7 +173,13 @@ def run_prune(
     seed: int = 0,
 ) -> StepResult:
     """Prune, fine-tune, strip; writes ``pruned.h5`` (float, zeros in the kernels) and reports."""
-    from kseg.optimize.prune import PrunePolicy, prune_model, pruning_callbacks, sparsity_report, strip
+    from kseg.optimize.prune import (
+        PrunePolicy,
+        prune_model,
+        pruning_callbacks,
+        sparsity_report,
+        strip,
+    )
     from kseg.optimize.qat import save_qat_model
 
     t0 = time.time()
@@ -153,9 +192,19 @@ def run_prune(
     m_by_n = (2, 4) if structured_2_4 else None
     before = _metrics(model, data)
     total = max(1, epochs) * steps_per_epoch(data, batch_size)
-    wrapped, plan = prune_model(model, sparsity, total_steps=total, policy=policy, schedule=schedule, m_by_n=m_by_n)
-    history = fit(wrapped, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                  loss=loss, callbacks=pruning_callbacks(), seed=seed)
+    wrapped, plan = prune_model(
+        model, sparsity, total_steps=total, policy=policy, schedule=schedule, m_by_n=m_by_n
+    )
+    history = fit(
+        wrapped,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        loss=loss,
+        callbacks=pruning_callbacks(),
+        seed=seed,
+    )
     stripped = strip(wrapped)
     report = sparsity_report(stripped, plan, m_by_n=m_by_n)
     after = _metrics(stripped, data)
@@ -164,9 +213,16 @@ def run_prune(
     write_json(out_dir / "sparsity.json", report)
     record = {
         "step": "prune",
-        "settings": {"sparsity": sparsity, "epochs": epochs, "schedule": str(schedule),
-                     "structured": "2:4" if m_by_n else None, "policy": policy.to_dict(),
-                     "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed},
+        "settings": {
+            "sparsity": sparsity,
+            "epochs": epochs,
+            "schedule": str(schedule),
+            "structured": "2:4" if m_by_n else None,
+            "policy": policy.to_dict(),
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "seed": seed,
+        },
         "model": str(path),
         "metrics": {"before": before, "after": after},
         "sparsity": {"overall_pruned": report["overall_pruned"], "overall": report["overall"]},
@@ -204,14 +260,27 @@ def run_distill(
 
     def make() -> keras.Model:
         return create_model(
-            student, input_shape=spec["input_shape"], num_classes=spec["num_classes"],
-            mean=spec["mean"] or (0.0,), std=spec["std"] or (1.0,), **opts,
+            student,
+            input_shape=spec["input_shape"],
+            num_classes=spec["num_classes"],
+            mean=spec["mean"] or (0.0,),
+            std=spec["std"] or (1.0,),
+            **opts,
         )
 
     result = distill_with_baseline(
-        teacher, make, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, loss=loss,
-        seed=seed, alpha=alpha, temperature=temperature,
-        attention_pairs="auto" if attention else (), beta=beta if attention else 0.0,
+        teacher,
+        make,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        loss=loss,
+        seed=seed,
+        alpha=alpha,
+        temperature=temperature,
+        attention_pairs="auto" if attention else (),
+        beta=beta if attention else 0.0,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     from kseg.atomic import atomic_path
@@ -223,9 +292,18 @@ def run_distill(
         result["baseline"].save(tmp)
     record = {
         "step": "distill",
-        "settings": {"student": student, "student_options": opts, "epochs": epochs, "batch_size": batch_size,
-                     "learning_rate": learning_rate, "alpha": alpha, "temperature": temperature,
-                     "attention": attention, "beta": beta if attention else 0.0, "seed": seed},
+        "settings": {
+            "student": student,
+            "student_options": opts,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "alpha": alpha,
+            "temperature": temperature,
+            "attention": attention,
+            "beta": beta if attention else 0.0,
+            "seed": seed,
+        },
         "model": str(path),
         "baseline_model": str(out_dir / "baseline.keras"),
         "metrics": result["metrics"],
@@ -270,9 +348,15 @@ def run_convert(
         export_tflite = None
     if export_tflite is not None and data_arg is not None:
         card = export_tflite(
-            model_path, mode, data=data_arg, out=out, max_dice_drop=max_dice_drop,
-            representative_samples=representative_samples, seed=seed,
-            steps=[_card_step(s) for s in steps or []], model=model,
+            model_path,
+            mode,
+            data=data_arg,
+            out=out,
+            max_dice_drop=max_dice_drop,
+            representative_samples=representative_samples,
+            seed=seed,
+            steps=[_card_step(s) for s in steps or []],
+            model=model,
         )
         flat = out.read_bytes()
     else:
@@ -291,10 +375,17 @@ def run_convert(
     q = dice_iou(tflite_predict(flat, data.x_val), data.y_val)
     record = {
         "step": "convert",
-        "settings": {"mode": mode, "max_dice_drop": max_dice_drop, "representative_samples": representative_samples},
+        "settings": {
+            "mode": mode,
+            "max_dice_drop": max_dice_drop,
+            "representative_samples": representative_samples,
+        },
         "model": str(out),
-        "metrics": {"float": {"dice": f["dice"], "iou": f["iou"]}, "tflite": {"dice": q["dice"], "iou": q["iou"]},
-                    "dice_drop": f["dice"] - q["dice"]},
+        "metrics": {
+            "float": {"dice": f["dice"], "iou": f["iou"]},
+            "tflite": {"dice": q["dice"], "iou": q["iou"]},
+            "dice_drop": f["dice"] - q["dice"],
+        },
         "size_bytes": len(flat),
         "gzip_bytes": gzip_size(flat),
         "float_ops": float_ops(flat) if mode == "int8" else None,
@@ -308,5 +399,9 @@ def run_convert(
 
 def _card_step(record: dict[str, Any]) -> dict[str, Any]:
     """The compact form of a step record for a model card (no histories)."""
-    keep = {k: v for k, v in record.items() if k in ("step", "settings", "model", "metrics", "sparsity", "params", "left_float")}
+    keep = {
+        k: v
+        for k, v in record.items()
+        if k in ("step", "settings", "model", "metrics", "sparsity", "params", "left_float")
+    }
     return keep

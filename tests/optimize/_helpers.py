@@ -48,7 +48,9 @@ def _block(x, f, name, norm):
     return L.ReLU(name=f"{name}_relu")(x)
 
 
-def tiny_unet(size: int = 32, filters: int = 4, *, attention: bool = False, norm: str = "batch", seed: int = 0):
+def tiny_unet(
+    size: int = 32, filters: int = 4, *, attention: bool = False, norm: str = "batch", seed: int = 0
+):
     """Depth-2 U-Net: Rescaling, conv blocks, (attention gates with Multiply), 1x1 sigmoid head."""
     keras.utils.set_random_seed(seed)
     inp = L.Input((size, size, 1), name="image")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("kseg_optimize_helpers", Path(__file__).with_name("_helpers.py"))
+_spec = importlib.util.spec_from_file_location(
+    "kseg_optimize_helpers", Path(__file__).with_name("_helpers.py")
+)
 _helpers = importlib.util.module_from_spec(_spec)
 sys.modules["kseg_optimize_helpers"] = _helpers
 _spec.loader.exec_module(_helpers)

@@ -26,7 +26,16 @@ def test_soft_kl_matches_bernoulli_formula():
     zs = np.array([0.0, 1.0, -3.0, 2.5], np.float32).reshape(1, 2, 2, 1)
     zt = np.array([2.0, -1.0, -1.0, 2.5], np.float32).reshape(1, 2, 2, 1)
     T = 2.0
-    expected = T * T * np.mean([_bern_kl(_sig(t / T), _sig(s / T)) for s, t in zip(zs.ravel(), zt.ravel())])
+    expected = (
+        T
+        * T
+        * np.mean(
+            [
+                _bern_kl(_sig(t / T), _sig(s / T))
+                for s, t in zip(zs.ravel(), zt.ravel(), strict=False)
+            ]
+        )
+    )
     got = float(D.soft_kl(tf.constant(zs), tf.constant(zt), T))
     assert got == pytest.approx(expected, rel=1e-5)
     # pixel 4 has identical logits: contributes 0; the whole is > 0
@@ -49,11 +58,24 @@ def test_distillation_loss_is_alpha_task_plus_t2_kl():
     zt = np.array([4.0, -4.0, -2.0, 2.0], np.float32).reshape(1, 2, 2, 1)
     alpha, T = 0.3, 4.0
     ps = [_sig(z) for z in zs.ravel()]
-    bce = -np.mean([t * math.log(p) + (1 - t) * math.log(1 - p) for t, p in zip(y.ravel(), ps)])
-    kl = np.mean([_bern_kl(_sig(t / T), _sig(s / T)) for s, t in zip(zs.ravel(), zt.ravel())])
+    bce = -np.mean(
+        [t * math.log(p) + (1 - t) * math.log(1 - p) for t, p in zip(y.ravel(), ps, strict=False)]
+    )
+    kl = np.mean(
+        [_bern_kl(_sig(t / T), _sig(s / T)) for s, t in zip(zs.ravel(), zt.ravel(), strict=False)]
+    )
     expected = alpha * bce + (1 - alpha) * T * T * kl
     task = keras.losses.BinaryCrossentropy()
-    got = float(D.distillation_loss(tf.constant(y), tf.constant(zs), tf.constant(zt), task_loss=task, alpha=alpha, temperature=T))
+    got = float(
+        D.distillation_loss(
+            tf.constant(y),
+            tf.constant(zs),
+            tf.constant(zt),
+            task_loss=task,
+            alpha=alpha,
+            temperature=T,
+        )
+    )
     assert got == pytest.approx(expected, rel=1e-4)
 
 
@@ -62,7 +84,9 @@ def test_attention_map_is_normalised_channel_energy():
     f[0, 0, 0] = [3.0, 4.0]  # energy mean(9, 16) = 12.5 at one pixel only
     a = D.attention_map(tf.constant(f)).numpy()
     np.testing.assert_allclose(a, [[1.0, 0.0, 0.0, 0.0]], atol=1e-6)
-    assert float(D.attention_loss([tf.constant(f)], [tf.constant(f)])) == pytest.approx(0.0, abs=1e-7)
+    assert float(D.attention_loss([tf.constant(f)], [tf.constant(f)])) == pytest.approx(
+        0.0, abs=1e-7
+    )
 
 
 def test_logits_model_uses_zoo_logits_layer():
@@ -80,17 +104,31 @@ def test_distill_with_baseline_trains_student_only(tiny_data):
         return create_model("mobile_unet", input_shape=(32, 32, 1), depth=2, width=0.25)
 
     res = D.distill_with_baseline(
-        teacher, make, tiny_data, epochs=1, batch_size=8, loss=keras.losses.BinaryCrossentropy(),
-        alpha=0.5, temperature=2.0, attention_pairs="auto", beta=10.0, run_eagerly=True,
+        teacher,
+        make,
+        tiny_data,
+        epochs=1,
+        batch_size=8,
+        loss=keras.losses.BinaryCrossentropy(),
+        alpha=0.5,
+        temperature=2.0,
+        attention_pairs="auto",
+        beta=10.0,
+        run_eagerly=True,
     )
-    for a, b in zip(t_weights, teacher.get_weights()):
+    for a, b in zip(t_weights, teacher.get_weights(), strict=False):
         np.testing.assert_array_equal(a, b)
     m = res["metrics"]
     assert set(m) >= {"teacher", "student", "baseline", "student_minus_baseline_dice"}
-    assert m["student_minus_baseline_dice"] == pytest.approx(m["student"]["dice"] - m["baseline"]["dice"])
+    assert m["student_minus_baseline_dice"] == pytest.approx(
+        m["student"]["dice"] - m["baseline"]["dice"]
+    )
     assert res["params"]["student"] < res["params"]["teacher"] or res["params"]["student"] > 0
     # same initialisation, different training signal -> different weights
-    diffs = [np.abs(a - b).max() for a, b in zip(res["student"].get_weights(), res["baseline"].get_weights())]
+    diffs = [
+        np.abs(a - b).max()
+        for a, b in zip(res["student"].get_weights(), res["baseline"].get_weights(), strict=False)
+    ]
     assert max(diffs) > 0
     assert res["history"]["distilled"]["kd_loss"][0] > 0
 

@@ -4,9 +4,9 @@ INT8 file."""
 
 from __future__ import annotations
 
+import kseg_optimize_helpers as H
 import pytest
 
-import kseg_optimize_helpers as H
 from kseg._keras import keras
 from kseg.errors import ConfigError
 from kseg.models import MODELS, create_model
@@ -24,8 +24,15 @@ def _prune(model, data, sparsity=0.5, **kw):
     epochs = kw.pop("epochs", 1)
     total = epochs * steps_per_epoch(data, 8)
     wrapped, plan = prune.prune_model(model, sparsity, total_steps=total, **kw)
-    fit(wrapped, data, epochs=epochs, batch_size=8, loss=keras.losses.BinaryCrossentropy(),
-        callbacks=prune.pruning_callbacks(), run_eagerly=True)
+    fit(
+        wrapped,
+        data,
+        epochs=epochs,
+        batch_size=8,
+        loss=keras.losses.BinaryCrossentropy(),
+        callbacks=prune.pruning_callbacks(),
+        run_eagerly=True,
+    )
     return prune.strip(wrapped), plan
 
 
@@ -66,7 +73,9 @@ def test_policy_file_patterns_and_overrides(tmp_path, tiny_data):
     policy = prune.PrunePolicy.from_file(path)
     stripped, plan = _prune(tiny("unet"), tiny_data, 0.5, policy=policy, schedule="constant")
     rows = {r["layer"]: r for r in prune.sparsity_report(stripped, plan)["layers"]}
-    assert all(r["achieved"] == 0.0 for n, r in rows.items() if n.startswith("dec0_") or n == "logits")
+    assert all(
+        r["achieved"] == 0.0 for n, r in rows.items() if n.startswith("dec0_") or n == "logits"
+    )
     assert rows["enc0_a_conv"]["achieved"] > 0.4  # first conv no longer protected by this policy
     assert rows["bottleneck_a_conv"]["achieved"] == pytest.approx(0.8, abs=0.01)
     with pytest.raises(ConfigError, match="unknown pruning policy key 'dens'"):
@@ -95,7 +104,14 @@ def test_prune_preserving_qat_keeps_sparsity_in_int8(tiny_data):
     before = prune.sparsity_report(stripped, plan)["overall"]
     q, report = qat.quantize_model(stripped, scheme="prune_preserve")
     assert report.fully_quantized
-    fit(q, tiny_data, epochs=1, batch_size=8, loss=keras.losses.BinaryCrossentropy(), run_eagerly=True)
+    fit(
+        q,
+        tiny_data,
+        epochs=1,
+        batch_size=8,
+        loss=keras.losses.BinaryCrossentropy(),
+        run_eagerly=True,
+    )
     flat = H.to_int8_tflite(q, tiny_data.x_train)
     assert io_dtypes(flat) == ("int8", "int8") and float_ops(flat) == []
     kept = tflite_weight_sparsity(flat)["overall"]

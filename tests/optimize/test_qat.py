@@ -3,10 +3,10 @@ all-integer graph with int8 input and output, and a QAT model reloads from .h5."
 
 from __future__ import annotations
 
+import kseg_optimize_helpers as H
 import numpy as np
 import pytest
 
-import kseg_optimize_helpers as H
 from kseg._keras import keras
 from kseg.errors import ModelError
 from kseg.models import MODELS, create_model, load_model
@@ -35,18 +35,34 @@ def test_every_architecture_is_fully_quantized(name):
 @pytest.mark.parametrize("name", MODELS.names())
 def test_every_architecture_converts_to_integer_only(name, tiny_data):
     model, _ = qat.quantize_model(tiny(name))
-    fit(model, tiny_data, epochs=1, batch_size=8, loss=keras.losses.BinaryCrossentropy(), run_eagerly=True)
+    fit(
+        model,
+        tiny_data,
+        epochs=1,
+        batch_size=8,
+        loss=keras.losses.BinaryCrossentropy(),
+        run_eagerly=True,
+    )
     flat = H.to_int8_tflite(model, tiny_data.x_train)
     assert io_dtypes(flat) == ("int8", "int8")
     assert float_ops(flat) == []
 
 
 def test_attention_groupnorm_qat_converts_reloads_and_agrees(tiny_data, tmp_path):
-    model = create_model("attention_unet", input_shape=(32, 32, 1), depth=2, filters=4, norm="group", groups=2)
+    model = create_model(
+        "attention_unet", input_shape=(32, 32, 1), depth=2, filters=4, norm="group", groups=2
+    )
     q, report = qat.quantize_model(model)
     assert report.fully_quantized
     assert {"GroupNorm", "Multiply", "Normalize"} <= set(report.output_only.values())
-    fit(q, tiny_data, epochs=1, batch_size=8, loss=keras.losses.BinaryCrossentropy(), run_eagerly=True)
+    fit(
+        q,
+        tiny_data,
+        epochs=1,
+        batch_size=8,
+        loss=keras.losses.BinaryCrossentropy(),
+        run_eagerly=True,
+    )
     with pytest.raises(ModelError, match=r"\.h5"):
         qat.save_qat_model(q, tmp_path / "m.keras")
     path = qat.save_qat_model(q, tmp_path / "qat.h5")

@@ -20,18 +20,24 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_cli_module_imports_without_tensorflow():
     code = "import sys, kseg.optimize.cli; print('tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs" / "recipes").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "configs" / "recipes").glob("*.yaml")), ids=lambda p: p.stem
+)
 def test_shipped_recipes_are_valid(path):
     recipe = load_recipe(path, {"model": "runs/x/best.keras"})
     assert recipe["steps"] and recipe["steps"][-1]["step"] == "convert"
 
 
 def test_recipe_errors_name_the_key():
-    with pytest.raises(ConfigError, match="steps\\[0\\] \\(prune\\) has no option 'sparsty'.*sparsity"):
+    with pytest.raises(
+        ConfigError, match="steps\\[0\\] \\(prune\\) has no option 'sparsty'.*sparsity"
+    ):
         validate_recipe({"model": "m.keras", "steps": [{"step": "prune", "sparsty": 0.5}]})
     with pytest.raises(ConfigError, match="valid: train, distill, prune, qat, convert"):
         validate_recipe({"model": "m.keras", "steps": [{"step": "shrink"}]})
@@ -51,7 +57,9 @@ def test_cli_bad_data_is_one_line_error(tmp_path):
 
     model = tmp_path / "m.keras"
     create_model("unet", input_shape=(32, 32, 1), depth=2, filters=4).save(model)
-    result = CliRunner().invoke(optimize, ["qat", "--model", str(model), "--data", str(tmp_path / "nope")])
+    result = CliRunner().invoke(
+        optimize, ["qat", "--model", str(model), "--data", str(tmp_path / "nope")]
+    )
     assert result.exit_code == 2
     assert "folder not found" in result.output
 
@@ -63,13 +71,26 @@ def test_cli_qat_writes_reloadable_model_and_report(tmp_path):
     create_model("attention_unet", input_shape=(32, 32, 1), depth=2, filters=4).save(model)
     out = tmp_path / "qat"
     result = CliRunner().invoke(
-        optimize, ["qat", "--model", str(model), "--data", "synthetic:ultrasound:12", "--epochs", "0", "--out", str(out)]
+        optimize,
+        [
+            "qat",
+            "--model",
+            str(model),
+            "--data",
+            "synthetic:ultrasound:12",
+            "--epochs",
+            "0",
+            "--out",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "qat_report.json").read_text())
     assert report["fully_quantized"] is True and report["left_float"] == []
     assert "Multiply" in report["output_only"].values()
-    assert any(type(layer).__name__ == "QuantizeWrapperV2" for layer in load_model(out / "qat.h5").layers)
+    assert any(
+        type(layer).__name__ == "QuantizeWrapperV2" for layer in load_model(out / "qat.h5").layers
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["metrics"]["after"]["dice"] <= 1.0
 
@@ -88,12 +109,16 @@ def test_recipe_chain_writes_every_step(tmp_path):
         "  - {step: convert, mode: int8}\n"
     )
     out = tmp_path / "run"
-    result = CliRunner().invoke(optimize, ["--recipe", str(recipe), "--model", str(model), "--out", str(out)])
+    result = CliRunner().invoke(
+        optimize, ["--recipe", str(recipe), "--model", str(model), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert [s["step"] for s in summary["steps"]] == ["prune", "qat", "convert"]
     assert (out / "01_prune" / "pruned.h5").is_file() and (out / "02_qat" / "qat.h5").is_file()
     conv = summary["steps"][2]
     assert Path(conv["model"]).is_file() and conv["float_ops"] == []
-    assert conv["tflite_sparsity"] == pytest.approx(summary["steps"][0]["sparsity"]["overall"], abs=0.01)
+    assert conv["tflite_sparsity"] == pytest.approx(
+        summary["steps"][0]["sparsity"]["overall"], abs=0.01
+    )
     assert "| 3 | convert |" in (out / "summary.md").read_text()

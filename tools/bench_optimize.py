@@ -1,0 +1,306 @@
+"""Benchmark of kseg.optimize: PTQ vs QAT INT8, pruning + INT8 size, distillation.
+
+For each data set (synthetic ultrasound, ../shared/data/hc18) and model (unet, attention_unet):
+train a float model, then measure on the validation split
+
+- full-integer PTQ INT8: Dice drop vs the float Keras model (target <= 0.02), size vs float32
+  .tflite (target <= 0.27x);
+- QAT INT8: Dice drop (target <= 0.005);
+- 50 % pruning + pruning-preserving QAT + INT8: gzip size vs the unpruned INT8 gzip size
+  (target <= 0.6x), sparsity in the stripped model and in the INT8 file;
+- distillation (teacher = the first model): mobile_unet student (<= 0.5 M params) within 0.02
+  Dice of the teacher and better than the same student trained alone with the same budget.
+
+Writes OUT/bench_optimize.json after every measurement (partial results survive) and
+OUT/bench_optimize.md at the end.
+
+    python tools/bench_optimize.py --datasets synthetic,hc18 --models unet,attention_unet --out bench_results/optimize
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = {
+    "ptq_drop": 0.02,
+    "qat_drop": 0.005,
+    "int8_size_ratio": 0.27,
+    "pruned_gzip_ratio": 0.6,
+    "distill_gap": 0.02,
+    "student_params": 500_000,
+}
+
+
+def load(dataset: str, size: int, n_synth: int, seed: int) -> tuple[Any, str]:
+    from kseg.config import from_dict
+    from kseg.data.pipeline import load_splits
+    from kseg.optimize._train import FitData
+
+    if dataset == "synthetic":
+        raw = {
+            "path": None,
+            "synthetic_kind": "ultrasound",
+            "synthetic_n": n_synth,
+            "img_size": size,
+        }
+        desc = f"synthetic ultrasound n={n_synth}"
+    else:
+        path = REPO.parent / "shared" / "data" / "hc18"
+        raw = {"path": str(path), "img_size": size}
+        desc = f"HC18 ({path})"
+    cfg = from_dict({"data": raw}).data
+    return FitData.from_splits(
+        load_splits(cfg, seed=seed, progress=False)
+    ), f"{desc} at {size}x{size}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="synthetic,hc18")
+    ap.add_argument("--models", default="unet,attention_unet")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--filters", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--qat-epochs", type=int, default=3)
+    ap.add_argument("--prune-epochs", type=int, default=4)
+    ap.add_argument("--distill-epochs", type=int, default=20)
+    ap.add_argument("--n-synthetic", type=int, default=240)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--skip-distill", action="store_true")
+    ap.add_argument("--out", type=Path, default=REPO / "bench_results" / "optimize")
+    args = ap.parse_args()
+
+    from kseg.atomic import write_json, write_text
+    from kseg.models import create_model
+    from kseg.optimize import prune, qat
+    from kseg.optimize._convert import (
+        convert_float,
+        convert_int8,
+        float_ops,
+        gzip_size,
+        tflite_predict,
+        tflite_weight_sparsity,
+    )
+    from kseg.optimize._train import dice_iou, fit, predict, steps_per_epoch
+    from kseg.optimize.distill import distill_with_baseline
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "settings": vars(args) | {"out": str(out)},
+        "targets": TARGETS,
+        "runs": [],
+    }
+
+    def save() -> None:
+        write_json(out / "bench_optimize.json", results)
+
+    def tfl_dice(flat: bytes, data: Any) -> float:
+        return dice_iou(tflite_predict(flat, data.x_val), data.y_val)["dice"]
+
+    for dataset in args.datasets.split(","):
+        data, desc = load(dataset, args.size, args.n_synthetic, args.seed)
+        rng = np.random.default_rng(args.seed)
+        calib = data.x_train[np.sort(rng.permutation(len(data.x_train))[:64])]
+        teacher = None
+        for name in args.models.split(","):
+            run: dict[str, Any] = {
+                "dataset": dataset,
+                "data": desc,
+                "model": name,
+                **data.describe(),
+            }
+            results["runs"].append(run)
+            t0 = time.time()
+            model = create_model(
+                name, input_shape=(args.size, args.size, 1), depth=args.depth, filters=args.filters
+            )
+            fit(
+                model,
+                data,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                learning_rate=1e-3,
+                seed=args.seed,
+            )
+            run["params"] = int(model.count_params())
+            run["float_dice"] = dice_iou(predict(model, data.x_val), data.y_val)["dice"]
+            f32 = convert_float(model)
+            run["float32_tflite_bytes"] = len(f32)
+            run["train_seconds"] = round(time.time() - t0, 1)
+            save()
+            # full-integer PTQ
+            ptq = convert_int8(model, calib)
+            run["ptq"] = {
+                "dice": tfl_dice(ptq, data),
+                "bytes": len(ptq),
+                "gzip": gzip_size(ptq),
+                "float_ops": len(float_ops(ptq)),
+            }
+            run["ptq"]["drop"] = run["float_dice"] - run["ptq"]["dice"]
+            run["ptq"]["size_ratio"] = len(ptq) / len(f32)
+            save()
+            # QAT
+            q, report = qat.quantize_model(model)
+            fit(
+                q,
+                data,
+                epochs=args.qat_epochs,
+                batch_size=args.batch_size,
+                learning_rate=1e-4,
+                seed=args.seed,
+            )
+            qflat = convert_int8(q, calib)
+            run["qat"] = {
+                "dice": tfl_dice(qflat, data),
+                "keras_dice": dice_iou(predict(q, data.x_val), data.y_val)["dice"],
+                "bytes": len(qflat),
+                "gzip": gzip_size(qflat),
+                "float_ops": len(float_ops(qflat)),
+                "left_float": report.left_float,
+            }
+            run["qat"]["drop"] = run["float_dice"] - run["qat"]["dice"]
+            run["qat"]["size_ratio"] = len(qflat) / len(f32)
+            save()
+            # 50 % pruning -> pruning-preserving QAT -> INT8
+            total = args.prune_epochs * steps_per_epoch(data, args.batch_size)
+            wrapped, plan = prune.prune_model(model, 0.5, total_steps=total)
+            fit(
+                wrapped,
+                data,
+                epochs=args.prune_epochs,
+                batch_size=args.batch_size,
+                learning_rate=1e-4,
+                callbacks=prune.pruning_callbacks(),
+                seed=args.seed,
+            )
+            stripped = prune.strip(wrapped)
+            rep = prune.sparsity_report(stripped, plan)
+            pq, _ = qat.quantize_model(stripped, scheme="prune_preserve")
+            fit(
+                pq,
+                data,
+                epochs=args.qat_epochs,
+                batch_size=args.batch_size,
+                learning_rate=1e-4,
+                seed=args.seed,
+            )
+            pflat = convert_int8(pq, calib)
+            run["pruned"] = {
+                "sparsity_pruned_layers": rep["overall_pruned"],
+                "sparsity_all_kernels": rep["overall"],
+                "int8_sparsity": tflite_weight_sparsity(pflat)["overall"],
+                "float_dice": dice_iou(predict(stripped, data.x_val), data.y_val)["dice"],
+                "int8_dice": tfl_dice(pflat, data),
+                "bytes": len(pflat),
+                "gzip": gzip_size(pflat),
+            }
+            run["pruned"]["gzip_ratio_vs_int8"] = run["pruned"]["gzip"] / run["qat"]["gzip"]
+            run["seconds"] = round(time.time() - t0, 1)
+            save()
+            if teacher is None:
+                teacher = model
+        if args.skip_distill or teacher is None:
+            continue
+        t0 = time.time()
+
+        def make_student() -> Any:
+            return create_model(
+                "mobile_unet", input_shape=(args.size, args.size, 1), depth=args.depth, width=0.5
+            )
+
+        res = distill_with_baseline(
+            teacher,
+            make_student,
+            data,
+            epochs=args.distill_epochs,
+            batch_size=args.batch_size,
+            learning_rate=1e-3,
+            seed=args.seed,
+            alpha=0.5,
+            temperature=2.0,
+        )
+        m = res["metrics"]
+        results.setdefault("distill", []).append(
+            {
+                "dataset": dataset,
+                "teacher": teacher.name,
+                "student": "mobile_unet",
+                "params": res["params"],
+                "teacher_dice": m["teacher"]["dice"],
+                "student_dice": m["student"]["dice"],
+                "alone_dice": m["baseline"]["dice"],
+                "gap_to_teacher": m["teacher_minus_student_dice"],
+                "gain_over_alone": m["student_minus_baseline_dice"],
+                "seconds": round(time.time() - t0, 1),
+            }
+        )
+        save()
+    save()
+    write_text(out / "bench_optimize.md", render(results))
+    print(f"wrote {out / 'bench_optimize.json'} and {out / 'bench_optimize.md'}")
+
+
+def _ok(value: float, target: float) -> str:
+    return "yes" if value <= target else "**no**"
+
+
+def render(results: dict[str, Any]) -> str:
+    t = results["targets"]
+    s = results["settings"]
+    lines = [
+        "# kseg optimize benchmark",
+        "",
+        f"Input {s['size']}x{s['size']}, depth {s['depth']}, filters {s['filters']}; float training {s['epochs']} epochs, "
+        f"QAT {s['qat_epochs']}, pruning {s['prune_epochs']} epochs; Dice = mean per-image Dice on the validation split.",
+        "",
+        "## Quantization and pruning",
+        "",
+        "| data | model | params | float Dice | PTQ INT8 drop | QAT INT8 drop | INT8/f32 size | pruned sparsity (model / INT8) | pruned+INT8 gzip / INT8 gzip |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["runs"]:
+        if "pruned" not in r:
+            continue
+        p = r["pruned"]
+        lines.append(
+            f"| {r['dataset']} | {r['model']} | {r['params']} | {r['float_dice']:.4f} | "
+            f"{r['ptq']['drop']:+.4f} ({_ok(r['ptq']['drop'], t['ptq_drop'])}) | "
+            f"{r['qat']['drop']:+.4f} ({_ok(r['qat']['drop'], t['qat_drop'])}) | "
+            f"{r['qat']['size_ratio']:.3f} ({_ok(r['qat']['size_ratio'], t['int8_size_ratio'])}) | "
+            f"{p['sparsity_all_kernels']:.3f} / {p['int8_sparsity']:.3f} | "
+            f"{p['gzip_ratio_vs_int8']:.3f} ({_ok(p['gzip_ratio_vs_int8'], t['pruned_gzip_ratio'])}) |"
+        )
+    lines += [
+        "",
+        f"Targets: PTQ drop <= {t['ptq_drop']}, QAT drop <= {t['qat_drop']}, INT8 size <= {t['int8_size_ratio']}x "
+        f"float32, pruned gzip <= {t['pruned_gzip_ratio']}x unpruned INT8 gzip. Drop = float Dice - INT8 Dice "
+        "(negative: INT8 scored higher).",
+    ]
+    if results.get("distill"):
+        lines += [
+            "",
+            "## Distillation (same budget, same seed)",
+            "",
+            "| data | teacher (params) | student (params) | teacher Dice | student Dice | student alone | gap to teacher | gain over alone |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for d in results["distill"]:
+            lines.append(
+                f"| {d['dataset']} | {d['teacher']} ({d['params']['teacher']}) | mobile_unet ({d['params']['student']}) | "
+                f"{d['teacher_dice']:.4f} | {d['student_dice']:.4f} | {d['alone_dice']:.4f} | "
+                f"{d['gap_to_teacher']:+.4f} ({_ok(d['gap_to_teacher'], t['distill_gap'])}) | {d['gain_over_alone']:+.4f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
