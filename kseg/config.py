@@ -148,6 +148,7 @@ class TrainConfig:
         strategy: ``default``, ``mirrored`` or ``multi_worker`` (``tf.distribute``).
         steps_per_epoch: limit steps per epoch (``None``: one pass over the training split).
         threshold: probability above which a pixel is foreground.
+        time_limit_minutes: stop after the epoch during which this wall-clock budget runs out.
     """
 
     task: Task = Task.SEGMENT
@@ -165,6 +166,7 @@ class TrainConfig:
     strategy: Strategy = Strategy.DEFAULT
     steps_per_epoch: int | None = None
     threshold: float = 0.5
+    time_limit_minutes: float | None = None
 
 
 @dataclass(frozen=True)

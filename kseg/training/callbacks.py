@@ -74,6 +74,29 @@ def best_so_far(history_csv: Path, monitor: str = "val_dice") -> float | None:
     return max(values) if values else None
 
 
+class TimeLimit(keras.callbacks.Callback):
+    """Stop training at the end of the epoch during which ``minutes`` of wall-clock time ran out."""
+
+    def __init__(self, minutes: float) -> None:
+        super().__init__()
+        self.seconds = float(minutes) * 60.0
+        self.started = 0.0
+        self.stopped_epoch: int | None = None
+
+    def on_train_begin(self, logs=None):
+        import time
+
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        if time.monotonic() - self.started >= self.seconds:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            print(f"time limit of {self.seconds / 60:.1f} min reached after epoch {epoch + 1}")
+
+
 def make_callbacks(cfg: TrainConfig, run: RunDir, *, monitor: str = "val_dice") -> list[keras.callbacks.Callback]:
     """Backup for ``--resume``, best and last checkpoints, CSV and TensorBoard logs, early stopping, LR."""
     callbacks: list[keras.callbacks.Callback] = [
@@ -98,6 +121,8 @@ def make_callbacks(cfg: TrainConfig, run: RunDir, *, monitor: str = "val_dice") 
                 monitor="val_loss", factor=0.5, patience=max(cfg.early_stopping_patience // 3, 2), min_lr=1e-6
             )
         )
+    if cfg.time_limit_minutes is not None:
+        callbacks.append(TimeLimit(cfg.time_limit_minutes))
     # Saves model, optimizer and epoch at each epoch end and restores them when fit() starts again
     # after a crash or SIGKILL. Last in the list: an epoch is backed up only after its history row
     # and checkpoints are written, so a kill in between repeats that epoch (its row is de-duplicated)
