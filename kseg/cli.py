@@ -61,6 +61,7 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--data", type=click.Path(path_type=Path), help="Folder with images/ and masks/; default: embedded synthetic data.")
 @click.option("--model", help="Architecture name (kseg models list).")
 @click.option("--loss", help="Loss name: bce, focal, dice, tversky, focal_tversky, combo.")
+@click.option("--task", type=click.Choice(["segment", "denoise"]), help="denoise: train denoising_ae on noisy/clean pairs.")
 @click.option("--epochs", type=int)
 @click.option("--img-size", type=int, help="Model input size (square).")
 @click.option("--batch-size", type=int)
@@ -68,7 +69,7 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory (default runs/<model>-<time>).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue an interrupted run directory.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config key, e.g. --set train.schedule=cosine.")
-def train(config_path, data, model, loss, epochs, img_size, batch_size, seed, out, resume, sets) -> None:
+def train(config_path, data, model, loss, task, epochs, img_size, batch_size, seed, out, resume, sets) -> None:
     """Train a segmentation model; writes a self-describing run directory."""
     from kseg.config import load_config
 
@@ -84,8 +85,9 @@ def train(config_path, data, model, loss, epochs, img_size, batch_size, seed, ou
         return
     overrides = {
         "data.path": str(data) if data else None,
-        "model.name": model,
+        "model.name": model or ("denoising_ae" if task == "denoise" else None),
         "train.loss": loss,
+        "train.task": task,
         "train.epochs": epochs,
         "data.img_size": img_size,
         "train.batch_size": batch_size,
@@ -102,7 +104,7 @@ def train(config_path, data, model, loss, epochs, img_size, batch_size, seed, ou
 
 
 def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
-    keys = ("dice", "iou", "precision", "recall")
+    keys = ("dice", "iou", "precision", "recall", "psnr", "ssim", "psnr_noisy_input")
     click.echo(f"run: {run}")
     click.echo("validation " + "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics))
 

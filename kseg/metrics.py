@@ -198,4 +198,21 @@ def default_metrics(threshold: float = 0.5, num_classes: int = 1) -> list[keras.
     return [Dice(**kw), IoU(**kw), Precision(**kw), Recall(**kw), Dice(per_image=True, **kw)]
 
 
-__all__ = ["Dice", "IoU", "Precision", "Recall", "default_metrics"]
+@keras.saving.register_keras_serializable(package="kseg")
+def psnr(y_true, y_pred):
+    """Peak signal-to-noise ratio in dB for images in pixel units (0..255), mean over the batch."""
+    return tf.reduce_mean(tf.image.psnr(y_true, tf.clip_by_value(y_pred, 0.0, 255.0), max_val=255.0))
+
+
+@keras.saving.register_keras_serializable(package="kseg")
+def ssim(y_true, y_pred):
+    """Structural similarity (Wang et al., IEEE TIP 2004) for images in pixel units, batch mean."""
+    return tf.reduce_mean(tf.image.ssim(y_true, tf.clip_by_value(y_pred, 0.0, 255.0), max_val=255.0))
+
+
+def denoise_metrics() -> list:
+    """PSNR and SSIM against the clean image (logged as ``val_psnr``, ``val_ssim``)."""
+    return [psnr, ssim]
+
+
+__all__ = ["Dice", "IoU", "Precision", "Recall", "default_metrics", "denoise_metrics", "psnr", "ssim"]

@@ -243,7 +243,33 @@ def plot_comparison(
     return _save(fig, out_png)
 
 
+def plot_denoising(
+    noisy: Sequence[np.ndarray],
+    clean: Sequence[np.ndarray],
+    denoised: Sequence[np.ndarray],
+    out_png: PathLike,
+    names: Sequence[str] | None = None,
+) -> Path:
+    """One row per image: ``noisy | clean | denoised | |denoised - clean|`` (pixel units)."""
+    n = _check_lengths(noisy=noisy, clean=clean, denoised=denoised, names=names)
+    fig, axes = _grid(n, 4)
+    for i in range(n):
+        c = np.asarray(clean[i], np.float32)
+        d = np.clip(np.asarray(denoised[i], np.float32), 0, 255)
+        err = np.abs(d - c).mean(axis=-1) if d.ndim == 3 else np.abs(d - c)
+        axes[i, 0].imshow(_gray(noisy[i]))
+        axes[i, 0].set_title(names[i] if names is not None else f"#{i}", fontsize=8)
+        axes[i, 1].imshow(_gray(np.asarray(clean[i], np.uint8)))
+        axes[i, 1].set_title("clean", fontsize=8)
+        axes[i, 2].imshow(_gray(d.astype(np.uint8)))
+        axes[i, 2].set_title("denoised", fontsize=8)
+        axes[i, 3].imshow(err, cmap="magma", vmin=0, vmax=64)
+        axes[i, 3].set_title(f"|error| mean {err.mean():.1f}", fontsize=8)
+    return _save(fig, out_png)
+
+
 __all__ = [
+    "plot_denoising",
     "plot_history",
     "plot_prediction_grid",
     "plot_comparison",

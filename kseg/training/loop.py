@@ -30,9 +30,15 @@ from kseg.training.strategy import make_strategy
 def prepare(config: Config) -> None:
     """Check names and options that would otherwise fail after data loading (fail early)."""
     from kseg.losses import LOSSES
-    from kseg.models import MODELS
+    from kseg.models import MODELS, model_task
 
     MODELS.get(config.model.name)
+    task = str(model_task(config.model.name))
+    if task != str(config.train.task):
+        raise ConfigError(
+            f"model.name = {config.model.name} is a {task} model but train.task = {config.train.task}; "
+            + ("use --set train.task=denoise" if task == "denoise" else "pick a segmentation model (kseg models list)")
+        )
     if config.train.task is Task.SEGMENT:
         LOSSES.get(config.train.loss)
     if config.data.channels not in (1, 3):
@@ -61,14 +67,21 @@ def build_model(config: Config) -> keras.Model:
 
 def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> None:
     from kseg.losses import get_loss
-    from kseg.metrics import default_metrics
+    from kseg.metrics import default_metrics, denoise_metrics
 
     t = config.train
-    model.compile(
-        optimizer=make_optimizer(t, steps_per_epoch),
-        loss=get_loss(t.loss, **t.loss_options),
-        metrics=default_metrics(threshold=t.threshold, num_classes=config.model.num_classes),
-    )
+    if t.task is Task.DENOISE:
+        # L1 in pixel units: robust to the heavy-tailed speckle residue, sharper than L2.
+        loss, metrics = keras.losses.MeanAbsoluteError(), denoise_metrics()
+    else:
+        loss = get_loss(t.loss, **t.loss_options)
+        metrics = default_metrics(threshold=t.threshold, num_classes=config.model.num_classes)
+    model.compile(optimizer=make_optimizer(t, steps_per_epoch), loss=loss, metrics=metrics)
+
+
+def monitor_for(config: Config) -> str:
+    """The validation metric that picks the best checkpoint and drives early stopping."""
+    return "val_psnr" if config.train.task is Task.DENOISE else "val_dice"
 
 
 def train(
@@ -95,8 +108,7 @@ def train(
     else:
         run = RunDir.for_new_run(out_dir or default_out(config))
     prepare(config)
-    if config.train.task is not Task.SEGMENT:
-        raise ConfigError(f"train.task = {config.train.task}: only 'segment' is available in this version")
+    denoise = config.train.task is Task.DENOISE
 
     from kseg.data.augment import build_augment
     from kseg.data.pipeline import load_splits, make_dataset
@@ -110,11 +122,15 @@ def train(
 
     n_train = len(splits.train.images)
     steps = t.steps_per_epoch or max(math.ceil(n_train / t.batch_size), 1)
-    augment = build_augment(config.data.augment, config.data.img_size)
+    # denoising keeps the clean target aligned: geometric augmentation only
+    augment = build_augment(config.data.augment, config.data.img_size, geometric_only=denoise)
     train_ds = make_dataset(
-        splits.train, t.batch_size, augment=augment, shuffle=True, seed=t.seed, repeat=True
+        splits.train, t.batch_size, augment=augment, shuffle=True, seed=t.seed, repeat=True,
+        task=str(t.task),
     )
-    val_ds = make_dataset(splits.val, t.batch_size)
+    val_ds = make_dataset(splits.val, t.batch_size, task=str(t.task))
+    if denoise:  # the pipeline's clean target is in [0, 1]; denoising models output pixels
+        train_ds, val_ds = (ds.map(lambda x, y: (x, y * 255.0)) for ds in (train_ds, val_ds))
 
     strategy = make_strategy(t.strategy)
     with strategy.scope():
@@ -133,7 +149,7 @@ def train(
         validation_data=val_ds,
         epochs=t.epochs,
         steps_per_epoch=steps,
-        callbacks=make_callbacks(t, run),
+        callbacks=make_callbacks(t, run, monitor=monitor_for(config)),
         verbose=verbose,
     )
     seconds = time.perf_counter() - started
@@ -148,25 +164,52 @@ def finish_run(run: RunDir, config: Config, val, *, train_seconds: float | None 
 
     best = load_model(run.best_model if run.best_model.is_file() else run.last_model)
     probs = best.predict(val.images.astype(np.float32), batch_size=config.train.batch_size, verbose=0)
-    metrics = score_split(probs, val.masks, threshold=config.train.threshold)
+    if config.train.task is Task.DENOISE:
+        metrics = score_denoising(probs, val.clean, val.images)
+    else:
+        metrics = score_split(probs, val.masks, threshold=config.train.threshold)
     history = _read_history(run.history)
     metrics.update(
         {
             "split": "val",
             "model": str(run.best_model),
             "epochs_completed": len(history),
-            "best_epoch": _best_epoch(history),
+            "best_epoch": _best_epoch(history, monitor_for(config)),
             "train_seconds": round(train_seconds, 1) if train_seconds is not None else None,
         }
     )
     write_json(run.metrics, metrics)
     plot_history(run.history, run.curves)
     k = min(8, len(val.images))
-    plot_prediction_grid(
-        val.images[:k], val.masks[:k], probs[:k], run.predictions,
-        names=list(val.names[:k]), threshold=config.train.threshold,
-    )
+    if config.train.task is Task.DENOISE:
+        from kseg.plots import plot_denoising
+
+        plot_denoising(val.images[:k], val.clean[:k], probs[:k], run.predictions, names=list(val.names[:k]))
+    else:
+        plot_prediction_grid(
+            val.images[:k], val.masks[:k], probs[:k], run.predictions,
+            names=list(val.names[:k]), threshold=config.train.threshold,
+        )
     return metrics
+
+
+def score_denoising(denoised: np.ndarray, clean: np.ndarray, noisy: np.ndarray) -> dict[str, Any]:
+    """PSNR (dB) and SSIM of the denoised images against the clean ones, and of the noisy input
+    (the baseline a denoiser must beat)."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    def both(a: np.ndarray) -> tuple[float, float]:
+        p, s = [], []
+        for x, c in zip(a, clean, strict=True):
+            x = np.clip(x, 0, 255).astype(np.float64)
+            c = c.astype(np.float64)
+            p.append(peak_signal_noise_ratio(c, x, data_range=255))
+            s.append(structural_similarity(c, x, data_range=255, channel_axis=-1))
+        return float(np.mean(p)), float(np.mean(s))
+
+    psnr, ssim = both(denoised)
+    psnr_in, ssim_in = both(noisy)
+    return {"psnr": psnr, "ssim": ssim, "psnr_noisy_input": psnr_in, "ssim_noisy_input": ssim_in, "n_images": len(clean)}
 
 
 def score_split(probs: np.ndarray, masks: np.ndarray, *, threshold: float = 0.5) -> dict[str, Any]:

@@ -161,3 +161,26 @@ def test_warmup_cosine_schedule_values():
     assert float(s(10)) == pytest.approx(1.0)
     assert float(s(60)) == pytest.approx(0.5, abs=1e-6)  # half-way: (1 + cos(pi/2)) / 2
     assert float(s(110)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_denoise_task_beats_the_noisy_input(tmp_path):
+    from kseg.training import train
+
+    cfg = load_config(None, {
+        "train.task": "denoise", "model.name": "denoising_ae", "data.synthetic_n": 64,
+        "data.img_size": 64, "train.epochs": 12, "train.batch_size": 8, "train.steps_per_epoch": 15,
+        "train.learning_rate": 0.003, "model.options": {"depth": 2, "filters": 8},
+    })
+    m = train(cfg, tmp_path / "dn", verbose=0)
+    assert m["psnr"] > m["psnr_noisy_input"] + 0.5, m
+    history = _rows(tmp_path / "dn" / "history.csv")
+    assert float(history[-1]["val_psnr"]) > float(history[0]["val_psnr"]) + 3.0
+
+
+def test_task_and_model_must_agree(tmp_path):
+    from kseg.training import train
+
+    with pytest.raises(ConfigError, match="train.task=denoise"):
+        train(load_config(None, {"model.name": "denoising_ae"}), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
