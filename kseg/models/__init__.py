@@ -179,10 +179,12 @@ def model_spec(model) -> dict[str, Any]:
     ``options`` empty and ``mean``/``std`` ``None``.
     """
     for layer in _all_layers(model):
-        if layer.name == SPEC_LAYER:
-            spec = layer.get_config().get("spec")
-            if spec:
-                return dict(spec)
+        # QAT wraps layers (QuantizeWrapper "quant_normalize" holding the layer as ``.layer``)
+        for candidate in (layer, getattr(layer, "layer", None)):
+            if candidate is not None and candidate.name == SPEC_LAYER:
+                spec = candidate.get_config().get("spec")
+                if spec:
+                    return dict(spec)
     return {
         "name": model.name,
         "task": Task.SEGMENT.value,
