@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     archs = (
         MODELS.names()
         if args.archs == "all"
-        else [a.strip() for a in args.archs.split(",") if a.strip()]
+        else [a.strip() for a in args.archs.split(",") if a.strip() not in ("", "none")]
     )
     models_dir = args.out / "models"
     cpus = [args.cpu]
