@@ -98,6 +98,7 @@ def test_two_four_structured(tiny_data):
     assert all(r["achieved"] == pytest.approx(0.5, abs=0.01) for r in pruned)
 
 
+@pytest.mark.slow
 def test_prune_preserving_qat_keeps_sparsity_in_int8(tiny_data):
     model = tiny("unet")
     stripped, plan = _prune(model, tiny_data, 0.5, schedule="constant")
