@@ -172,3 +172,26 @@ def test_spec_of_a_foreign_model_is_read_from_the_graph():
     model = keras.Model(inp, keras.layers.Conv2D(2, 1)(inp), name="foreign")
     spec = model_spec(model)
     assert spec["name"] == "foreign" and spec["num_classes"] == 2 and spec["options"] == {}
+
+
+def test_mobile_unet_loads_a_user_encoder_weights_file_and_checks_it(tmp_path):
+    from kseg._keras import keras
+
+    backbone = keras.applications.MobileNetV3Small(
+        input_shape=(64, 64, 1), include_top=False, weights=None, include_preprocessing=False
+    )
+    weights = tmp_path / "mnv3.weights.h5"
+    backbone.save_weights(str(weights))
+    model = create_model(
+        "mobile_unet", input_shape=(64, 64, 1), depth=3, encoder="mobilenet_v3_small",
+        encoder_weights=str(weights),
+    )  # fmt: skip
+    want = backbone.get_layer("Conv").get_weights()[0]
+    np.testing.assert_array_equal(model.get_layer("Conv").get_weights()[0], want)
+    with pytest.raises(ConfigError, match=r"encoder_weights .*missing\.h5: file not found"):
+        create_model(
+            "mobile_unet", input_shape=(64, 64, 1), encoder="mobilenet_v3_small",
+            encoder_weights=str(tmp_path / "missing.h5"),
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="encoder_weights needs a keras.applications encoder"):
+        create_model("mobile_unet", input_shape=(64, 64, 1), encoder_weights=str(weights))
