@@ -255,10 +255,6 @@ class ModelInfo:
             "custom_ops": [f"{op.index}:{op.name}" for op in self.custom_ops],
         }
 
-    def __getitem__(self, key: str) -> Any:
-        # read-only mapping access (``info["float_ops"]``) for callers that treat it as JSON
-        return self.to_dict()[key]
-
     def summary(self) -> dict[str, Any]:
         peak, at = self.activation_memory()
         return {
