@@ -14,7 +14,7 @@ Results are written after every architecture, so an interrupted run keeps what i
 Latencies are only comparable within one run on one machine.
 
 Example:
-    python tools/bench_models.py --out bench/models --epochs 4 --steps 25 --train-size 128
+    python tools/bench_models.py   # all models, defaults below; writes runs/bench/models/
     python tools/bench_models.py --models unet,mobile_unet --no-train
 """
 
@@ -214,13 +214,13 @@ def check_targets(rows: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "models")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "models")
     parser.add_argument("--models", default="", help="comma-separated names (default: all)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--datasets", default="synthetic,hc18")
-    parser.add_argument("--train-size", type=int, default=128)
+    parser.add_argument("--train-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--batch", type=int, default=8)
