@@ -274,7 +274,8 @@ def render(results: dict[str, Any]) -> str:
         lines.append(
             f"| {r['dataset']} | {r['model']} | {r['params']} | {r['float_dice']:.4f} | "
             f"{r['ptq']['drop']:+.4f} ({_ok(r['ptq']['drop'], t['ptq_drop'])}) | "
-            f"{r['qat']['drop']:+.4f} ({_ok(r['qat']['drop'], t['qat_drop'])}) | "
+            f"{r['qat']['drop']:+.4f} ({_ok(r['qat']['drop'], t['qat_drop'])}; QAT Keras->INT8 "
+            f"{r['qat']['keras_dice'] - r['qat']['dice']:+.4f}) | "
             f"{r['qat']['size_ratio']:.3f} ({_ok(r['qat']['size_ratio'], t['int8_size_ratio'])}) | "
             f"{p['sparsity_all_kernels']:.3f} / {p['int8_sparsity']:.3f} | "
             f"{p['gzip_ratio_vs_int8']:.3f} ({_ok(p['gzip_ratio_vs_int8'], t['pruned_gzip_ratio'])}) |"
