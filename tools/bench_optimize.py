@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--skip-distill", action="store_true")
-    ap.add_argument("--out", type=Path, default=REPO / "bench_results" / "optimize")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "optimize")
     args = ap.parse_args()
 
     from kseg.atomic import write_json, write_text

@@ -46,7 +46,8 @@ def export_tflite(
     Args:
         model_path: ``.keras`` / ``.h5`` / SavedModel (float, QAT or pruned).
         mode: a :class:`~kseg.export.convert.Mode`.
-        data: folder for calibration and parity (see :func:`resolve_data`).
+        data: calibration and parity data: a folder, a run directory or ``synthetic:KIND[:N]``
+            (see :func:`kseg.training.rundir.resolve_data`; default: the model's run).
         out: the ``.tflite`` path (default: beside the model, ``best.int8.tflite``).
         io_dtype: ``int8``/``uint8`` input and output for ``int8`` (default: ``export.io_dtype``).
         max_dice_drop: parity gate; exceeded -> the file and card are written, card marked failed,
@@ -83,6 +84,8 @@ def export_tflite(
         max_dice_drop = None
     representative_samples = representative_samples or cfg.export.representative_samples
     out = Path(out) if out else default_out(model_path, mode, io_dtype)
+    # the run's own seed regenerates the same synthetic images it was trained and validated on
+    seed = cfg.train.seed if resolved.split_file is not None else seed
     splits = load_splits(cfg.data, seed=seed, split_file=resolved.split_file, progress=False)
     if len(splits.val.images) == 0:
         raise ConfigError(f"{resolved.description}: no validation images for the parity check")

@@ -1,84 +1,51 @@
-"""TFLite helpers used by the optimize steps: INT8 conversion, graph checks, size, sparsity.
+"""TFLite helpers for the optimize steps, over the project's single implementations.
 
-``convert_int8`` prefers the lead's ``kseg.export.convert_model`` when it exists (so the
-conversion, parity gate and model card are the project's one implementation) and otherwise
-converts here with the same settings: full-integer, batch 1, int8 input and output.
+Conversion is :func:`kseg.export.convert_model`, graph checks are :mod:`kseg.bench.analyze`,
+inference is :class:`kseg.runtime.TFLiteModel`; only the weight-sparsity count lives here.
 """
 
 from __future__ import annotations
 
-import gzip
-from collections.abc import Iterator
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kseg._keras import keras, tf
-
-
-def representative(images: np.ndarray, limit: int = 64) -> Any:
-    def gen() -> Iterator[list[np.ndarray]]:
-        for img in images[:limit]:
-            yield [np.asarray(img, np.float32)[None]]
-
-    return gen
-
-
-def _batch1(model: keras.Model) -> Any:
-    shape = (1, *model.input_shape[1:])
-
-    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
-    def serve(x: tf.Tensor) -> tf.Tensor:
-        return model(x, training=False)
-
-    return serve.get_concrete_function()
+from kseg.export.card import gzip_size
+from kseg.export.convert import Mode, convert_model
 
 
 def convert_int8(model: keras.Model, images: np.ndarray, *, limit: int = 64) -> bytes:
-    """Full-integer TFLite (int8 in/out, batch 1) calibrated on ``images`` (float32 pixels)."""
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([_batch1(model)], model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative(images, limit)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
+    """Full-integer TFLite (int8 in/out, batch 1) calibrated on ``images`` (pixels)."""
+    return convert_model(model, Mode.INT8, representative=np.asarray(images)[:limit])
 
 
 def convert_float(model: keras.Model) -> bytes:
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([_batch1(model)], model)
-    return converter.convert()
+    return convert_model(model, Mode.FLOAT32)
+
+
+def _analyze(tflite_bytes: bytes):
+    from kseg.bench.analyze import analyze_model
+
+    return analyze_model("<memory>.tflite", data=tflite_bytes)
+
+
+def float_ops(tflite_bytes: bytes) -> list[str]:
+    """``"index:OP"`` for each op computing in float; empty = all integer."""
+    return [f"{op.index}:{op.name}" for op in _analyze(tflite_bytes).float_ops]
+
+
+def io_dtypes(tflite_bytes: bytes) -> tuple[str, str]:
+    info = _analyze(tflite_bytes)
+    return info.inputs[0].dtype, info.outputs[0].dtype
 
 
 def _interpreter(tflite_bytes: bytes) -> Any:
     interp = tf.lite.Interpreter(model_content=tflite_bytes)
     interp.allocate_tensors()
     return interp
-
-
-def float_ops(tflite_bytes: bytes) -> list[str]:
-    """``"OP(tensor)"`` for each op that reads or writes a float32 tensor; empty = all integer."""
-    interp = _interpreter(tflite_bytes)
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    bad = []
-    for op in interp._get_ops_details():  # noqa: SLF001 - the only per-op view the interpreter has
-        for idx in list(op["inputs"]) + list(op["outputs"]):
-            if idx >= 0 and idx in tensors and tensors[idx]["dtype"] == np.float32:
-                bad.append(f"{op['op_name']}({tensors[idx]['name']})")
-                break
-    return bad
-
-
-def io_dtypes(tflite_bytes: bytes) -> tuple[str, str]:
-    interp = _interpreter(tflite_bytes)
-    return (
-        np.dtype(interp.get_input_details()[0]["dtype"]).name,
-        np.dtype(interp.get_output_details()[0]["dtype"]).name,
-    )
-
-
-def gzip_size(data: bytes) -> int:
-    return len(gzip.compress(data, compresslevel=9))
 
 
 def tflite_weight_sparsity(tflite_bytes: bytes) -> dict[str, Any]:
@@ -107,22 +74,13 @@ def tflite_weight_sparsity(tflite_bytes: bytes) -> dict[str, Any]:
 
 
 def tflite_predict(tflite_bytes: bytes, images: np.ndarray) -> np.ndarray:
-    """Probabilities (float32) from a TFLite model for float32 pixel images, one at a time."""
-    interp = _interpreter(tflite_bytes)
-    inp = interp.get_input_details()[0]
-    out = interp.get_output_details()[0]
-    preds = []
-    for img in images:
-        x = np.asarray(img, np.float32)[None]
-        if inp["dtype"] != np.float32:
-            scale, zp = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / scale + zp), info.min, info.max).astype(inp["dtype"])
-        interp.set_tensor(inp["index"], x)
-        interp.invoke()
-        y = interp.get_tensor(out["index"])
-        if out["dtype"] != np.float32:
-            scale, zp = out["quantization"]
-            y = (y.astype(np.float32) - zp) * scale
-        preds.append(y[0])
-    return np.stack(preds)
+    """Probabilities (float32) from a TFLite model for pixel images, through the kseg runtime."""
+    from kseg.runtime import TFLiteModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(tflite_bytes)
+        return TFLiteModel(path).predict(np.asarray(images, np.float32))
+
+
+__all__ = ["convert_float", "convert_int8", "float_ops", "gzip_size", "io_dtypes", "tflite_predict", "tflite_weight_sparsity"]

@@ -129,6 +129,12 @@ def run_recipe(recipe: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     seed = recipe["seed"]
     data_arg = recipe.get("data")
     model_path: Path | None = Path(recipe["model"]) if recipe.get("model") else None
+    if data_arg is None and model_path is not None:
+        from kseg.training.rundir import find_run_dir
+
+        source_run = find_run_dir(model_path)
+        # later steps write models outside that run: keep pointing at its data and split
+        data_arg = str(source_run.root) if source_run is not None else None
     model = load_model(model_path) if model_path is not None else None
     data = None
     records: list[dict[str, Any]] = []
@@ -151,6 +157,8 @@ def run_recipe(recipe: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
             metrics = train(cfg, step_dir)
             model_path = step_dir / "best.keras"
             model = load_model(model_path)
+            if recipe.get("data") is None:
+                data_arg = str(step_dir)  # the new run's data and split
             records.append(
                 {
                     "step": "train",
@@ -165,14 +173,13 @@ def run_recipe(recipe: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
             data, desc = S.load_data(model_path, model, data_arg, seed=seed)
             summary["data"] = {"description": desc, **data.describe()}
         if name == "convert":
-            folder = data_arg if data_arg and not str(data_arg).startswith("synthetic:") else None
             try:
                 result = S.run_convert(
                     model,
                     model_path,
                     data,
                     step_dir,
-                    data_arg=folder,
+                    data_arg=data_arg,
                     steps=records,
                     seed=seed,
                     **opts,

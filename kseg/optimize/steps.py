@@ -12,13 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from kseg._keras import keras
 from kseg.atomic import write_json
 from kseg.config import StrEnum
-from kseg.errors import ConfigError, DataError
-from kseg.optimize._train import FitData, count_params, evaluate, fit, steps_per_epoch
+from kseg.errors import DataError
+from kseg.optimize._train import FitData, evaluate, fit, steps_per_epoch
 
 
 class Step(StrEnum):
@@ -41,61 +39,27 @@ def load_data(
 ) -> tuple[FitData, str]:
     """Training/validation arrays for fine-tuning ``model``.
 
-    ``data``: a folder with ``images/`` and ``masks/``, or ``synthetic:KIND[:N]`` (e.g.
-    ``synthetic:ultrasound:200``); ``None`` reuses the config and split of the run directory the
-    model was trained in (``RUN/config.yaml``, ``RUN/split.csv``).
+    ``data``: a folder with ``images/`` and ``masks/``, a run directory, or ``synthetic:KIND[:N]``
+    (e.g. ``synthetic:ultrasound:200``); ``None`` reuses the config and split of the run directory
+    the model was trained in (``RUN/config.yaml``, ``RUN/split.csv``). The same resolution as
+    ``kseg convert`` and ``kseg evaluate`` (:func:`kseg.training.rundir.resolve_data`).
     """
-    from kseg.config import from_dict, load_config
     from kseg.data.pipeline import load_splits
     from kseg.models import model_spec
+    from kseg.training.rundir import find_run_dir, resolve_data
 
     spec = model_spec(model)
     h, _, c = spec["input_shape"]
-    if data is None:
-        run = model_path.parent if model_path is not None else None
-        if run is None or not (run / "config.yaml").is_file():
-            raise DataError(
-                f"{model_path}: no RUN/config.yaml beside the model; pass --data DIR or --data synthetic:ultrasound"
-            )
-        cfg = load_config(run / "config.yaml")
-        split_file = run / "split.csv"
-        splits = load_splits(
-            cfg.data,
-            seed=cfg.train.seed,
-            split_file=split_file if split_file.is_file() else None,
-            progress=False,
+    if data is None and (model_path is None or find_run_dir(model_path) is None):
+        raise DataError(
+            f"{model_path}: no RUN/config.yaml beside the model; pass --data DIR or --data synthetic:ultrasound"
         )
-        desc = f"run {run} ({cfg.data.path or 'synthetic ' + str(cfg.data.synthetic_kind)})"
-    else:
-        text = str(data)
-        if text.startswith("synthetic:"):
-            parts = text.split(":")
-            kind = parts[1] if len(parts) > 1 and parts[1] else "ultrasound"
-            n = int(parts[2]) if len(parts) > 2 else 200
-            raw = {
-                "path": None,
-                "synthetic_kind": kind,
-                "synthetic_n": n,
-                "img_size": h,
-                "channels": c,
-            }
-            desc = f"synthetic {kind} n={n} seed={seed}"
-        else:
-            if not Path(text).is_dir():
-                raise DataError(
-                    f"--data {text}: folder not found; give a folder with images/ and masks/"
-                )
-            raw = {"path": text, "img_size": h, "channels": c}
-            desc = f"folder {text}"
-        dcfg = from_dict({"data": raw}, source="--data").data
-        splits = load_splits(dcfg, seed=seed, progress=False)
-        desc += f" at {h}x{h}"
-    fd = FitData.from_splits(splits)
-    if fd.x_train.shape[1:3] != tuple(spec["input_shape"][:2]):
-        raise ConfigError(
-            f"data size {fd.x_train.shape[1:3]} differs from the model input {spec['input_shape'][:2]}"
-        )
-    return fd, desc
+    resolved = resolve_data(model_path, h, c, data, seed=seed)
+    run_seed = resolved.config.train.seed if resolved.split_file is not None else seed
+    splits = load_splits(
+        resolved.config.data, seed=run_seed, split_file=resolved.split_file, progress=False
+    )
+    return FitData.from_splits(splits), f"{resolved.description} at {h}x{h}"
 
 
 def _metrics(model: keras.Model, data: FitData) -> dict[str, float]:
@@ -328,51 +292,25 @@ def run_convert(
     representative_samples: int = 64,
     seed: int = 0,
 ) -> StepResult:
-    """Convert to ``.tflite`` with ``kseg.export`` (parity gate + model card) when it can resolve
-    the data, else with the local converter, reporting Dice of both and the sparsity kept."""
-    from kseg.optimize._convert import (
-        convert_int8,
-        float_ops,
-        gzip_size,
-        tflite_predict,
-        tflite_weight_sparsity,
-    )
-    from kseg.optimize._train import dice_iou
+    """Convert with ``kseg.export`` (parity gate with LiteRT + model card), and add the sparsity the
+    ``.tflite`` kept. ``data_arg`` is the recipe's data (folder, run or ``synthetic:...``)."""
+    from kseg.export.tflite import export_tflite
+    from kseg.optimize._convert import tflite_weight_sparsity
 
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"model.{mode}.tflite"
-    card = None
-    try:
-        from kseg.export.tflite import export_tflite
-    except ImportError:
-        export_tflite = None
-    if export_tflite is not None and data_arg is not None:
-        card = export_tflite(
-            model_path,
-            mode,
-            data=data_arg,
-            out=out,
-            max_dice_drop=max_dice_drop,
-            representative_samples=representative_samples,
-            seed=seed,
-            steps=[_card_step(s) for s in steps or []],
-            model=model,
-        )
-        flat = out.read_bytes()
-    else:
-        rng = np.random.default_rng(seed)
-        calib = data.x_train[np.sort(rng.permutation(len(data.x_train))[:representative_samples])]
-        if mode == "int8":
-            flat = convert_int8(model, calib)
-        else:
-            from kseg.export.convert import convert_model
-
-            flat = convert_model(model, mode, representative=calib)
-        from kseg.atomic import write_bytes
-
-        write_bytes(out, flat)
-    f = dice_iou(model.predict(data.x_val, batch_size=8, verbose=0), data.y_val)
-    q = dice_iou(tflite_predict(flat, data.x_val), data.y_val)
+    card = export_tflite(
+        model_path,
+        mode,
+        data=data_arg,
+        out=out,
+        max_dice_drop=max_dice_drop,
+        representative_samples=representative_samples,
+        seed=seed,
+        steps=[_card_step(s) for s in steps or []],
+        model=model,
+    )
+    p = card["parity"]
     record = {
         "step": "convert",
         "settings": {
@@ -382,16 +320,16 @@ def run_convert(
         },
         "model": str(out),
         "metrics": {
-            "float": {"dice": f["dice"], "iou": f["iou"]},
-            "tflite": {"dice": q["dice"], "iou": q["iou"]},
-            "dice_drop": f["dice"] - q["dice"],
+            "float": {"dice": p["float_dice"], "iou": p["float_iou"]},
+            "tflite": {"dice": p["tflite_dice"], "iou": p["tflite_iou"]},
+            "dice_drop": p["dice_drop"],
         },
-        "size_bytes": len(flat),
-        "gzip_bytes": gzip_size(flat),
-        "float_ops": float_ops(flat) if mode == "int8" else None,
-        "tflite_sparsity": tflite_weight_sparsity(flat)["overall"],
-        "params": count_params(model),
-        "card": str(out.with_suffix(".json")) if card is not None else None,
+        "size_bytes": card["size_bytes"],
+        "gzip_bytes": card["tflite"]["gzip_bytes"],
+        "float_ops": card["tflite"]["float_ops"] if mode == "int8" else None,
+        "tflite_sparsity": tflite_weight_sparsity(out.read_bytes())["overall"],
+        "params": card["source"]["params"],
+        "card": str(out.with_suffix(".json")),
     }
     write_json(out_dir / "metrics.json", record)
     return StepResult(None, out, record)

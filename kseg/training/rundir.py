@@ -107,23 +107,48 @@ class ModelData:
 
 
 def resolve_data(
-    model_path: Path, size: int, channels: int, data: str | Path | None, *, seed: int = 42
+    model_path: Path | None, size: int, channels: int, data: str | Path | None, *, seed: int = 42
 ) -> ModelData:
-    """Data for a trained model: calibration, parity and evaluation all find it the same way.
+    """Data for a trained model: calibration, parity, evaluation and fine-tuning find it the same way.
 
-    1. ``data=DIR``: the folder, split by group with the seed;
-    2. else the run directory that holds the model (``RUN/best.keras``): its config and saved split;
-    3. else the embedded synthetic set for the model's channel count (said so in ``description``).
+    ``data`` may be:
+
+    1. ``None``: the run directory that holds the model (``RUN/best.keras``): its config and saved
+       split; without one, the embedded synthetic set for the model's channel count (said so in
+       ``description``);
+    2. a run directory (has ``config.yaml``): that run's data and split;
+    3. ``synthetic:KIND[:N]`` (e.g. ``synthetic:ultrasound:200``): the embedded generator;
+    4. a folder with ``images/`` and ``masks/``: split by group with ``seed``.
+
+    Images are brought to the model's ``size`` and ``channels``.
     """
-    run = find_run_dir(model_path)
+    run = find_run_dir(model_path) if model_path is not None else None
+    text = None if data is None else str(data)
+    if text is not None and (Path(text) / "config.yaml").is_file():
+        run, text = RunDir(Path(text)), None
     base = load_config(run.config) if run else Config()
-    if data is not None:
-        d = dataclasses.replace(base.data, path=str(data), img_size=size, channels=channels)
-        return ModelData(dataclasses.replace(base, data=d), None, f"folder {data} (group split, seed {seed})")
+    fitted = {"img_size": size, "channels": channels}
+    if text is not None and text.startswith("synthetic:"):
+        parts = text.split(":")
+        kind = parts[1] or "ultrasound"
+        try:
+            n = int(parts[2]) if len(parts) > 2 else 200
+            d = DataConfig(synthetic_kind=SyntheticKind(kind), synthetic_n=n, **fitted)
+        except ValueError:
+            raise ConfigError(
+                f"--data {text}: use synthetic:KIND[:N] with KIND one of {', '.join(SyntheticKind.values())}"
+            ) from None
+        return ModelData(dataclasses.replace(base, data=d), None, f"synthetic {kind} n={n}")
+    if text is not None:
+        d = dataclasses.replace(base.data, path=text, **fitted)
+        return ModelData(dataclasses.replace(base, data=d), None, f"folder {text} (group split, seed {seed})")
     if run is not None:
-        return ModelData(base, run.split, f"run {run.root}: {base.data.path or 'synthetic ' + str(base.data.synthetic_kind)}")
+        what = base.data.path or f"synthetic {base.data.synthetic_kind}"
+        if (base.data.img_size, base.data.channels) != (size, channels):
+            base = dataclasses.replace(base, data=dataclasses.replace(base.data, **fitted))
+        return ModelData(base, run.split if run.split.is_file() else None, f"run {run.root}: {what}")
     kind = SyntheticKind.ULTRASOUND if channels == 1 else SyntheticKind.SKIN
-    d = DataConfig(synthetic_kind=kind, synthetic_n=96, img_size=size, channels=channels)
+    d = DataConfig(synthetic_kind=kind, synthetic_n=96, **fitted)
     return ModelData(
         dataclasses.replace(base, data=d), None, f"embedded synthetic {kind} (no --data given)"
     )
