@@ -14,43 +14,14 @@ from typing import Any
 import click
 
 from kseg import __version__
+from kseg._cli import KsegGroup, parse_key_values
 from kseg.errors import KsegError
 
-FAILED_GATE = 1  # exit code: artifact written but its parity gate failed
-USER_ERROR = 2  # exit code: bad input (one line on stderr)
 
-
-class _Group(click.Group):
-    """Prints a :class:`KsegError` as one line instead of a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except KsegError as exc:
-            code = FAILED_GATE if type(exc).__name__ == "ParityError" else USER_ERROR
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=KsegGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kseg")
 def main() -> None:
     """kseg: 2D medical image segmentation, from raw images to a verified INT8 .tflite."""
-
-
-def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in values:
-        if "=" not in item:
-            raise KsegError(f"--set {item!r}: use KEY=VALUE, e.g. --set train.learning_rate=3e-4")
-        key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw)
-    return out
 
 
 # ------------------------------------------------------------------------------------ train
@@ -93,7 +64,7 @@ def train(config_path, data, model, loss, task, epochs, img_size, batch_size, se
         "train.batch_size": batch_size,
         "train.seed": seed,
     }
-    overrides.update(_parse_sets(sets))
+    overrides.update(parse_key_values(sets, flag="--set", example="train.learning_rate=3e-4"))
     cfg = load_config(config_path, overrides)
     from kseg.training import default_out
     from kseg.training import train as run_train

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from kseg._cli import KsegGroup, parse_key_values
 from kseg.errors import KsegError
 
 
@@ -100,18 +101,6 @@ def _calibration(size: int, channels: int, n: int):
     return images
 
 
-def _parse_options(items: tuple[str, ...]) -> dict[str, Any]:
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise KsegError(f"--option {item!r}: use KEY=VALUE, e.g. --option depth=3")
-        key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw)
-    return out
-
-
 def _mb(n: int | None) -> str:
     return "-" if n is None else f"{n / 1e6:.2f} MB"
 
@@ -154,7 +143,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
-@click.group("models")
+@click.group("models", cls=KsegGroup)
 def models() -> None:
     """Architectures of the model zoo: list them with their cost, or describe one."""
 
@@ -225,7 +214,7 @@ def info(name, option_items, size, channels, num_classes, no_convert, png_path) 
     """One architecture: its options, cost, INT8 convertibility, layer summary and a diagram."""
     from kseg.models import MODELS, create_model
 
-    options = _parse_options(option_items)
+    options = parse_key_values(option_items, flag="--option", example="depth=3")
     model = create_model(
         name, input_shape=(size, size, channels), num_classes=num_classes, **options
     )

@@ -11,33 +11,8 @@ from typing import Any
 
 import click
 
+from kseg._cli import KsegGroup, parse_key_values
 from kseg.errors import KsegError
-
-_FAILED_GATE = 1
-_USER_ERROR = 2
-
-
-class _Group(click.Group):
-    """Prints a :class:`KsegError` as one line (also when this group is run on its own)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except KsegError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(_FAILED_GATE if type(exc).__name__ == "ParityError" else _USER_ERROR)
-
-
-def _options(values: tuple[str, ...]) -> dict[str, Any]:
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in values:
-        if "=" not in item:
-            raise KsegError(f"--option {item!r}: use KEY=VALUE, e.g. --option width=0.5")
-        key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw)
-    return out
 
 
 def _default_out(model: Path, step: str) -> Path:
@@ -80,7 +55,7 @@ _loss_opt = click.option(
 )
 
 
-@click.group(cls=_Group, invoke_without_command=True)
+@click.group(cls=KsegGroup, invoke_without_command=True)
 @click.option(
     "--recipe",
     type=click.Path(path_type=Path),
@@ -323,7 +298,7 @@ def distill(
         fit_data,
         out,
         student=student,
-        student_options=_options(student_options),
+        student_options=parse_key_values(student_options, flag="--option", example="width=0.5"),
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
