@@ -73,9 +73,12 @@ def test_attention_groupnorm_qat_converts_reloads_and_agrees(tiny_data, tmp_path
     flat = H.to_int8_tflite(again, tiny_data.x_train)
     assert io_dtypes(flat) == ("int8", "int8")
     assert float_ops(flat) == []
-    # the integer graph computes the same function as the QAT model (within a few quantization steps)
+    # The integer graph computes the same function as the QAT model within a few output steps
+    # (scale 1/256). Measured after 1 QAT epoch: mean 0.023 with tf.lite's reference kernels,
+    # 0.033 with LiteRT/XNNPACK (GroupNorm's int8 MEAN/RSQRT and the gates add rounding); a wrong
+    # scale or a float island shows up as 0.3 and more.
     diff = np.abs(tflite_predict(flat, x) - q.predict(x, verbose=0))
-    assert float(np.mean(diff)) < 0.02
+    assert float(np.mean(diff)) < 0.05
 
 
 def test_custom_layer_with_kernel_is_reported_left_float():
