@@ -64,6 +64,7 @@ def train(config_path, data, model, loss, task, epochs, img_size, batch_size, se
         "train.batch_size": batch_size,
         "train.seed": seed,
     }
+    overrides = {k: v for k, v in overrides.items() if v is not None}  # flags not given
     overrides.update(parse_key_values(sets, flag="--set", example="train.learning_rate=3e-4"))
     cfg = load_config(config_path, overrides)
     from kseg.training import default_out

@@ -195,7 +195,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
     Args:
         path: YAML file with sections ``data``, ``model``, ``train``, ``export``.
-        overrides: ``{"train.epochs": 5, ...}``; ``None`` values are ignored (unset CLI flags).
+        overrides: ``{"train.epochs": 5, ...}``; a ``None`` value sets the key to null (the CLI
+            leaves out the flags a user did not give).
     """
     raw: dict[str, Any] = {}
     source = "config"
@@ -203,8 +204,6 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         source = str(path)
         raw = read_yaml(path)
     for key, value in (overrides or {}).items():
-        if value is None:
-            continue
         _set_dotted(raw, key, value)
     return from_dict(raw, source=source)
 

@@ -11,11 +11,12 @@ from kseg.errors import ConfigError
 def test_defaults_and_dotted_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  epochs: 7\n  optimizer: adamw\ndata:\n  img_size: 64\n")
-    cfg = load_config(path, {"train.epochs": 3, "model.name": "unet", "data.path": None})
+    path.write_text("train:\n  epochs: 7\n  optimizer: adamw\n  time_limit_minutes: 9\ndata:\n  img_size: 64\n")
+    cfg = load_config(path, {"train.epochs": 3, "model.name": "unet", "train.time_limit_minutes": None})
     assert cfg.train.epochs == 3  # the flag wins over the file
     assert cfg.train.optimizer is Optimizer.ADAMW
     assert cfg.data.img_size == 64
-    assert cfg.data.path is None  # an unset flag (None) does not override
+    assert cfg.train.time_limit_minutes is None  # --set key=null clears a value from the file
     assert cfg.data.resize is ResizeMode.STRETCH
 
 
