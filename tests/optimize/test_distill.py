@@ -139,3 +139,37 @@ def test_distiller_rejects_bad_settings():
         D.Distiller(m, m, task_loss=keras.losses.BinaryCrossentropy(), alpha=1.5)
     with pytest.raises(ConfigError, match="temperature"):
         D.Distiller(m, m, task_loss=keras.losses.BinaryCrossentropy(), temperature=0)
+
+
+def test_alpha_one_trains_exactly_like_plain_fit(tiny_data):
+    """With alpha = 1 the soft term vanishes, so the Distiller's training loop must give the same
+    weights as ``fit`` (same init, seed, batches): any other difference would be a loop bug
+    (BatchNorm updates, shuffling, regularization losses) blamed on distillation."""
+    from kseg.optimize._train import fit
+
+    teacher = create_model("unet", input_shape=(32, 32, 1), depth=2, filters=4)
+
+    def make():
+        keras.utils.set_random_seed(3)
+        return create_model("mobile_unet", input_shape=(32, 32, 1), depth=2, width=0.25)
+
+    loss = keras.losses.BinaryCrossentropy()
+    distilled, alone, soft = make(), make(), make()
+    init = [w.copy() for w in alone.get_weights()]
+    kw = {"epochs": 2, "batch_size": 4, "learning_rate": 1e-2, "loss": loss, "seed": 5,
+          "run_eagerly": True}  # fmt: skip
+    D.distill(teacher, distilled, tiny_data, alpha=1.0, **kw)
+    D.distill(teacher, soft, tiny_data, alpha=0.5, temperature=2.0, **kw)
+    fit(alone, tiny_data, **kw)
+    moved = max(np.abs(a - b).max() for a, b in zip(init, alone.get_weights(), strict=True))
+    apart = max(
+        np.abs(a - b).max()
+        for a, b in zip(distilled.get_weights(), alone.get_weights(), strict=True)
+    )
+    assert moved > 0.1 and apart < 1e-3 * moved  # float noise only (Adam amplifies ~0 gradients)
+
+    def pred(m):
+        return m.predict(tiny_data.x_val, verbose=0)
+
+    np.testing.assert_allclose(pred(distilled), pred(alone), atol=1e-4)
+    assert np.abs(pred(soft) - pred(alone)).max() > 1e-3  # the soft term does change training
