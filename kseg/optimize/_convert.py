@@ -83,4 +83,12 @@ def tflite_predict(tflite_bytes: bytes, images: np.ndarray) -> np.ndarray:
         return TFLiteModel(path).predict(np.asarray(images, np.float32))
 
 
-__all__ = ["convert_float", "convert_int8", "float_ops", "gzip_size", "io_dtypes", "tflite_predict", "tflite_weight_sparsity"]
+__all__ = [
+    "convert_float",
+    "convert_int8",
+    "float_ops",
+    "gzip_size",
+    "io_dtypes",
+    "tflite_predict",
+    "tflite_weight_sparsity",
+]

@@ -265,6 +265,11 @@ def prune(
 @click.option(
     "--attention", is_flag=True, help="Also match attention maps of the features feeding the heads."
 )
+@click.option(
+    "--augment",
+    is_flag=True,
+    help="On-line flips and brightness/contrast for student and baseline; the teacher labels each view.",
+)
 @_data_opt
 @_out_opt
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
@@ -279,6 +284,7 @@ def distill(
     alpha: float,
     temperature: float,
     attention: bool,
+    augment: bool,
     data: str | None,
     out: Path | None,
     epochs: int,
@@ -306,6 +312,7 @@ def distill(
         alpha=alpha,
         temperature=temperature,
         attention=attention,
+        augment=augment,
         seed=seed,
     )
     m = res.record["metrics"]

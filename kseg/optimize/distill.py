@@ -249,9 +249,14 @@ def distill(
     seed: int = 0,
     verbose: int = 0,
     run_eagerly: bool = False,
+    augment: bool = False,
 ) -> dict[str, list[float]]:
-    """Train ``student`` in place from ``teacher`` on ``data`` (a ``FitData``); returns the history."""
-    from kseg.optimize._train import resolve_loss
+    """Train ``student`` in place from ``teacher`` on ``data`` (a ``FitData``); returns the history.
+
+    ``augment``: on-line flips and intensity changes (:func:`kseg.optimize._train.augment_pair`);
+    the teacher labels every augmented view.
+    """
+    from kseg.optimize._train import resolve_loss, train_input
 
     keras.utils.set_random_seed(seed)
     distiller = Distiller(
@@ -264,13 +269,10 @@ def distill(
         beta=beta,
     )
     distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), run_eagerly=run_eagerly)
+    x = train_input(data, batch_size, augment=augment, seed=seed)
+    batching = {} if augment else {"y": data.y_train, "batch_size": batch_size, "shuffle": True}
     hist = distiller.fit(
-        data.x_train,
-        data.y_train,
-        batch_size=batch_size,
-        epochs=epochs,
-        shuffle=True,
-        verbose=verbose,
+        x[0] if isinstance(x, tuple) else x, epochs=epochs, verbose=verbose, **batching
     )
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
@@ -286,6 +288,7 @@ def distill_with_baseline(
     loss: Any = None,
     seed: int = 0,
     run_eagerly: bool = False,
+    augment: bool = False,
     **distill_options: Any,
 ) -> dict[str, Any]:
     """Distill a fresh student and train an identical one alone with the same budget and seed.
@@ -310,6 +313,7 @@ def distill_with_baseline(
         loss=loss,
         seed=seed,
         run_eagerly=run_eagerly,
+        augment=augment,
         **distill_options,
     )
     hist_b = fit(
@@ -321,6 +325,7 @@ def distill_with_baseline(
         loss=loss,
         seed=seed,
         run_eagerly=run_eagerly,
+        augment=augment,
     )
     metrics = {
         "teacher": evaluate(teacher, data.x_val, data.y_val),
@@ -342,6 +347,7 @@ def distill_with_baseline(
             "batch_size": batch_size,
             "learning_rate": learning_rate,
             "seed": seed,
+            "augment": augment,
             **{
                 k: v
                 for k, v in distill_options.items()

@@ -213,8 +213,13 @@ def run_distill(
     attention: bool = False,
     beta: float = 100.0,
     seed: int = 0,
+    augment: bool = False,
 ) -> StepResult:
-    """Distill ``student`` from ``teacher`` and train the same student alone; writes both."""
+    """Distill ``student`` from ``teacher`` and train the same student alone; writes both.
+
+    ``augment``: on-line flips and intensity changes for both students (the teacher labels
+    every augmented view).
+    """
     from kseg.models import create_model, model_spec
     from kseg.optimize.distill import distill_with_baseline
 
@@ -245,6 +250,7 @@ def run_distill(
         temperature=temperature,
         attention_pairs="auto" if attention else (),
         beta=beta if attention else 0.0,
+        augment=augment,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     from kseg.atomic import atomic_path

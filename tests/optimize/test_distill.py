@@ -173,3 +173,35 @@ def test_alpha_one_trains_exactly_like_plain_fit(tiny_data):
 
     np.testing.assert_allclose(pred(distilled), pred(alone), atol=1e-4)
     assert np.abs(pred(soft) - pred(alone)).max() > 1e-3  # the soft term does change training
+
+
+def test_augment_pair_flips_image_and_mask_together_and_keeps_pixel_range():
+    from kseg.optimize._train import augment_pair
+
+    x = np.zeros((16, 16, 1), np.float32)
+    x[:, :4] = 250.0  # bright left band
+    y = (x > 0).astype(np.float32)
+    tf.random.set_seed(0)
+    flipped = 0
+    for _ in range(20):
+        xa, ya = (t.numpy() for t in augment_pair(tf.constant(x), tf.constant(y)))
+        assert xa.min() >= 0.0 and xa.max() <= 255.0
+        np.testing.assert_array_equal(ya, y if ya[0, 0, 0] == 1 else y[:, ::-1])
+        bright = xa > xa.mean()
+        np.testing.assert_array_equal(bright, ya > 0.5)  # the mask moved with the image
+        flipped += int(ya[0, 0, 0] == 0)
+    assert 0 < flipped < 20
+
+
+def test_distill_with_augmentation_runs_and_records_it(tiny_data):
+    teacher = create_model("unet", input_shape=(32, 32, 1), depth=2, filters=4)
+
+    def make():
+        return create_model("mobile_unet", input_shape=(32, 32, 1), depth=2, width=0.25)
+
+    res = D.distill_with_baseline(
+        teacher, make, tiny_data, epochs=1, batch_size=4, augment=True, run_eagerly=True
+    )
+    assert res["settings"]["augment"] is True
+    assert len(res["history"]["distilled"]["loss"]) == 1
+    assert np.isfinite(res["metrics"]["student"]["dice"])
