@@ -28,26 +28,59 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config (see configs/).")
-@click.option("--data", type=click.Path(path_type=Path), help="Folder with images/ and masks/; default: embedded synthetic data.")
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="YAML config (see configs/)."
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Folder with images/ and masks/; default: embedded synthetic data.",
+)
 @click.option("--model", help="Architecture name (kseg models list).")
 @click.option("--loss", help="Loss name: bce, focal, dice, tversky, focal_tversky, combo.")
-@click.option("--task", type=click.Choice(["segment", "denoise"]), help="denoise: train denoising_ae on noisy/clean pairs.")
+@click.option(
+    "--task",
+    type=click.Choice(["segment", "denoise"]),
+    help="denoise: train denoising_ae on noisy/clean pairs.",
+)
 @click.option("--epochs", type=int)
 @click.option("--img-size", type=int, help="Model input size (square).")
 @click.option("--batch-size", type=int)
 @click.option("--seed", type=int)
-@click.option("--out", type=click.Path(path_type=Path), help="Run directory (default runs/<model>-<time>).")
-@click.option("--resume", type=click.Path(path_type=Path), help="Continue an interrupted run directory.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config key, e.g. --set train.schedule=cosine.")
-def train(config_path, data, model, loss, task, epochs, img_size, batch_size, seed, out, resume, sets) -> None:
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Run directory (default runs/<model>-<time>)."
+)
+@click.option(
+    "--resume", type=click.Path(path_type=Path), help="Continue an interrupted run directory."
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any config key, e.g. --set train.schedule=cosine.",
+)
+def train(
+    config_path, data, model, loss, task, epochs, img_size, batch_size, seed, out, resume, sets
+) -> None:
     """Train a segmentation model; writes a self-describing run directory."""
     from kseg.config import load_config
 
     if resume is not None:
-        given = [f for f, v in {"--config": config_path, "--data": data, "--model": model, "--out": out}.items() if v]
+        given = [
+            f
+            for f, v in {
+                "--config": config_path,
+                "--data": data,
+                "--model": model,
+                "--out": out,
+            }.items()
+            if v
+        ]
         if given or sets:
-            raise KsegError(f"--resume uses the run's own config.yaml; drop {', '.join(given) or '--set'}")
+            raise KsegError(
+                f"--resume uses the run's own config.yaml; drop {', '.join(given) or '--set'}"
+            )
         from kseg.training import train as run_train
 
         click.echo(f"resuming {resume}")
@@ -85,11 +118,32 @@ def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
 
 
 @main.command()
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help=".keras/.h5 model or .tflite file.")
-@click.option("--data", type=click.Path(path_type=Path), help="Folder with images/ and masks/ (default: the model's run data).")
-@click.option("--split", type=click.Choice(["val", "test", "all"]), default="val", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), help="Output folder (default: <model dir>/eval-<model stem>).")
-@click.option("--runtime", default="auto", show_default=True, help="For .tflite: litert, tflite_runtime, tf or auto.")
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help=".keras/.h5 model or .tflite file.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Folder with images/ and masks/ (default: the model's run data).",
+)
+@click.option(
+    "--split", type=click.Choice(["val", "test", "all"]), default="val", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Output folder (default: <model dir>/eval-<model stem>).",
+)
+@click.option(
+    "--runtime",
+    default="auto",
+    show_default=True,
+    help="For .tflite: litert, tflite_runtime, tf or auto.",
+)
 def evaluate(model_path, data, split, out, runtime) -> None:
     """Per-image and aggregate Dice, IoU, precision, recall and HD95 (pixels)."""
     from kseg.evaluate import evaluate_model
@@ -98,8 +152,14 @@ def evaluate(model_path, data, split, out, runtime) -> None:
     result = evaluate_model(model_path, data=data, split=split, out_dir=out, runtime=runtime)
     click.echo(f"wrote {out}/metrics.json, per_image.csv, worst_cases.png")
     click.echo(
-        "  ".join(f"{k}={result[k]:.4f}" for k in ("dice", "iou", "precision", "recall") if k in result)
-        + (f"  hd95_mean={result['hd95_mean']:.2f}px" if result.get("hd95_mean") is not None else "")
+        "  ".join(
+            f"{k}={result[k]:.4f}" for k in ("dice", "iou", "precision", "recall") if k in result
+        )
+        + (
+            f"  hd95_mean={result['hd95_mean']:.2f}px"
+            if result.get("hd95_mean") is not None
+            else ""
+        )
     )
 
 
@@ -107,17 +167,48 @@ def evaluate(model_path, data, split, out, runtime) -> None:
 
 
 @main.command()
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help=".keras/.h5 model (float, QAT or pruned).")
-@click.option("--int8", "mode", flag_value="int8", help="Full-integer INT8 (representative dataset).")
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help=".keras/.h5 model (float, QAT or pruned).",
+)
+@click.option(
+    "--int8", "mode", flag_value="int8", help="Full-integer INT8 (representative dataset)."
+)
 @click.option("--fp16", "mode", flag_value="fp16", help="Float16 weights.")
-@click.option("--dynamic", "mode", flag_value="dynamic", help="Dynamic-range (int8 weights, float activations).")
+@click.option(
+    "--dynamic",
+    "mode",
+    flag_value="dynamic",
+    help="Dynamic-range (int8 weights, float activations).",
+)
 @click.option("--int16x8", "mode", flag_value="int16x8", help="int16 activations, int8 weights.")
-@click.option("--float32", "mode", flag_value="float32", default=True, help="No quantization (default).")
+@click.option(
+    "--float32", "mode", flag_value="float32", default=True, help="No quantization (default)."
+)
 @click.option("--uint8", is_flag=True, help="With --int8: uint8 input and output instead of int8.")
-@click.option("--data", type=click.Path(path_type=Path), help="Calibration and parity data (default: the model's run data).")
-@click.option("--out", type=click.Path(path_type=Path), help="Output .tflite (default: beside the model).")
-@click.option("--max-dice-drop", type=float, default=None, help="Parity gate vs the Keras model, exit 1 when exceeded (default: export.max_dice_drop of the run, 0.01); negative: no gate.")
-@click.option("--calibration-samples", type=int, default=None, help="Calibration images (default: export.representative_samples, 64).")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Calibration and parity data (default: the model's run data).",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Output .tflite (default: beside the model)."
+)
+@click.option(
+    "--max-dice-drop",
+    type=float,
+    default=None,
+    help="Parity gate vs the Keras model, exit 1 when exceeded (default: export.max_dice_drop of the run, 0.01); negative: no gate.",
+)
+@click.option(
+    "--calibration-samples",
+    type=int,
+    default=None,
+    help="Calibration images (default: export.representative_samples, 64).",
+)
 def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_samples) -> None:
     """Convert to TFLite, check Dice parity with LiteRT, and write the model card."""
     from kseg.export import export_tflite
@@ -140,19 +231,36 @@ def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_sampl
         f"pixel agreement {p['pixel_agreement']:.4f}  ({p['n_images']} images)"
     )
     if t["mode"] == "int8" and t.get("float_ops"):
-        click.echo(f"warning: float ops left inside the INT8 graph: {', '.join(t['float_ops'])}", err=True)
+        click.echo(
+            f"warning: float ops left inside the INT8 graph: {', '.join(t['float_ops'])}", err=True
+        )
 
 
 # ---------------------------------------------------------------------------------- predict
 
 
 @main.command()
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help=".tflite, .keras or .h5")
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help=".tflite, .keras or .h5",
+)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for masks and overlays.")
-@click.option("--runtime", default="auto", show_default=True, help="For .tflite: litert, tflite_runtime, tf or auto.")
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Folder for masks and overlays."
+)
+@click.option(
+    "--runtime",
+    default="auto",
+    show_default=True,
+    help="For .tflite: litert, tflite_runtime, tf or auto.",
+)
 @click.option("--threads", type=int, default=None, help="Interpreter threads for .tflite.")
-@click.option("--tile", is_flag=True, help="Slide the model over large images instead of resizing them.")
+@click.option(
+    "--tile", is_flag=True, help="Slide the model over large images instead of resizing them."
+)
 def predict(model_path, inputs, out, runtime, threads, tile) -> None:
     """Write <name>_mask.png and <name>_overlay.png for each input image (or folder)."""
     from kseg.runtime import predict_files
@@ -195,7 +303,12 @@ def data() -> None:
 
 
 @data.command("synth")
-@click.option("--kind", type=click.Choice(["ultrasound", "vessels", "skin"]), default="ultrasound", show_default=True)
+@click.option(
+    "--kind",
+    type=click.Choice(["ultrasound", "vessels", "skin"]),
+    default="ultrasound",
+    show_default=True,
+)
 @click.option("--n", type=int, default=200, show_default=True)
 @click.option("--size", type=int, default=256, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

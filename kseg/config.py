@@ -315,7 +315,9 @@ def _coerce(tp: Any, value: Any, *, key: str, source: str) -> Any:
             return tp(value)
         except ValueError:
             valid = ", ".join(m.value for m in tp)
-            raise ConfigError(f"{source}: {key} = {value!r} is not valid; use one of: {valid}") from None
+            raise ConfigError(
+                f"{source}: {key} = {value!r} is not valid; use one of: {valid}"
+            ) from None
     if origin is tuple:
         seq = value if isinstance(value, (list, tuple)) else [value]
         item_type = args[0] if args else Any

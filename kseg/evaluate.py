@@ -188,11 +188,19 @@ def evaluate_model(
         predictor = KerasPredictor.from_file(model_path)
     resolved = resolve_data(model_path, predictor.input_size, predictor.channels, data)
     cfg = resolved.config
-    splits = load_splits(cfg.data, seed=cfg.train.seed, split_file=resolved.split_file, progress=False)
-    parts = {"val": [splits.val], "test": [splits.test], "all": [splits.train, splits.val, splits.test]}
+    splits = load_splits(
+        cfg.data, seed=cfg.train.seed, split_file=resolved.split_file, progress=False
+    )
+    parts = {
+        "val": [splits.val],
+        "test": [splits.test],
+        "all": [splits.train, splits.val, splits.test],
+    }
     chosen = [p for p in parts[split] if p is not None and len(p)]
     if not chosen:
-        raise DataError(f"{resolved.description}: the {split!r} split is empty; use --split val or all")
+        raise DataError(
+            f"{resolved.description}: the {split!r} split is empty; use --split val or all"
+        )
 
     def predict_fn(image: np.ndarray) -> np.ndarray:
         return predict_image(predictor, image)

@@ -201,13 +201,17 @@ def default_metrics(threshold: float = 0.5, num_classes: int = 1) -> list[keras.
 @keras.saving.register_keras_serializable(package="kseg")
 def psnr(y_true, y_pred):
     """Peak signal-to-noise ratio in dB for images in pixel units (0..255), mean over the batch."""
-    return tf.reduce_mean(tf.image.psnr(y_true, tf.clip_by_value(y_pred, 0.0, 255.0), max_val=255.0))
+    return tf.reduce_mean(
+        tf.image.psnr(y_true, tf.clip_by_value(y_pred, 0.0, 255.0), max_val=255.0)
+    )
 
 
 @keras.saving.register_keras_serializable(package="kseg")
 def ssim(y_true, y_pred):
     """Structural similarity (Wang et al., IEEE TIP 2004) for images in pixel units, batch mean."""
-    return tf.reduce_mean(tf.image.ssim(y_true, tf.clip_by_value(y_pred, 0.0, 255.0), max_val=255.0))
+    return tf.reduce_mean(
+        tf.image.ssim(y_true, tf.clip_by_value(y_pred, 0.0, 255.0), max_val=255.0)
+    )
 
 
 def denoise_metrics() -> list:
@@ -215,4 +219,13 @@ def denoise_metrics() -> list:
     return [psnr, ssim]
 
 
-__all__ = ["Dice", "IoU", "Precision", "Recall", "default_metrics", "denoise_metrics", "psnr", "ssim"]
+__all__ = [
+    "Dice",
+    "IoU",
+    "Precision",
+    "Recall",
+    "default_metrics",
+    "denoise_metrics",
+    "psnr",
+    "ssim",
+]

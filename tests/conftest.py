@@ -15,7 +15,9 @@ HC18 = Path(os.environ.get("KSEG_HC18", REPO.parent / "shared" / "data" / "hc18"
 def hc18_dir() -> Path:
     """The real HC18 fetal-head subset; skipped with a reason where it is absent (a user's clone)."""
     if not (HC18 / "images").is_dir():
-        pytest.skip(f"real HC18 data not found at {HC18} (set KSEG_HC18 or place ../shared beside the repo)")
+        pytest.skip(
+            f"real HC18 data not found at {HC18} (set KSEG_HC18 or place ../shared beside the repo)"
+        )
     return HC18
 
 

@@ -54,7 +54,9 @@ def test_help_lists_every_command():
 
 
 def test_train_missing_data_folder(tmp_path):
-    assert_one_line_error(run("train", "--data", tmp_path / "nope", "--out", tmp_path / "r"), "nope")
+    assert_one_line_error(
+        run("train", "--data", tmp_path / "nope", "--out", tmp_path / "r"), "nope"
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -80,33 +82,44 @@ def test_train_corrupt_image(tmp_path):
 def test_train_empty_folder(tmp_path):
     (tmp_path / "d" / "images").mkdir(parents=True)
     (tmp_path / "d" / "masks").mkdir()
-    assert_one_line_error(run("train", "--data", tmp_path / "d", "--out", tmp_path / "r"), str(tmp_path / "d"))
+    assert_one_line_error(
+        run("train", "--data", tmp_path / "d", "--out", tmp_path / "r"), str(tmp_path / "d")
+    )
 
 
 def test_unknown_config_key(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("train:\n  learning_rat: 0.1\n")
-    assert_one_line_error(run("train", "--config", cfg, "--out", tmp_path / "r"), "learning_rat", "learning_rate")
+    assert_one_line_error(
+        run("train", "--config", cfg, "--out", tmp_path / "r"), "learning_rat", "learning_rate"
+    )
 
 
 def test_unknown_model_lists_valid_names(tmp_path):
-    line = assert_one_line_error(run("train", "--model", "unett", "--out", tmp_path / "r"), "unett", "did you mean 'unet'")
+    line = assert_one_line_error(
+        run("train", "--model", "unett", "--out", tmp_path / "r"), "unett", "did you mean 'unet'"
+    )
     assert "attention_unet" in line
 
 
 def test_unknown_loss_lists_valid_names(tmp_path):
-    assert_one_line_error(run("train", "--loss", "dise", "--out", tmp_path / "r"), "dise", "tversky")
+    assert_one_line_error(
+        run("train", "--loss", "dise", "--out", tmp_path / "r"), "dise", "tversky"
+    )
 
 
 def test_input_size_model_cannot_take(tmp_path):
     assert_one_line_error(
-        run("train", "--img-size", "100", "--set", "data.synthetic_n=8", "--out", tmp_path / "r"), "100"
+        run("train", "--img-size", "100", "--set", "data.synthetic_n=8", "--out", tmp_path / "r"),
+        "100",
     )
     assert not (tmp_path / "r").exists()
 
 
 def test_bad_set_syntax(tmp_path):
-    assert_one_line_error(run("train", "--set", "train.epochs", "--out", tmp_path / "r"), "KEY=VALUE")
+    assert_one_line_error(
+        run("train", "--set", "train.epochs", "--out", tmp_path / "r"), "KEY=VALUE"
+    )
 
 
 def test_train_into_existing_run_keeps_it(trained_run):
@@ -116,7 +129,9 @@ def test_train_into_existing_run_keeps_it(trained_run):
 
 
 def test_convert_missing_and_corrupt_model(tmp_path):
-    assert_one_line_error(run("convert", "--model", tmp_path / "none.keras", "--int8"), "none.keras")
+    assert_one_line_error(
+        run("convert", "--model", tmp_path / "none.keras", "--int8"), "none.keras"
+    )
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"garbage")
     assert_one_line_error(run("convert", "--model", bad, "--int8"), "bad.keras")
@@ -125,7 +140,16 @@ def test_convert_missing_and_corrupt_model(tmp_path):
 def test_convert_failure_leaves_existing_tflite_intact(trained_run, tmp_path):
     out = tmp_path / "keep.tflite"
     out.write_bytes(b"previous artifact")
-    result = run("convert", "--model", trained_run / "best.keras", "--int8", "--data", tmp_path / "missing", "--out", out)
+    result = run(
+        "convert",
+        "--model",
+        trained_run / "best.keras",
+        "--int8",
+        "--data",
+        tmp_path / "missing",
+        "--out",
+        out,
+    )
     assert_one_line_error(result, "missing")
     assert out.read_bytes() == b"previous artifact"
 
@@ -156,7 +180,17 @@ def test_predict_keras_and_tflite_agree(trained_run, tmp_path):
 
 
 def test_predict_missing_input(trained_run, tmp_path):
-    assert_one_line_error(run("predict", "--model", trained_run / "best.keras", tmp_path / "x.png", "--out", tmp_path / "o"), "x.png")
+    assert_one_line_error(
+        run(
+            "predict",
+            "--model",
+            trained_run / "best.keras",
+            tmp_path / "x.png",
+            "--out",
+            tmp_path / "o",
+        ),
+        "x.png",
+    )
 
 
 def test_evaluate_writes_metrics_csv_and_worst_cases(trained_run, tmp_path):
@@ -175,7 +209,12 @@ def test_evaluate_writes_metrics_csv_and_worst_cases(trained_run, tmp_path):
 
 def test_data_synth_refuses_to_overwrite(tmp_path):
     out = tmp_path / "s"
-    assert run("data", "synth", "--kind", "vessels", "--n", "2", "--size", "32", "--out", out).exit_code == 0
+    assert (
+        run(
+            "data", "synth", "--kind", "vessels", "--n", "2", "--size", "32", "--out", out
+        ).exit_code
+        == 0
+    )
     assert len(list((out / "images").iterdir())) == 2
     before = sorted(p.name for p in out.rglob("*"))
     assert_one_line_error(run("data", "synth", "--n", "2", "--size", "32", "--out", out), str(out))

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import pytest
 
-from kseg.config import Config, Optimizer, ResizeMode, from_dict, load_config, replace, save_config, to_dict
+from kseg.config import (
+    Config,
+    Optimizer,
+    ResizeMode,
+    from_dict,
+    load_config,
+    replace,
+    save_config,
+    to_dict,
+)
 from kseg.errors import ConfigError
 
 
 def test_defaults_and_dotted_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  epochs: 7\n  optimizer: adamw\ndata:\n  img_size: 64\n")
-    path.write_text("train:\n  epochs: 7\n  optimizer: adamw\n  time_limit_minutes: 9\ndata:\n  img_size: 64\n")
-    cfg = load_config(path, {"train.epochs": 3, "model.name": "unet", "train.time_limit_minutes": None})
+    path.write_text(
+        "train:\n  epochs: 7\n  optimizer: adamw\n  time_limit_minutes: 9\ndata:\n  img_size: 64\n"
+    )
+    cfg = load_config(
+        path, {"train.epochs": 3, "model.name": "unet", "train.time_limit_minutes": None}
+    )
     assert cfg.train.epochs == 3  # the flag wins over the file
     assert cfg.train.optimizer is Optimizer.ADAMW
     assert cfg.data.img_size == 64
@@ -21,7 +34,14 @@ def test_defaults_and_dotted_overrides(tmp_path):
 
 
 def test_round_trip_through_yaml(tmp_path):
-    cfg = load_config(None, {"model.options": {"depth": 3, "filters": 8}, "data.mean": [0.5], "data.augment.crop_scale": [0.6, 1.0]})
+    cfg = load_config(
+        None,
+        {
+            "model.options": {"depth": 3, "filters": 8},
+            "data.mean": [0.5],
+            "data.augment.crop_scale": [0.6, 1.0],
+        },
+    )
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml")
     assert again == cfg
@@ -37,7 +57,10 @@ def test_round_trip_through_yaml(tmp_path):
         ({"train": {"epochs": "many"}}, "train.epochs must be a whole number"),
         ({"train": {"epochs": 2.5}}, "train.epochs must be a whole number"),
         ({"train": {"optimizer": "adagrad"}}, "use one of: adam, adamw, sgd"),
-        ({"data": {"augment": {"hflip": 0.5}}}, "unknown key 'data.augment.hflip' (did you mean 'hflip_p'?)"),
+        (
+            {"data": {"augment": {"hflip": 0.5}}},
+            "unknown key 'data.augment.hflip' (did you mean 'hflip_p'?)",
+        ),
         ({"data": {"augment": {"crop_scale": [0.5]}}}, "data.augment.crop_scale needs 2 values"),
         ({"data": {"cache": "sometimes"}}, "data.cache must be true or false"),
         ({"model": {"options": [1, 2]}}, "model.options must be a mapping"),

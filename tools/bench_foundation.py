@@ -25,14 +25,18 @@ REPO = Path(__file__).resolve().parents[1]
 HC18 = REPO.parent / "shared" / "data" / "hc18"
 
 
-def one_recipe(name: str, config: Path, data: Path | None, out_root: Path, *, time_limit: bool = True) -> dict:
+def one_recipe(
+    name: str, config: Path, data: Path | None, out_root: Path, *, time_limit: bool = True
+) -> dict:
     from kseg.config import load_config
     from kseg.export import ParityError, export_tflite
     from kseg.training import train
 
     run = out_root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     overrides = {"data.path": str(data) if data else None}
-    if not time_limit:  # Dice of the whole recipe, whatever the machine's speed (training is seeded)
+    if (
+        not time_limit
+    ):  # Dice of the whole recipe, whatever the machine's speed (training is seeded)
         overrides["train.time_limit_minutes"] = None
     cfg = load_config(config, overrides)
     started = time.perf_counter()
@@ -75,27 +79,55 @@ def to_markdown(results: list[dict]) -> str:
             f"{r['float32_tflite_dice']:.4f} | {r['int8_tflite_dice']:.4f} | {r['int8_dice_drop']:+.4f} | "
             f"{r['int8_bytes'] / 1024:.0f} | {r['int8_size_ratio']:.3f} |"
         )
-    lines += ["", "Targets: synthetic Keras Dice >= 0.85, INT8 within 0.01, INT8 size <= 0.30x float32; hc18 Dice >= 0.90 within 30 CPU minutes."]
+    lines += [
+        "",
+        "Targets: synthetic Keras Dice >= 0.85, INT8 within 0.01, INT8 size <= 0.30x float32; hc18 Dice >= 0.90 within 30 CPU minutes.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--only", choices=["synthetic", "hc18"])
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "foundation")
-    ap.add_argument("--no-time-limit", action="store_true", help="train every epoch of the recipe (ignore train.time_limit_minutes)")
+    ap.add_argument(
+        "--no-time-limit",
+        action="store_true",
+        help="train every epoch of the recipe (ignore train.time_limit_minutes)",
+    )
     args = ap.parse_args()
     from kseg.atomic import write_json, write_text
 
     results = []
     if args.only in (None, "synthetic"):
-        results.append(one_recipe("synthetic_ultrasound", REPO / "configs" / "demo.yaml", None, args.out.parent / "runs", time_limit=not args.no_time_limit))
+        results.append(
+            one_recipe(
+                "synthetic_ultrasound",
+                REPO / "configs" / "demo.yaml",
+                None,
+                args.out.parent / "runs",
+                time_limit=not args.no_time_limit,
+            )
+        )
     if args.only in (None, "hc18"):
         if (HC18 / "images").is_dir():
-            results.append(one_recipe("hc18", REPO / "configs" / "hc18.yaml", HC18, args.out.parent / "runs", time_limit=not args.no_time_limit))
+            results.append(
+                one_recipe(
+                    "hc18",
+                    REPO / "configs" / "hc18.yaml",
+                    HC18,
+                    args.out.parent / "runs",
+                    time_limit=not args.no_time_limit,
+                )
+            )
         else:
             print(f"skipping hc18: {HC18} not found")
-    report = {"machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()}, "results": results}
+    report = {
+        "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+        "results": results,
+    }
     write_json(args.out.with_suffix(".json"), report)
     write_text(args.out.with_suffix(".md"), to_markdown(results))
     print(to_markdown(results))

@@ -61,8 +61,12 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         f"- **Variant**: `{t['mode']}` — {t.get('description', '')}",
         f"- **Source model**: `{s['path']}` (`{s['name']}`), sha256 `{s['sha256'][:16]}…`",
-        f"- **Parameters**: {s.get('params', 'n/a'):,}" if isinstance(s.get("params"), int) else "- **Parameters**: n/a",
-        f"- **MACs**: {s.get('macs', 'n/a'):,}" if isinstance(s.get("macs"), int) else "- **MACs**: n/a",
+        f"- **Parameters**: {s.get('params', 'n/a'):,}"
+        if isinstance(s.get("params"), int)
+        else "- **Parameters**: n/a",
+        f"- **MACs**: {s.get('macs', 'n/a'):,}"
+        if isinstance(s.get("macs"), int)
+        else "- **MACs**: n/a",
         f"- **Size**: {t['size_bytes']:,} bytes ({t['gzip_bytes']:,} gzip)",
         f"- **Ops**: {', '.join(t.get('ops', [])) or 'n/a'}",
         f"- **Float tensors inside the graph**: {t.get('float_ops', 'n/a')}",
@@ -88,8 +92,16 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"pixel agreement {_fmt(parity.get('pixel_agreement'))}.",
     ]
     if parity.get("review_png"):
-        lines += ["", f"Review: `{Path(parity['review_png']).name}` (image | float | tflite | difference)."]
+        lines += [
+            "",
+            f"Review: `{Path(parity['review_png']).name}` (image | float | tflite | difference).",
+        ]
     cal = card.get("calibration")
     if cal:
-        lines += ["", "## Calibration", "", f"{cal['description']} ({cal['n_images']} images, sha256 `{cal['sha256'][:16]}…`)."]
+        lines += [
+            "",
+            "## Calibration",
+            "",
+            f"{cal['description']} ({cal['n_images']} images, sha256 `{cal['sha256'][:16]}…`).",
+        ]
     return "\n".join(lines) + "\n"

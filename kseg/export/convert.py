@@ -38,7 +38,9 @@ def fixed_batch_function(model: keras.Model, batch: int = 1):
     """A concrete function of ``model`` with the batch dimension fixed (inference mode)."""
     shape = (batch, *model.input_shape[1:])
     if any(d is None for d in shape):
-        raise ModelError(f"model input shape {model.input_shape} has an unknown spatial size; rebuild it with a fixed --img-size")
+        raise ModelError(
+            f"model input shape {model.input_shape} has an unknown spatial size; rebuild it with a fixed --img-size"
+        )
 
     @tf.function
     def serve(image):
@@ -74,7 +76,9 @@ def convert_model(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif mode in (Mode.INT8, Mode.INT16X8):
         if representative is None or len(representative) == 0:
-            raise ModelError(f"{mode} conversion needs calibration images; give --data or train in a run directory")
+            raise ModelError(
+                f"{mode} conversion needs calibration images; give --data or train in a run directory"
+            )
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = _representative(representative)
         if mode is Mode.INT8:
@@ -89,7 +93,10 @@ def convert_model(
     try:
         return converter.convert()
     except Exception as exc:  # the converter raises many types with multi-line messages
-        first = next((ln for ln in str(exc).splitlines() if "error" in ln.lower()), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        first = next(
+            (ln for ln in str(exc).splitlines() if "error" in ln.lower()),
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+        )
         raise ModelError(f"TFLite {mode} conversion failed: {first.strip()[:300]}") from None
 
 

@@ -101,8 +101,12 @@ def check_parity(
         from kseg.plots import plot_comparison
 
         plot_comparison(
-            images[order], ref_m[order], cand_m[order], review_png,
-            titles=("float", "tflite"), names=[names[i] for i in order],
+            images[order],
+            ref_m[order],
+            cand_m[order],
+            review_png,
+            titles=("float", "tflite"),
+            names=[names[i] for i in order],
         )
         summary["review_png"] = str(review_png)
     return ParityResult(summary, rows)

@@ -94,7 +94,9 @@ def export_tflite(
         pool = splits.train if len(splits.train.images) else splits.val
         idx = rng.permutation(len(pool.images))[:representative_samples]
         calibration = pool.images[np.sort(idx)]
-        calibration_desc = f"{len(calibration)} images from the train split of {resolved.description}"
+        calibration_desc = (
+            f"{len(calibration)} images from the train split of {resolved.description}"
+        )
     else:
         calibration_desc = f"{len(calibration)} images given by the caller"
 
@@ -167,7 +169,8 @@ def export_tflite(
             "n_images": len(calibration),
             "sha256": sha256_bytes(np.ascontiguousarray(calibration).tobytes()),
         },
-        "steps": list(steps or []) + [{"step": "convert", "mode": str(mode), "io_dtype": str(io_dtype)}],
+        "steps": list(steps or [])
+        + [{"step": "convert", "mode": str(mode), "io_dtype": str(io_dtype)}],
         "float_dice": parity["float_dice"],
         "tflite_dice": parity["tflite_dice"],
         "dice_drop": parity["dice_drop"],

@@ -10,4 +10,13 @@ from kseg.training.loop import (
 )
 from kseg.training.rundir import RunDir, find_run_dir
 
-__all__ = ["RunDir", "build_model", "compile_model", "default_out", "find_run_dir", "finish_run", "score_split", "train"]
+__all__ = [
+    "RunDir",
+    "build_model",
+    "compile_model",
+    "default_out",
+    "find_run_dir",
+    "finish_run",
+    "score_split",
+    "train",
+]

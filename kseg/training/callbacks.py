@@ -20,7 +20,9 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
     Reference: Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017.
     """
 
-    def __init__(self, base_lr: float, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.01):
+    def __init__(
+        self, base_lr: float, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.01
+    ):
         self.base_lr = float(base_lr)
         self.total_steps = max(int(total_steps), 1)
         self.warmup_steps = max(int(warmup_steps), 0)
@@ -97,7 +99,9 @@ class TimeLimit(keras.callbacks.Callback):
             print(f"time limit of {self.seconds / 60:.1f} min reached after epoch {epoch + 1}")
 
 
-def make_callbacks(cfg: TrainConfig, run: RunDir, *, monitor: str = "val_dice") -> list[keras.callbacks.Callback]:
+def make_callbacks(
+    cfg: TrainConfig, run: RunDir, *, monitor: str = "val_dice"
+) -> list[keras.callbacks.Callback]:
     """Backup for ``--resume``, best and last checkpoints, CSV and TensorBoard logs, early stopping, LR."""
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.ModelCheckpoint(
@@ -118,7 +122,10 @@ def make_callbacks(cfg: TrainConfig, run: RunDir, *, monitor: str = "val_dice") 
     if cfg.schedule is Schedule.PLATEAU:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.5, patience=max(cfg.early_stopping_patience // 3, 2), min_lr=1e-6
+                monitor="val_loss",
+                factor=0.5,
+                patience=max(cfg.early_stopping_patience // 3, 2),
+                min_lr=1e-6,
             )
         )
     if cfg.time_limit_minutes is not None:

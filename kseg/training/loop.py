@@ -37,7 +37,11 @@ def prepare(config: Config) -> None:
     if task != str(config.train.task):
         raise ConfigError(
             f"model.name = {config.model.name} is a {task} model but train.task = {config.train.task}; "
-            + ("use --set train.task=denoise" if task == "denoise" else "pick a segmentation model (kseg models list)")
+            + (
+                "use --set train.task=denoise"
+                if task == "denoise"
+                else "pick a segmentation model (kseg models list)"
+            )
         )
     if config.train.task is Task.SEGMENT:
         LOSSES.get(config.train.loss)
@@ -116,7 +120,9 @@ def train(
 
     t = config.train
     keras.utils.set_random_seed(t.seed)
-    splits = load_splits(config.data, seed=t.seed, split_file=run.split if run.split.is_file() else None)
+    splits = load_splits(
+        config.data, seed=t.seed, split_file=run.split if run.split.is_file() else None
+    )
     if len(splits.val.images) == 0:
         raise ConfigError("the validation split is empty; raise data.val_fraction or add images")
 
@@ -125,7 +131,12 @@ def train(
     # denoising keeps the clean target aligned: geometric augmentation only
     augment = build_augment(config.data.augment, config.data.img_size, geometric_only=denoise)
     train_ds = make_dataset(
-        splits.train, t.batch_size, augment=augment, shuffle=True, seed=t.seed, repeat=True,
+        splits.train,
+        t.batch_size,
+        augment=augment,
+        shuffle=True,
+        seed=t.seed,
+        repeat=True,
         task=str(t.task),
     )
     val_ds = make_dataset(splits.val, t.batch_size, task=str(t.task))
@@ -134,7 +145,9 @@ def train(
 
     strategy = make_strategy(t.strategy)
     with strategy.scope():
-        model = build_model(config)  # bad options or input size fail here, before anything is written
+        model = build_model(
+            config
+        )  # bad options or input size fail here, before anything is written
         compile_model(model, config, steps)
 
     if not resume:
@@ -157,13 +170,17 @@ def train(
     return finish_run(run, config, splits.val, train_seconds=seconds)
 
 
-def finish_run(run: RunDir, config: Config, val, *, train_seconds: float | None = None) -> dict[str, Any]:
+def finish_run(
+    run: RunDir, config: Config, val, *, train_seconds: float | None = None
+) -> dict[str, Any]:
     """Score the best checkpoint on the validation split; write metrics.json and the PNGs."""
     from kseg.models import load_model
     from kseg.plots import plot_history, plot_prediction_grid
 
     best = load_model(run.best_model if run.best_model.is_file() else run.last_model)
-    probs = best.predict(val.images.astype(np.float32), batch_size=config.train.batch_size, verbose=0)
+    probs = best.predict(
+        val.images.astype(np.float32), batch_size=config.train.batch_size, verbose=0
+    )
     if config.train.task is Task.DENOISE:
         metrics = score_denoising(probs, val.clean, val.images)
     else:
@@ -184,11 +201,17 @@ def finish_run(run: RunDir, config: Config, val, *, train_seconds: float | None 
     if config.train.task is Task.DENOISE:
         from kseg.plots import plot_denoising
 
-        plot_denoising(val.images[:k], val.clean[:k], probs[:k], run.predictions, names=list(val.names[:k]))
+        plot_denoising(
+            val.images[:k], val.clean[:k], probs[:k], run.predictions, names=list(val.names[:k])
+        )
     else:
         plot_prediction_grid(
-            val.images[:k], val.masks[:k], probs[:k], run.predictions,
-            names=list(val.names[:k]), threshold=config.train.threshold,
+            val.images[:k],
+            val.masks[:k],
+            probs[:k],
+            run.predictions,
+            names=list(val.names[:k]),
+            threshold=config.train.threshold,
         )
     return metrics
 
@@ -209,7 +232,13 @@ def score_denoising(denoised: np.ndarray, clean: np.ndarray, noisy: np.ndarray) 
 
     psnr, ssim = both(denoised)
     psnr_in, ssim_in = both(noisy)
-    return {"psnr": psnr, "ssim": ssim, "psnr_noisy_input": psnr_in, "ssim_noisy_input": ssim_in, "n_images": len(clean)}
+    return {
+        "psnr": psnr,
+        "ssim": ssim,
+        "psnr_noisy_input": psnr_in,
+        "ssim_noisy_input": ssim_in,
+        "n_images": len(clean),
+    }
 
 
 def score_split(probs: np.ndarray, masks: np.ndarray, *, threshold: float = 0.5) -> dict[str, Any]:
@@ -250,7 +279,9 @@ def _read_history(path: Path) -> list[dict[str, str]]:
 
 
 def _best_epoch(history: list[dict[str, str]], monitor: str = "val_dice") -> int | None:
-    scored = [(float(r[monitor]), int(r["epoch"])) for r in history if r.get(monitor) not in (None, "")]
+    scored = [
+        (float(r[monitor]), int(r["epoch"])) for r in history if r.get(monitor) not in (None, "")
+    ]
     return max(scored)[1] + 1 if scored else None
 
 
@@ -271,4 +302,12 @@ def _dedupe_history(path: Path) -> None:
     write_text(path, "\n".join(lines) + "\n")
 
 
-__all__ = ["train", "build_model", "compile_model", "finish_run", "score_split", "prepare", "default_out"]
+__all__ = [
+    "train",
+    "build_model",
+    "compile_model",
+    "finish_run",
+    "score_split",
+    "prepare",
+    "default_out",
+]

@@ -141,12 +141,16 @@ def resolve_data(
         return ModelData(dataclasses.replace(base, data=d), None, f"synthetic {kind} n={n}")
     if text is not None:
         d = dataclasses.replace(base.data, path=text, **fitted)
-        return ModelData(dataclasses.replace(base, data=d), None, f"folder {text} (group split, seed {seed})")
+        return ModelData(
+            dataclasses.replace(base, data=d), None, f"folder {text} (group split, seed {seed})"
+        )
     if run is not None:
         what = base.data.path or f"synthetic {base.data.synthetic_kind}"
         if (base.data.img_size, base.data.channels) != (size, channels):
             base = dataclasses.replace(base, data=dataclasses.replace(base.data, **fitted))
-        return ModelData(base, run.split if run.split.is_file() else None, f"run {run.root}: {what}")
+        return ModelData(
+            base, run.split if run.split.is_file() else None, f"run {run.root}: {what}"
+        )
     kind = SyntheticKind.ULTRASOUND if channels == 1 else SyntheticKind.SKIN
     d = DataConfig(synthetic_kind=kind, synthetic_n=96, **fitted)
     return ModelData(

@@ -40,5 +40,7 @@ def make_strategy(name: Strategy | str) -> tf.distribute.Strategy:
     try:
         json.loads(raw)
     except json.JSONDecodeError:
-        raise ConfigError("TF_CONFIG is not valid JSON; see the tf.distribute multi-worker guide") from None
+        raise ConfigError(
+            "TF_CONFIG is not valid JSON; see the tf.distribute multi-worker guide"
+        ) from None
     return tf.distribute.MultiWorkerMirroredStrategy()

@@ -44,7 +44,9 @@ def test_int8_is_much_smaller_than_float32(int8_card, trained_run):
 
 
 def test_uint8_io_has_zero_point_zero(trained_run):
-    card = export_tflite(trained_run / "best.keras", "int8", io_dtype="uint8", out=trained_run / "m.u8.tflite")
+    card = export_tflite(
+        trained_run / "best.keras", "int8", io_dtype="uint8", out=trained_run / "m.u8.tflite"
+    )
     assert card["input"]["dtype"] == "uint8" and card["output"]["dtype"] == "uint8"
     assert card["input"]["zero_point"] == 0
     assert abs(card["dice_drop"]) <= 0.02
@@ -52,7 +54,9 @@ def test_uint8_io_has_zero_point_zero(trained_run):
 
 @pytest.mark.parametrize("mode", ["fp16", "dynamic", "int16x8"])
 def test_other_modes_convert_and_say_which_they_are(trained_run, mode):
-    card = export_tflite(trained_run / "best.keras", mode, out=trained_run / f"m.{mode}.tflite", max_dice_drop=0.05)
+    card = export_tflite(
+        trained_run / "best.keras", mode, out=trained_run / f"m.{mode}.tflite", max_dice_drop=0.05
+    )
     assert card["tflite"]["mode"] == mode
     assert card["parity"]["passed"] is True
     model = TFLiteModel(trained_run / f"m.{mode}.tflite")
@@ -62,7 +66,10 @@ def test_other_modes_convert_and_say_which_they_are(trained_run, mode):
 def test_card_files_and_fields(int8_card, trained_run):
     on_disk = json.loads((trained_run / "m.int8.json").read_text())
     assert on_disk["tflite"]["sha256"] == int8_card["tflite"]["sha256"]
-    assert on_disk["source"]["params"] > 1000 and on_disk["source"]["macs"] > on_disk["source"]["params"]
+    assert (
+        on_disk["source"]["params"] > 1000
+        and on_disk["source"]["macs"] > on_disk["source"]["params"]
+    )
     assert on_disk["calibration"]["n_images"] > 0 and len(on_disk["calibration"]["sha256"]) == 64
     assert on_disk["input"]["normalization"]["applied"] == "in_model"
     md = (trained_run / "m.int8.md").read_text()
@@ -75,7 +82,9 @@ def test_gate_fails_on_bad_calibration_and_keeps_the_file(trained_run):
     # Calibrating on black images squeezes every activation range to ~0: real images saturate.
     black = np.zeros((8, 64, 64, 1), np.uint8)
     with pytest.raises(ParityError, match="exceeds --max-dice-drop"):
-        export_tflite(trained_run / "best.keras", "int8", out=out, calibration=black, max_dice_drop=0.01)
+        export_tflite(
+            trained_run / "best.keras", "int8", out=out, calibration=black, max_dice_drop=0.01
+        )
     assert out.stat().st_size > 0
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["parity"]["passed"] is False

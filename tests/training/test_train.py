@@ -46,8 +46,16 @@ def test_short_run_learns(trained_run):
 
 
 def test_run_directory_is_self_describing(trained_run):
-    for name in ("config.yaml", "split.csv", "history.csv", "best.keras", "last.keras",
-                 "metrics.json", "curves.png", "predictions.png"):
+    for name in (
+        "config.yaml",
+        "split.csv",
+        "history.csv",
+        "best.keras",
+        "last.keras",
+        "metrics.json",
+        "curves.png",
+        "predictions.png",
+    ):
         assert (trained_run / name).stat().st_size > 0, name
     assert list((trained_run / "tensorboard").rglob("events.out.tfevents*"))
     cfg = load_config(trained_run / "config.yaml")
@@ -65,7 +73,9 @@ def test_run_directory_is_self_describing(trained_run):
     assert metrics["n_images"] == sum(r["split"] == "val" for r in split)
     # best.keras is the epoch with the highest val_dice
     best = max(float(r["val_dice"]) for r in history)
-    assert metrics["best_epoch"] == 1 + max(range(len(history)), key=lambda i: float(history[i]["val_dice"]))
+    assert metrics["best_epoch"] == 1 + max(
+        range(len(history)), key=lambda i: float(history[i]["val_dice"])
+    )
     assert abs(metrics["dice"] - best) < 0.02
 
 
@@ -83,11 +93,13 @@ def test_new_run_never_overwrites_a_run(trained_run):
 def test_resume_after_sigkill_continues_from_last_completed_epoch(tmp_path):
     run = tmp_path / "run"
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(textwrap.dedent("""
+    cfg.write_text(
+        textwrap.dedent("""
         data: {synthetic_n: 48, img_size: 32, augment: {enabled: false}}
         model: {options: {depth: 2, filters: 4}}
         train: {epochs: 4, batch_size: 4, steps_per_epoch: 60, seed: 3}
-    """))
+    """)
+    )
     cmd = [sys.executable, "-m", "kseg.cli", "train", "--config", str(cfg), "--out", str(run)]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     history = run / "history.csv"
@@ -107,7 +119,10 @@ def test_resume_after_sigkill_continues_from_last_completed_epoch(tmp_path):
 
     out = subprocess.run(
         [sys.executable, "-m", "kseg.cli", "train", "--resume", str(run)],
-        env=_env(), capture_output=True, text=True, timeout=600,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     rows = _rows(history)
@@ -137,7 +152,10 @@ print("REPLICAS", strategy.num_replicas_in_sync, "DICE", m["dice"])
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     out = subprocess.run(
         [sys.executable, "-c", MIRRORED, str(tmp_path / "run")],
-        env={**_env(), "TF_USE_LEGACY_KERAS": "1"}, capture_output=True, text=True, timeout=600,
+        env={**_env(), "TF_USE_LEGACY_KERAS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "REPLICAS 2" in out.stdout
@@ -167,11 +185,20 @@ def test_warmup_cosine_schedule_values():
 def test_denoise_task_beats_the_noisy_input(tmp_path):
     from kseg.training import train
 
-    cfg = load_config(None, {
-        "train.task": "denoise", "model.name": "denoising_ae", "data.synthetic_n": 64,
-        "data.img_size": 64, "train.epochs": 12, "train.batch_size": 8, "train.steps_per_epoch": 15,
-        "train.learning_rate": 0.003, "model.options": {"depth": 2, "filters": 8},
-    })
+    cfg = load_config(
+        None,
+        {
+            "train.task": "denoise",
+            "model.name": "denoising_ae",
+            "data.synthetic_n": 64,
+            "data.img_size": 64,
+            "train.epochs": 12,
+            "train.batch_size": 8,
+            "train.steps_per_epoch": 15,
+            "train.learning_rate": 0.003,
+            "model.options": {"depth": 2, "filters": 8},
+        },
+    )
     m = train(cfg, tmp_path / "dn", verbose=0)
     assert m["psnr"] > m["psnr_noisy_input"] + 0.5, m
     history = _rows(tmp_path / "dn" / "history.csv")
