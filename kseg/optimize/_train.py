@@ -82,17 +82,19 @@ def augment_pair(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.clip_by_value(x, 0.0, 255.0), y
 
 
-def train_input(data: FitData, batch_size: int, *, augment: bool, seed: int) -> Any:
-    """``(x, y)`` arrays for ``Model.fit`` or, with ``augment``, a shuffled augmented dataset."""
+def fit_inputs(data: FitData, batch_size: int, *, augment: bool, seed: int) -> dict[str, Any]:
+    """Keyword arguments for ``Model.fit``: the training arrays, or with ``augment`` a shuffled,
+    augmented, batched dataset."""
     if not augment:
-        return data.x_train, data.y_train
-    return (
+        return {"x": data.x_train, "y": data.y_train, "batch_size": batch_size, "shuffle": True}
+    ds = (
         tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
         .shuffle(len(data.x_train), seed=seed, reshuffle_each_iteration=True)
         .map(augment_pair, num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
+    return {"x": ds}
 
 
 def fit(
@@ -122,14 +124,11 @@ def fit(
     )
     if epochs <= 0:  # e.g. QAT only to record ranges at conversion, or a dry run of a recipe
         return {}
-    x = train_input(data, batch_size, augment=augment, seed=seed)
-    batching = {} if augment else {"y": data.y_train, "batch_size": batch_size, "shuffle": True}
     hist = model.fit(
-        x[0] if isinstance(x, tuple) else x,
+        **fit_inputs(data, batch_size, augment=augment, seed=seed),
         epochs=epochs,
         callbacks=list(callbacks),
         verbose=verbose,
-        **batching,
     )
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 

@@ -256,7 +256,7 @@ def distill(
     ``augment``: on-line flips and intensity changes (:func:`kseg.optimize._train.augment_pair`);
     the teacher labels every augmented view.
     """
-    from kseg.optimize._train import resolve_loss, train_input
+    from kseg.optimize._train import fit_inputs, resolve_loss
 
     keras.utils.set_random_seed(seed)
     distiller = Distiller(
@@ -269,10 +269,8 @@ def distill(
         beta=beta,
     )
     distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), run_eagerly=run_eagerly)
-    x = train_input(data, batch_size, augment=augment, seed=seed)
-    batching = {} if augment else {"y": data.y_train, "batch_size": batch_size, "shuffle": True}
     hist = distiller.fit(
-        x[0] if isinstance(x, tuple) else x, epochs=epochs, verbose=verbose, **batching
+        **fit_inputs(data, batch_size, augment=augment, seed=seed), epochs=epochs, verbose=verbose
     )
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
