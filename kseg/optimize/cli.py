@@ -1,4 +1,4 @@
-"""``kseg optimize``: QAT, pruning, distillation and recipes (click group).
+"""``kseg optimize``: QAT, pruning, clustering, distillation and recipes (click group).
 
 Importing this module does not import TensorFlow; each command imports what it needs when it
 runs. The top-level CLI adds it with ``main.add_command(optimize)``.
@@ -76,7 +76,8 @@ _loss_opt = click.option(
 def optimize(
     ctx: click.Context, recipe: Path | None, model: Path | None, data: str | None, out: Path | None
 ) -> None:
-    """Shrink a trained model for edge devices: QAT, pruning, distillation, or a recipe chaining them."""
+    """Shrink a trained model for edge devices: QAT, pruning, clustering, distillation, or a recipe
+    chaining them."""
     if ctx.invoked_subcommand is not None:
         if recipe is not None:
             raise KsegError("--recipe runs a whole chain; drop the subcommand or --recipe")
@@ -241,6 +242,93 @@ def prune(
         )
         _echo_metrics(q.record)
         click.echo(f"pruning-preserving qat model: {q.path}")
+
+
+@optimize.command()
+@_model_opt
+@click.option(
+    "--clusters",
+    default=16,
+    show_default=True,
+    type=int,
+    help="Distinct values per clustered kernel (3..256 with sparsity preserved).",
+)
+@click.option(
+    "--init",
+    default="kmeans_plus_plus",
+    show_default=True,
+    help="Centroid initialization: kmeans_plus_plus, density_based, linear, random.",
+)
+@click.option(
+    "--preserve-sparsity/--no-preserve-sparsity",
+    default=True,
+    show_default=True,
+    help="Keep a pruned model's zeros (one centroid fixed at zero).",
+)
+@click.option(
+    "--dense",
+    multiple=True,
+    help="Layer-name pattern left unclustered (repeatable; default @first_conv @head logits*).",
+)
+@_data_opt
+@_out_opt
+@_epochs_opt
+@_bs_opt
+@_lr_opt
+@_loss_opt
+@_seed_opt
+def cluster(
+    model: Path,
+    clusters: int,
+    init: str,
+    preserve_sparsity: bool,
+    dense: tuple[str, ...],
+    data: str | None,
+    out: Path | None,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    loss: str,
+    seed: int,
+) -> None:
+    """Weight clustering: each kernel keeps CLUSTERS distinct values (a pruned model keeps its
+    zeros); strips the wrappers and reports distinct values per layer. Run it after prune; the
+    INT8 file then gzips smaller."""
+    from kseg.optimize.cluster import check_clusters, check_init
+    from kseg.optimize.steps import load_data, run_cluster
+
+    check_clusters(clusters, preserve_sparsity=preserve_sparsity)  # before loading anything
+    check_init(init)
+    keras_model = _load(model)
+    fit_data, desc = load_data(model, keras_model, data, seed=seed)
+    out = out or _default_out(model, "cluster")
+    res = run_cluster(
+        keras_model,
+        fit_data,
+        out,
+        clusters=clusters,
+        epochs=epochs,
+        init=init,
+        preserve_sparsity=preserve_sparsity,
+        dense=dense or None,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        loss=loss,
+        seed=seed,
+    )
+    c = res.record["clustering"]
+    click.echo(f"data: {desc}")
+    _echo_metrics(res.record)
+    click.echo(
+        f"clustered {c['clustered_layers']} layers ({c['clustered_share']:.1%} of the kernel weights), "
+        f"at most {c['max_unique']} distinct values each; report: {out / 'clusters.json'}"
+    )
+    if c["not_clustered"]:
+        skipped = ", ".join(f"{i['layer']} ({i['reason']})" for i in c["not_clustered"])
+        click.echo(f"not clustered: {skipped}")
+    s = res.record["sparsity"]
+    click.echo(f"sparsity: {s['before']:.4f} -> {s['overall']:.4f}")
+    click.echo(f"clustered model: {res.path}")
 
 
 @optimize.command()

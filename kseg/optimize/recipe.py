@@ -11,6 +11,9 @@ A recipe::
       - {step: qat, epochs: 3, preserve_sparsity: true}
       - {step: convert, mode: int8, max_dice_drop: 0.01}
 
+(``{step: cluster, clusters: 16, epochs: 3}`` after ``prune`` limits each kernel to 16 values
+and keeps the zeros; see ``configs/recipes/edge_int8_compressed.yaml``)
+
 writes::
 
     RUN/recipe.yaml                the resolved recipe
@@ -42,6 +45,7 @@ def _step_functions() -> dict[str, Any]:
     return {
         "distill": steps.run_distill,
         "prune": steps.run_prune,
+        "cluster": steps.run_cluster,
         "qat": steps.run_qat,
         "convert": steps.run_convert,
     }
@@ -196,7 +200,12 @@ def run_recipe(recipe: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
                 )
             records.append(result.record)
             continue
-        fn = {"distill": S.run_distill, "prune": S.run_prune, "qat": S.run_qat}[name]
+        fn = {
+            "distill": S.run_distill,
+            "prune": S.run_prune,
+            "cluster": S.run_cluster,
+            "qat": S.run_qat,
+        }[name]
         result = fn(model, data, step_dir, seed=seed, **opts)
         records.append(result.record)
         model, model_path = result.model, result.path

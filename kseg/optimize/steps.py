@@ -1,4 +1,4 @@
-"""The optimize steps (distill, prune, qat, convert) as functions that write their artifacts.
+"""The optimize steps (distill, prune, cluster, qat, convert): functions that write their artifacts.
 
 Each step takes the current model and the data, writes its model file, report and metrics into
 ``out_dir``, and returns a :class:`StepResult` whose ``record`` is the JSON-ready summary that
@@ -23,6 +23,7 @@ class Step(StrEnum):
     TRAIN = "train"
     DISTILL = "distill"
     PRUNE = "prune"
+    CLUSTER = "cluster"
     QAT = "qat"
     CONVERT = "convert"
 
@@ -197,6 +198,96 @@ def run_prune(
     return StepResult(stripped, path, record)
 
 
+def run_cluster(
+    model: keras.Model,
+    data: FitData,
+    out_dir: Path,
+    *,
+    clusters: int = 16,
+    epochs: int = 3,
+    init: str = "kmeans_plus_plus",
+    preserve_sparsity: bool = True,
+    dense: Any = None,
+    batch_size: int = 8,
+    learning_rate: float = 1e-4,
+    loss: Any = None,
+    seed: int = 0,
+) -> StepResult:
+    """Cluster the kernels to ``clusters`` values each, fine-tune, strip; writes ``clustered.h5``
+    (float, each clustered kernel holding only its centroids; a pruned model keeps its zeros with
+    ``preserve_sparsity``), ``clusters.json`` and ``metrics.json``.
+
+    ``dense``: layer-name patterns left unclustered (default: first conv and head, see
+    :mod:`kseg.optimize.cluster`).
+    """
+    from kseg.optimize.cluster import (
+        DEFAULT_DENSE,
+        check_clusters,
+        check_init,
+        cluster_model,
+        cluster_report,
+        plan_clusters,
+        strip,
+    )
+    from kseg.optimize.prune import sparsity_report
+    from kseg.optimize.qat import save_qat_model
+
+    t0 = time.time()
+    clusters = check_clusters(clusters, preserve_sparsity=preserve_sparsity)
+    init = check_init(init)
+    dense = DEFAULT_DENSE if dense is None else tuple([dense] if isinstance(dense, str) else dense)
+    _, skipped = plan_clusters(model, clusters, dense=dense)
+    sparsity_before = sparsity_report(model)["overall"]
+    before = _metrics(model, data)
+    wrapped, plan = cluster_model(
+        model, clusters, preserve_sparsity=preserve_sparsity, dense=dense, init=init
+    )
+    history = fit(
+        wrapped,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        loss=loss,
+        seed=seed,
+    )
+    stripped = strip(wrapped)
+    report = cluster_report(stripped, plan)
+    report["not_clustered"] = [{"layer": k, "reason": v} for k, v in skipped.items()]
+    after = _metrics(stripped, data)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = save_qat_model(stripped, out_dir / "clustered.h5")
+    write_json(out_dir / "clusters.json", report)
+    sparsity_after = sparsity_report(stripped)
+    record = {
+        "step": "cluster",
+        "settings": {
+            "clusters": clusters,
+            "epochs": epochs,
+            "init": init.value,
+            "preserve_sparsity": preserve_sparsity,
+            "dense": list(dense),
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "seed": seed,
+        },
+        "model": str(path),
+        "metrics": {"before": before, "after": after},
+        "clustering": {
+            "clustered_layers": report["clustered_layers"],
+            "clustered_share": report["clustered_share"],
+            "max_unique": report["max_unique"],
+            "not_clustered": report["not_clustered"],
+        },
+        # same keys as the prune step's, over the same (prunable) kernels
+        "sparsity": {"before": sparsity_before, "overall": sparsity_after["overall"]},
+        "history": history,
+        "seconds": round(time.time() - t0, 1),
+    }
+    write_json(out_dir / "metrics.json", record)
+    return StepResult(stripped, path, record)
+
+
 def run_distill(
     teacher: keras.Model,
     data: FitData,
@@ -346,6 +437,16 @@ def _card_step(record: dict[str, Any]) -> dict[str, Any]:
     keep = {
         k: v
         for k, v in record.items()
-        if k in ("step", "settings", "model", "metrics", "sparsity", "params", "left_float")
+        if k
+        in (
+            "step",
+            "settings",
+            "model",
+            "metrics",
+            "sparsity",
+            "clustering",
+            "params",
+            "left_float",
+        )
     }
     return keep

@@ -39,8 +39,10 @@ def test_recipe_errors_name_the_key():
         ConfigError, match="steps\\[0\\] \\(prune\\) has no option 'sparsty'.*sparsity"
     ):
         validate_recipe({"model": "m.keras", "steps": [{"step": "prune", "sparsty": 0.5}]})
-    with pytest.raises(ConfigError, match="valid: train, distill, prune, qat, convert"):
+    with pytest.raises(ConfigError, match="valid: train, distill, prune, cluster, qat, convert"):
         validate_recipe({"model": "m.keras", "steps": [{"step": "shrink"}]})
+    with pytest.raises(ConfigError, match="\\(cluster\\) has no option 'n_clusters'.*clusters"):
+        validate_recipe({"model": "m.keras", "steps": [{"step": "cluster", "n_clusters": 16}]})
     with pytest.raises(ConfigError, match="no model"):
         validate_recipe({"steps": [{"step": "qat"}]})
 
@@ -48,7 +50,7 @@ def test_recipe_errors_name_the_key():
 def test_cli_help_lists_commands():
     result = CliRunner().invoke(optimize, ["--help"])
     assert result.exit_code == 0
-    for name in ("qat", "prune", "distill", "--recipe"):
+    for name in ("qat", "prune", "cluster", "distill", "--recipe"):
         assert name in result.output
 
 
