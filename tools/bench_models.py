@@ -254,9 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.sets:
         key, value = item.split("=", 1)
         model, opt = key.split(".", 1)
-        options.setdefault(model, {})[opt] = (
-            json.loads(value) if value[:1] in "0123456789[{-tfn" else value
-        )
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value  # a bare word such as transpose or relu
+        options.setdefault(model, {})[opt] = parsed
     datasets = [d for d in args.datasets.split(",") if d]
     if "hc18" in datasets and not (HC18 / "images").is_dir():
         print(f"hc18 not found at {HC18}; skipping it", file=sys.stderr)

@@ -20,6 +20,7 @@ OUT/bench_optimize.md at the end.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -80,12 +81,19 @@ def main() -> None:
         default="0.6,0.7",
         help="extra sparsities for the gzip-vs-sparsity curve (first model per data set)",
     )
+    ap.add_argument("--clusters", type=int, default=16, help="clusters for pruned + clustered INT8")
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        help="an earlier bench_optimize.json: its distillation rows and gzip sweeps are kept where "
+        "this run does not measure them (--skip-distill, --gzip-sweep '')",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "optimize")
     args = ap.parse_args()
 
     from kseg.atomic import write_json, write_text
     from kseg.models import create_model
-    from kseg.optimize import prune, qat
+    from kseg.optimize import cluster, prune, qat
     from kseg.optimize._convert import (
         convert_float,
         convert_int8,
@@ -111,8 +119,11 @@ def main() -> None:
     def tfl_dice(flat: bytes, data: Any) -> float:
         return dice_iou(tflite_predict(flat, data.x_val), data.y_val)["dice"]
 
-    def pruned_int8(model: Any, sparsity: float) -> dict[str, Any]:
-        """Prune to ``sparsity``, strip, pruning-preserving QAT, INT8; sizes and Dice."""
+    def pruned_int8(model: Any, sparsity: float, *, clustered: bool = False) -> dict[str, Any]:
+        """Prune to ``sparsity``, strip, pruning-preserving QAT, INT8; sizes and Dice.
+
+        With ``clustered`` also: the stripped pruned model -> sparsity-preserving clustering
+        (``--clusters``, 3 epochs) -> strip -> full-integer PTQ INT8."""
         total = args.prune_epochs * steps_per_epoch(data, args.batch_size)
         wrapped, plan = prune.prune_model(model, sparsity, total_steps=total)
         fit(
@@ -126,7 +137,7 @@ def main() -> None:
         )
         stripped = prune.strip(wrapped)
         rep = prune.sparsity_report(stripped, plan)
-        pq, _ = qat.quantize_model(stripped, scheme="prune_preserve")
+        pq, _ = qat.quantize_model(stripped, scheme="prune_preserve", calibration=calib)
         fit(
             pq,
             data,
@@ -136,7 +147,7 @@ def main() -> None:
             seed=args.seed,
         )
         pflat = convert_int8(pq, calib)
-        return {
+        result = {
             "target": sparsity,
             "sparsity_pruned_layers": rep["overall_pruned"],
             "sparsity_all_kernels": rep["overall"],
@@ -146,6 +157,28 @@ def main() -> None:
             "bytes": len(pflat),
             "gzip": gzip_size(pflat),
         }
+        if clustered:
+            wrapped_c, _ = cluster.cluster_model(stripped, args.clusters)
+            fit(
+                wrapped_c,
+                data,
+                epochs=3,
+                batch_size=args.batch_size,
+                learning_rate=1e-4,
+                seed=args.seed,
+            )
+            clustered_model = cluster.strip(wrapped_c)
+            cflat = convert_int8(clustered_model, calib)
+            result["clustered"] = {
+                "clusters": args.clusters,
+                "max_unique": cluster.cluster_report(clustered_model)["max_unique"],
+                "int8_sparsity": tflite_weight_sparsity(cflat)["overall"],
+                "float_dice": dice_iou(predict(clustered_model, data.x_val), data.y_val)["dice"],
+                "int8_dice": tfl_dice(cflat, data),
+                "bytes": len(cflat),
+                "gzip": gzip_size(cflat),
+            }
+        return result
 
     for dataset in args.datasets.split(","):
         data, desc = load(dataset, args.size, args.n_synthetic, args.seed)
@@ -190,7 +223,7 @@ def main() -> None:
             run["ptq"]["size_ratio"] = len(ptq) / len(f32)
             save()
             # QAT
-            q, report = qat.quantize_model(model)
+            q, report = qat.quantize_model(model, calibration=calib)
             fit(
                 q,
                 data,
@@ -212,7 +245,7 @@ def main() -> None:
             run["qat"]["size_ratio"] = len(qflat) / len(f32)
             save()
             # 50 % pruning -> pruning-preserving QAT -> INT8
-            run["pruned"] = pruned_int8(model, 0.5)
+            run["pruned"] = pruned_int8(model, 0.5, clustered=args.clusters > 0)
             if teacher is None:  # gzip ratio against sparsity, first model of each data set
                 run["gzip_sweep"] = {}
                 for sp in [float(v) for v in args.gzip_sweep.split(",") if v]:
@@ -221,6 +254,9 @@ def main() -> None:
                     run["gzip_sweep"][f"{sp:.2f}"] = r
                     save()
             run["pruned"]["gzip_ratio_vs_int8"] = run["pruned"]["gzip"] / run["qat"]["gzip"]
+            if "clustered" in run["pruned"]:
+                c = run["pruned"]["clustered"]
+                c["gzip_ratio_vs_int8"] = c["gzip"] / run["qat"]["gzip"]
             run["seconds"] = round(time.time() - t0, 1)
             save()
             if teacher is None:
@@ -260,6 +296,26 @@ def main() -> None:
             }
         )
         save()
+    if args.reuse and args.reuse.is_file():
+        old = json.loads(args.reuse.read_text())
+        note = f"carried over from {args.reuse.name} (settings {old.get('settings', {})})"
+        if not results.get("distill") and old.get("distill"):
+            results["distill"] = old["distill"]
+            results["distill_source"] = note
+        for run in results["runs"]:
+            prev = next(
+                (
+                    r
+                    for r in old.get("runs", [])
+                    if (r["dataset"], r["model"]) == (run["dataset"], run["model"])
+                    and r.get("gzip_sweep")
+                ),
+                None,
+            )
+            if prev and not run.get("gzip_sweep") and "pruned" in run:
+                run["gzip_sweep"] = prev["gzip_sweep"]
+                run["gzip_sweep_base"] = prev["pruned"]
+                results["gzip_sweep_source"] = note
     save()
     write_text(out / "bench_optimize.md", render(results))
     print(f"wrote {out / 'bench_optimize.json'} and {out / 'bench_optimize.md'}")
@@ -312,7 +368,8 @@ def render(results: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|",
         ]
         for r in sweeps:
-            points = {f"{r['pruned']['target']:.2f}": r["pruned"]} | r["gzip_sweep"]
+            base = r.get("gzip_sweep_base", r["pruned"])
+            points = {f"{base['target']:.2f}": base} | r["gzip_sweep"]
             for key in sorted(points):
                 p = points[key]
                 lines.append(
@@ -327,6 +384,29 @@ def render(results: dict[str, Any]) -> str:
             "(1 + 0.5 x 7) / 6.5 = 0.7; a numpy simulation with Laplacian weights gives 0.76 at 50 %, "
             "0.66 at 60 % and 0.54 at 70 %.",
         ]
+        if results.get("gzip_sweep_source"):
+            lines += ["", f"Sweep {results['gzip_sweep_source']}."]
+    clustered = [r for r in results["runs"] if r.get("pruned", {}).get("clustered")]
+    if clustered:
+        lines += [
+            "",
+            "## 50 % pruned + sparsity-preserving clustering + INT8 (tfmot collaborative optimization)",
+            "",
+            "The stripped 50 % pruned model above, clustered (zeros kept) and fine-tuned 3 epochs, "
+            "then full-integer PTQ. Each clustered float kernel has at most the given number of "
+            "values; per-channel int8 quantization keeps at most that many per output channel.",
+            "",
+            "| data | model | clusters | sparsity in INT8 | float Dice | INT8 Dice | drop vs float model | gzip / unpruned INT8 gzip |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in clustered:
+            c = r["pruned"]["clustered"]
+            drop = r["float_dice"] - c["int8_dice"]
+            lines.append(
+                f"| {r['dataset']} | {r['model']} | {c['clusters']} | {c['int8_sparsity']:.3f} | "
+                f"{c['float_dice']:.4f} | {c['int8_dice']:.4f} | {drop:+.4f} | "
+                f"{c['gzip_ratio_vs_int8']:.3f} ({_ok(c['gzip_ratio_vs_int8'], t['pruned_gzip_ratio'])}) |"
+            )
     if results.get("distill"):
         lines += [
             "",
@@ -335,6 +415,8 @@ def render(results: dict[str, Any]) -> str:
             "| data | teacher (params) | student (params) | teacher Dice | student Dice | student alone | gap to teacher | gain over alone |",
             "|---|---|---|---|---|---|---|---|",
         ]
+        if results.get("distill_source"):
+            lines[-2:-2] = [f"Distillation rows {results['distill_source']}.", ""]
         for d in results["distill"]:
             lines.append(
                 f"| {d['dataset']} | {d['teacher']} ({d['params']['teacher']}) | mobile_unet ({d['params']['student']}) | "

@@ -81,12 +81,17 @@ def run_qat(
     seed: int = 0,
 ) -> StepResult:
     """Quantization-aware fine-tuning; writes ``qat.h5``, ``qat_report.json``, ``metrics.json``."""
-    from kseg.optimize.qat import quantize_model, save_qat_model
+    from kseg.optimize.qat import calibration_images, quantize_model, save_qat_model
 
     t0 = time.time()
     before = _metrics(model, data)
     scheme = "prune_preserve" if preserve_sparsity else "default"
-    qat_model, report = quantize_model(model, scheme=scheme, leave_float=tuple(leave_float))
+    qat_model, report = quantize_model(
+        model,
+        scheme=scheme,
+        leave_float=tuple(leave_float),
+        calibration=calibration_images(data.x_train, seed=seed),
+    )
     history = fit(
         qat_model,
         data,
@@ -107,6 +112,7 @@ def run_qat(
             "batch_size": batch_size,
             "learning_rate": learning_rate,
             "scheme": scheme,
+            "calibration_batches": report.calibration_batches,
             "leave_float": list(leave_float),
             "seed": seed,
         },
