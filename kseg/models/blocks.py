@@ -264,10 +264,14 @@ def inverted_residual(
     strides: int = 1,
     expansion: int = 6,
     se: bool = False,
+    return_expanded: bool = False,
 ):
     """MobileNetV2 inverted residual: 1x1 expand -> 3x3 depthwise -> (SE) -> 1x1 linear project.
 
-    The shortcut is added when the stride is 1 and the channel count is unchanged.
+    The shortcut is added when the stride is 1 and the channel count is unchanged. With
+    ``return_expanded`` it returns ``(output, expanded)``: ``expanded`` is the activated 1x1
+    expansion at the input resolution (the block's input when ``expansion`` is 1), a wide feature
+    map that segmentation decoders take as their skip.
 
     Reference:
         Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018.
@@ -277,6 +281,7 @@ def inverted_residual(
     y = x
     if expansion != 1:
         y = conv_norm_act(y, in_channels * expansion, style, f"{name}_expand", kernel=1)
+    expanded = y
     y = L.DepthwiseConv2D(
         3, strides=strides, padding="same", use_bias=style.norm == Norm.NONE, name=f"{name}_dw"
     )(y)
@@ -287,7 +292,7 @@ def inverted_residual(
     y = conv_norm_act(y, filters, style, f"{name}_project", kernel=1, act=False)
     if strides == 1 and in_channels == filters:
         y = L.Add(name=f"{name}_add")([x, y])
-    return y
+    return (y, expanded) if return_expanded else y
 
 
 def max_unpool(skip, pooled, y, name: str):

@@ -195,3 +195,19 @@ def test_mobile_unet_loads_a_user_encoder_weights_file_and_checks_it(tmp_path):
         )  # fmt: skip
     with pytest.raises(ConfigError, match="encoder_weights needs a keras.applications encoder"):
         create_model("mobile_unet", input_shape=(64, 64, 1), encoder_weights=str(weights))
+
+
+def test_mobile_unet_skips_are_the_expanded_activations_and_it_fits_the_edge_budget():
+    from kseg.models.complexity import count_macs
+
+    model = create_model("mobile_unet", input_shape=(256, 256, 1))
+    # issue targets for the edge model at 256x256 with default options
+    assert model.count_params() <= 500_000
+    assert count_macs(model) <= 1.0e9
+    for k in (1, 2, 3):
+        concat = model.get_layer(f"dec{k}_concat")
+        inputs = [t.node.layer.name for t in concat.input]
+        assert inputs[1] == f"enc{k + 1}_0_expand_relu6", inputs
+        # the skip is at this level's resolution: stride 2**k
+        assert concat.input[1].shape[1] == 256 // 2**k
+        assert concat.input[1].shape[-1] == 6 * model.get_layer(f"enc{k}_0_project_conv").filters
