@@ -139,11 +139,19 @@ def train(
         repeat=True,
         task=str(t.task),
     )
-    val_ds = make_dataset(splits.val, t.batch_size, task=str(t.task))
+    strategy = make_strategy(t.strategy)
+    replicas = strategy.num_replicas_in_sync
+    if t.batch_size < replicas:
+        raise ConfigError(
+            f"train.batch_size = {t.batch_size} is smaller than the {replicas} replicas of "
+            f"train.strategy = {t.strategy}; use a batch size of at least {replicas} "
+            "(a multiple of it splits evenly)"
+        )
+    val_batch = eval_batch_size(len(splits.val.images), t.batch_size, replicas)
+    val_ds = make_dataset(splits.val, val_batch, task=str(t.task))
     if denoise:  # the pipeline's clean target is in [0, 1]; denoising models output pixels
         train_ds, val_ds = (ds.map(lambda x, y: (x, y * 255.0)) for ds in (train_ds, val_ds))
 
-    strategy = make_strategy(t.strategy)
     with strategy.scope():
         model = build_model(
             config
@@ -168,6 +176,33 @@ def train(
     seconds = time.perf_counter() - started
     _dedupe_history(run.history)
     return finish_run(run, config, splits.val, train_seconds=seconds)
+
+
+def eval_batch_size(n: int, batch_size: int, replicas: int) -> int:
+    """The largest batch size <= ``batch_size`` (else the smallest larger one) whose every batch of ``n`` images, the last one
+    included, gives each of ``replicas`` replicas at least one image.
+
+    A distributed strategy splits each batch over its replicas, so a last batch smaller than the
+    replica count leaves a replica an empty slice, and TensorFlow 2.21's oneDNN fused convolution
+    fails on an empty batch ("input depth must be evenly divisible by filter depth: 1 vs 4", seen
+    on Intel CPUs). Training batches are always full (the training set repeats), so only
+    validation needs this. With one replica ``batch_size`` is returned unchanged.
+
+        >>> eval_batch_size(5, 4, 2)  # 4 + 1 would leave a replica empty; 3 + 2 does not
+        3
+        >>> eval_batch_size(80, 16, 1)
+        16
+    """
+    if replicas <= 1 or n <= 0:
+        return batch_size
+    if n < replicas:
+        raise ConfigError(
+            f"the validation split has {n} image(s), fewer than the {replicas} replicas of the "
+            "distribution strategy; raise data.val_fraction or add images"
+        )
+    smaller = range(min(batch_size, n), replicas - 1, -1)
+    larger = range(batch_size + 1, n + 1)  # only when no smaller one works; n itself always does
+    return next(b for b in (*smaller, *larger) if n % b == 0 or n % b >= replicas)
 
 
 def finish_run(

@@ -162,6 +162,27 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     assert len(_rows(tmp_path / "run" / "history.csv")) == 2
 
 
+@pytest.mark.parametrize("replicas", [1, 2, 3, 4])
+def test_validation_batches_never_leave_a_replica_empty(replicas):
+    # A last batch smaller than the replica count gives a replica an empty slice, on which
+    # TensorFlow's oneDNN fused convolution fails (the mirrored test above hit it with 5
+    # validation images in batches of 4 over 2 replicas).
+    from kseg.training.loop import eval_batch_size
+
+    for n in range(replicas, 70):
+        for batch in range(replicas, 20):
+            b = eval_batch_size(n, batch, replicas)
+            sizes = [min(b, n - i) for i in range(0, n, b)]
+            assert min(sizes) >= replicas, (n, batch, b, sizes)
+            if replicas == 1:
+                assert b == batch
+            elif b > batch:  # larger only when no smaller batch size works
+                assert all(0 < n % s < replicas for s in range(replicas, batch + 1))
+    assert eval_batch_size(5, 4, 2) == 3
+    with pytest.raises(ConfigError, match="fewer than the 2 replicas"):
+        eval_batch_size(1, 4, 2)
+
+
 def test_multi_worker_needs_tf_config(monkeypatch):
     from kseg.training.strategy import make_strategy
 
