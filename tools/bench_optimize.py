@@ -451,7 +451,7 @@ def render(results: dict[str, Any]) -> str:
     if results.get("distill"):
         lines += [
             "",
-            "## Distillation (same budget, same seed)",
+            f"## Distillation ({s['distill_epochs']} student epochs, alpha 0.5, T 2; the student alone: same epochs, seed and initial weights)",
             "",
             "| data | teacher (params) | student (params) | teacher Dice | student Dice | student alone | gap to teacher | gain over alone |",
             "|---|---|---|---|---|---|---|---|",
