@@ -2,16 +2,17 @@
 
 Measures, in one run on this machine:
 
-- synthetic ultrasound, the demo recipe (configs/demo.yaml): validation Dice of the Keras model, of
-  the float32 .tflite and of the INT8 .tflite (LiteRT), and the INT8 / float32 size ratio;
-  targets: float Dice >= 0.85, INT8 within 0.01, size <= 0.30x;
+- synthetic ultrasound, the full recipe (configs/synthetic.yaml) and the quick-start demo recipe
+  (configs/demo.yaml): validation Dice of the Keras model, of the float32 .tflite and of the INT8
+  .tflite (LiteRT), and the INT8 / float32 size ratio; targets: float Dice >= 0.85, INT8 within
+  0.01, size <= 0.30x;
 - real data, ../shared/data/hc18 (configs/hc18.yaml, a <= 30 minute CPU run): Dice of the Keras
   model and of the INT8 file; target >= 0.90.
 
 Writes JSON and a Markdown table (default runs/bench/foundation.{json,md}).
 
 Usage:
-    python tools/bench_foundation.py [--only synthetic|hc18] [--out runs/bench/foundation]
+    python tools/bench_foundation.py [--only synthetic_demo|synthetic_ultrasound|hc18] [--out runs/bench/foundation]
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 HC18 = REPO.parent / "shared" / "data" / "hc18"
+# (name, config under configs/, data folder or None for the embedded synthetic set)
+RECIPES = [
+    ("synthetic_demo", "demo.yaml", None),
+    ("synthetic_ultrasound", "synthetic.yaml", None),
+    ("hc18", "hc18.yaml", HC18),
+]
 
 
 def one_recipe(
@@ -90,7 +97,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--only", choices=["synthetic", "hc18"])
+    ap.add_argument("--only", choices=[name for name, _, _ in RECIPES])
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "foundation")
     ap.add_argument(
         "--no-time-limit",
@@ -101,29 +108,21 @@ def main() -> int:
     from kseg.atomic import write_json, write_text
 
     results = []
-    if args.only in (None, "synthetic"):
+    for name, config, data in RECIPES:
+        if args.only not in (None, name):
+            continue
+        if data is not None and not (data / "images").is_dir():
+            print(f"skipping {name}: {data} not found")
+            continue
         results.append(
             one_recipe(
-                "synthetic_ultrasound",
-                REPO / "configs" / "demo.yaml",
-                None,
+                name,
+                REPO / "configs" / config,
+                data,
                 args.out.parent / "runs",
                 time_limit=not args.no_time_limit,
             )
         )
-    if args.only in (None, "hc18"):
-        if (HC18 / "images").is_dir():
-            results.append(
-                one_recipe(
-                    "hc18",
-                    REPO / "configs" / "hc18.yaml",
-                    HC18,
-                    args.out.parent / "runs",
-                    time_limit=not args.no_time_limit,
-                )
-            )
-        else:
-            print(f"skipping hc18: {HC18} not found")
     report = {
         "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
         "results": results,
