@@ -36,6 +36,7 @@ TARGETS = {
     "distill_gap": 0.02,
     "student_params": 500_000,
 }
+DISTILL_ALPHA, DISTILL_T = 0.5, 2.0  # distillation settings (used by the run and its report)
 
 
 def load(dataset: str, size: int, n_synth: int, seed: int) -> tuple[Any, str]:
@@ -117,13 +118,17 @@ def main() -> None:
     def save() -> None:
         write_json(out / "bench_optimize.json", results)
 
+    def tfl_scores(flat: bytes, data: Any) -> dict[str, Any]:
+        return dice_iou(tflite_predict(flat, data.x_val), data.y_val)
+
     def tfl_dice(flat: bytes, data: Any) -> float:
-        return dice_iou(tflite_predict(flat, data.x_val), data.y_val)["dice"]
+        return tfl_scores(flat, data)["dice"]
 
     def drop_vs(reference: dict[str, Any], flat: bytes, data: Any) -> dict[str, Any]:
         """Dice of ``flat`` and its drop against ``reference`` with the paired standard error
-        (per-image Dice differences on the same validation images), so a drop can be told from noise."""
-        scores = dice_iou(tflite_predict(flat, data.x_val), data.y_val)
+        (per-image Dice differences on the same validation images), so a drop can be told from
+        noise."""
+        scores = tfl_scores(flat, data)
         diff = np.asarray(reference["per_image_dice"]) - np.asarray(scores["per_image_dice"])
         return {
             "dice": scores["dice"],
@@ -309,8 +314,8 @@ def main() -> None:
             batch_size=args.batch_size,
             learning_rate=1e-3,
             seed=args.seed,
-            alpha=0.5,
-            temperature=2.0,
+            alpha=DISTILL_ALPHA,
+            temperature=DISTILL_T,
         )
         m = res["metrics"]
         results.setdefault("distill", []).append(
@@ -451,7 +456,8 @@ def render(results: dict[str, Any]) -> str:
     if results.get("distill"):
         lines += [
             "",
-            f"## Distillation ({s['distill_epochs']} student epochs, alpha 0.5, T 2; the student alone: same epochs, seed and initial weights)",
+            f"## Distillation ({s['distill_epochs']} student epochs, alpha {DISTILL_ALPHA:g}, "
+            f"T {DISTILL_T:g}; the student alone: same epochs, seed and initial weights)",
             "",
             "| data | teacher (params) | student (params) | teacher Dice | student Dice | student alone | gap to teacher | gain over alone |",
             "|---|---|---|---|---|---|---|---|",

@@ -179,8 +179,8 @@ def train(
 
 
 def eval_batch_size(n: int, batch_size: int, replicas: int) -> int:
-    """The largest batch size <= ``batch_size`` (else the smallest larger one) whose every batch of ``n`` images, the last one
-    included, gives each of ``replicas`` replicas at least one image.
+    """The largest batch size <= ``batch_size`` (else the smallest larger one) whose every batch
+    of ``n`` images, the last one included, gives each of ``replicas`` replicas at least one image.
 
     A distributed strategy splits each batch over its replicas, so a last batch smaller than the
     replica count leaves a replica an empty slice, and TensorFlow 2.21's oneDNN fused convolution
