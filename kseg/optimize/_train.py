@@ -87,14 +87,63 @@ def fit_inputs(data: FitData, batch_size: int, *, augment: bool, seed: int) -> d
     augmented, batched dataset."""
     if not augment:
         return {"x": data.x_train, "y": data.y_train, "batch_size": batch_size, "shuffle": True}
-    ds = (
-        tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
-        .shuffle(len(data.x_train), seed=seed, reshuffle_each_iteration=True)
-        .map(augment_pair, num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
+    return {"x": _shuffled(data.x_train, data.y_train, batch_size, augment=True, seed=seed)}
+
+
+def _shuffled(
+    x: np.ndarray,
+    y: np.ndarray | None,
+    batch_size: int,
+    *,
+    augment: bool,
+    seed: int,
+    forever: bool = False,
+) -> tf.data.Dataset:
+    """Reshuffled each epoch, optionally augmented (:func:`augment_pair`), batched; images only
+    when ``y`` is ``None``; ``forever`` repeats before batching, so every batch is full."""
+    ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y)).shuffle(
+        len(x), seed=seed, reshuffle_each_iteration=True
     )
-    return {"x": ds}
+    if forever:
+        ds = ds.repeat()
+    if augment:
+        if y is None:
+            ds = ds.map(lambda im: augment_pair(im, im)[0], num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            ds = ds.map(augment_pair, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size)
+
+
+def with_unlabeled(
+    data: FitData, unlabeled: np.ndarray, batch_size: int, *, augment: bool, seed: int
+) -> dict[str, Any]:
+    """``Model.fit`` inputs of ``((x, y), x_unlabeled)`` batches: one pass over the labeled
+    training set per epoch, each batch paired with a batch of the (repeated, reshuffled)
+    unlabeled images, so the number of steps is that of a plain run."""
+    labeled = _shuffled(data.x_train, data.y_train, batch_size, augment=augment, seed=seed)
+    transfer = _shuffled(
+        _images(unlabeled), None, batch_size, augment=augment, seed=seed + 1, forever=True
+    )
+    return {"x": tf.data.Dataset.zip((labeled, transfer)).prefetch(tf.data.AUTOTUNE)}
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def adam(
+    learning_rate: float, *, schedule: str = "constant", total_steps: int = 1
+) -> keras.optimizers.Optimizer:
+    """Adam at ``learning_rate``, constant or cosine-decayed to 0 over ``total_steps``."""
+    if schedule not in SCHEDULES:
+        from kseg.errors import ConfigError
+
+        raise ConfigError(
+            f"learning-rate schedule '{schedule}' is not one of {', '.join(SCHEDULES)}"
+        )
+    if schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, max(1, int(total_steps)))
+        return keras.optimizers.Adam(rate)
+    return keras.optimizers.Adam(learning_rate)
 
 
 def fit(
@@ -104,6 +153,7 @@ def fit(
     epochs: int,
     batch_size: int = 8,
     learning_rate: float = 1e-4,
+    lr_schedule: str = "constant",
     loss: Any = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     seed: int = 0,
@@ -113,12 +163,17 @@ def fit(
 ) -> dict[str, list[float]]:
     """Compile with Adam and train; returns the Keras history.
 
+    ``lr_schedule``: ``constant`` or ``cosine`` (decay to 0 over the run, see :func:`adam`);
     ``run_eagerly`` skips graph tracing, which dominates one- or two-step runs (tests);
     ``augment`` applies :func:`augment_pair` on line.
     """
     keras.utils.set_random_seed(seed)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=adam(
+            learning_rate,
+            schedule=lr_schedule,
+            total_steps=max(1, epochs) * steps_per_epoch(data, batch_size),
+        ),
         loss=resolve_loss(loss),
         run_eagerly=run_eagerly,
     )

@@ -358,11 +358,24 @@ def cluster(
     is_flag=True,
     help="On-line flips and brightness/contrast for student and baseline; the teacher labels each view.",
 )
+@click.option(
+    "--unlabeled",
+    metavar="DIR|synthetic:KIND:N",
+    help="Images without masks that the teacher labels for the student (a transfer set): a "
+    "folder of images, or synthetic:ultrasound:800.",
+)
 @_data_opt
 @_out_opt
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
 @_bs_opt
 @click.option("--lr", "learning_rate", default=1e-3, show_default=True, type=float)
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(["constant", "cosine"]),
+    default="constant",
+    show_default=True,
+    help="Learning rate over the run (cosine decays to 0), for both students.",
+)
 @_loss_opt
 @_seed_opt
 def distill(
@@ -373,11 +386,13 @@ def distill(
     temperature: float,
     attention: bool,
     augment: bool,
+    unlabeled: str | None,
     data: str | None,
     out: Path | None,
     epochs: int,
     batch_size: int,
     learning_rate: float,
+    lr_schedule: str,
     loss: str,
     seed: int,
 ) -> None:
@@ -396,15 +411,19 @@ def distill(
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        lr_schedule=lr_schedule,
         loss=loss,
         alpha=alpha,
         temperature=temperature,
         attention=attention,
         augment=augment,
+        unlabeled=unlabeled,
         seed=seed,
     )
     m = res.record["metrics"]
     click.echo(f"data: {desc}")
+    if res.record["settings"]["unlabeled"]:
+        click.echo(f"transfer set: {res.record['settings']['unlabeled']}")
     click.echo(
         f"teacher dice {m['teacher']['dice']:.4f} ({res.record['params']['teacher']} params); "
         f"student {m['student']['dice']:.4f} ({res.record['params']['student']} params); "

@@ -200,9 +200,18 @@ class Distiller(keras.Model):
         return total, task, kd
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
-        x, y = data[0], data[1]
+        # ``((x, y), x_unlabeled)`` when a transfer set of unlabeled images rides along.
+        unlabeled = None
+        if isinstance(data[0], (tuple, list)):
+            (x, y), unlabeled = data[0], data[1]
+        else:
+            x, y = data[0], data[1]
         with tf.GradientTape() as tape:
             total, task, kd = self._distill_losses(x, y, training=True)
+            if unlabeled is not None:
+                z_t = _as_list(self._teacher_heads(unlabeled, training=False))[0]
+                z_s = _as_list(self._student_heads(unlabeled, training=True))[0]
+                total = total + (1.0 - self.alpha) * soft_kl(z_s, z_t, self.temperature)
         variables = self.student.trainable_variables
         self.optimizer.apply_gradients(
             zip(tape.gradient(total, variables), variables, strict=False)
@@ -241,6 +250,7 @@ def distill(
     epochs: int,
     batch_size: int = 8,
     learning_rate: float = 1e-3,
+    lr_schedule: str = "constant",
     loss: Any = None,
     alpha: float = 0.5,
     temperature: float = 2.0,
@@ -250,13 +260,23 @@ def distill(
     verbose: int = 0,
     run_eagerly: bool = False,
     augment: bool = False,
+    unlabeled: Any = None,
 ) -> dict[str, list[float]]:
     """Train ``student`` in place from ``teacher`` on ``data`` (a ``FitData``); returns the history.
 
     ``augment``: on-line flips and intensity changes (:func:`kseg.optimize._train.augment_pair`);
     the teacher labels every augmented view.
+    ``unlabeled``: images ``(N, S, S, C)`` without masks (a transfer set). Each training step then
+    adds ``(1 - alpha) * T^2 * KL`` on a batch of them to the loss of the labeled batch; the
+    number of steps stays one pass over the labeled set per epoch.
     """
-    from kseg.optimize._train import fit_inputs, resolve_loss
+    from kseg.optimize._train import (
+        adam,
+        fit_inputs,
+        resolve_loss,
+        steps_per_epoch,
+        with_unlabeled,
+    )
 
     keras.utils.set_random_seed(seed)
     distiller = Distiller(
@@ -268,10 +288,17 @@ def distill(
         attention_pairs=attention_pairs,
         beta=beta,
     )
-    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), run_eagerly=run_eagerly)
-    hist = distiller.fit(
-        **fit_inputs(data, batch_size, augment=augment, seed=seed), epochs=epochs, verbose=verbose
+    optimizer = adam(
+        learning_rate,
+        schedule=lr_schedule,
+        total_steps=epochs * steps_per_epoch(data, batch_size),
     )
+    distiller.compile(optimizer=optimizer, run_eagerly=run_eagerly)
+    if unlabeled is not None and len(unlabeled):
+        inputs = with_unlabeled(data, unlabeled, batch_size, augment=augment, seed=seed)
+    else:
+        inputs = fit_inputs(data, batch_size, augment=augment, seed=seed)
+    hist = distiller.fit(**inputs, epochs=epochs, verbose=verbose)
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 
@@ -283,17 +310,21 @@ def distill_with_baseline(
     epochs: int,
     batch_size: int = 8,
     learning_rate: float = 1e-3,
+    lr_schedule: str = "constant",
     loss: Any = None,
     seed: int = 0,
     run_eagerly: bool = False,
     augment: bool = False,
+    unlabeled: Any = None,
     **distill_options: Any,
 ) -> dict[str, Any]:
     """Distill a fresh student and train an identical one alone with the same budget and seed.
 
     ``make_student()`` must return a new, identically initialised student each call (same
     seed). Returns ``{"student", "baseline", "metrics": {teacher, student, baseline}, ...}`` with
-    validation Dice/IoU, so the benefit of the teacher is measured, not assumed.
+    validation Dice/IoU, so the benefit of the teacher is measured, not assumed. ``unlabeled``
+    images (see :func:`distill`) reach only the distilled student: they carry no masks, and using
+    them is what a teacher makes possible; both students take the same number of steps.
     """
     from kseg.optimize._train import evaluate, fit
 
@@ -308,10 +339,12 @@ def distill_with_baseline(
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        lr_schedule=lr_schedule,
         loss=loss,
         seed=seed,
         run_eagerly=run_eagerly,
         augment=augment,
+        unlabeled=unlabeled,
         **distill_options,
     )
     hist_b = fit(
@@ -320,6 +353,7 @@ def distill_with_baseline(
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        lr_schedule=lr_schedule,
         loss=loss,
         seed=seed,
         run_eagerly=run_eagerly,
@@ -344,8 +378,10 @@ def distill_with_baseline(
             "epochs": epochs,
             "batch_size": batch_size,
             "learning_rate": learning_rate,
+            "lr_schedule": lr_schedule,
             "seed": seed,
             "augment": augment,
+            "unlabeled_images": 0 if unlabeled is None else int(len(unlabeled)),
             **{
                 k: v
                 for k, v in distill_options.items()

@@ -63,6 +63,58 @@ def load_data(
     return FitData.from_splits(splits), f"{resolved.description} at {h}x{h}"
 
 
+UNLABELED_SEED_OFFSET = 10_007  # synthetic transfer images never repeat the labeled ones
+
+
+def load_unlabeled(
+    spec: str | Path, size: int, channels: int, *, seed: int = 42, progress: bool = True
+) -> tuple[Any, str]:
+    """Images without masks for distillation (a transfer set), at the model's size and channels.
+
+    ``spec`` is a folder of images (its ``images/`` subfolder when it has one; masks are not
+    needed and not read) or ``synthetic:KIND:N`` (``N`` images of the embedded generator, drawn
+    with another seed than the labeled synthetic set). Returns ``(uint8 (N, S, S, C), text)``.
+
+    Raises:
+        DataError: the folder is missing or holds no image files, or an image cannot be read.
+        ConfigError: a malformed ``synthetic:`` spec.
+    """
+    import numpy as np
+
+    from kseg.config import SyntheticKind
+    from kseg.data.io import fit_to_size, is_image_file, read_image
+    from kseg.data.pipeline import _convert_channels, _progress
+    from kseg.data.synthetic import synthesize
+    from kseg.errors import ConfigError
+
+    text = str(spec)
+    if text.startswith("synthetic:"):
+        parts = text.split(":")
+        try:
+            kind = SyntheticKind(parts[1] or "ultrasound")
+            n = int(parts[2]) if len(parts) > 2 else 200
+        except ValueError:
+            raise ConfigError(
+                f"--unlabeled {text}: use synthetic:KIND:N with KIND one of "
+                f"{', '.join(SyntheticKind.values())}"
+            ) from None
+        images = synthesize(kind, n, size, seed + UNLABELED_SEED_OFFSET).images
+        return _convert_channels(images, channels), f"synthetic {kind} n={n} (unlabeled)"
+    folder = Path(text)
+    if (folder / "images").is_dir():
+        folder = folder / "images"
+    if not folder.is_dir():
+        raise DataError(f"--unlabeled {text}: no such folder; give a folder of images")
+    files = sorted(p for p in folder.iterdir() if is_image_file(p))
+    if not files:
+        raise DataError(f"--unlabeled {folder}: no image files in it (png, jpg, tif, bmp ...)")
+    out = np.empty((len(files), size, size, channels), np.uint8)
+    for i, path in enumerate(_progress(files, len(files), "unlabeled", progress)):
+        image, _ = fit_to_size(read_image(path, channels), size)
+        out[i] = image.reshape(size, size, channels)
+    return out, f"folder {folder} n={len(files)} (unlabeled)"
+
+
 def _metrics(model: keras.Model, data: FitData) -> dict[str, float]:
     return evaluate(model, data.x_val, data.y_val)
 
@@ -304,6 +356,7 @@ def run_distill(
     epochs: int = 10,
     batch_size: int = 8,
     learning_rate: float = 1e-3,
+    lr_schedule: str = "constant",
     loss: Any = None,
     alpha: float = 0.5,
     temperature: float = 2.0,
@@ -311,11 +364,15 @@ def run_distill(
     beta: float = 100.0,
     seed: int = 0,
     augment: bool = False,
+    unlabeled: str | None = None,
 ) -> StepResult:
     """Distill ``student`` from ``teacher`` and train the same student alone; writes both.
 
+    ``lr_schedule``: ``constant`` or ``cosine`` learning rate, for both students.
     ``augment``: on-line flips and intensity changes for both students (the teacher labels
     every augmented view).
+    ``unlabeled``: a folder of images or ``synthetic:KIND:N`` (:func:`load_unlabeled`) that the
+    teacher labels for the distilled student (the student alone cannot use them).
     """
     from kseg.models import create_model, model_spec
     from kseg.optimize.distill import distill_with_baseline
@@ -334,6 +391,10 @@ def run_distill(
             **opts,
         )
 
+    transfer, transfer_text = (None, None)
+    if unlabeled:
+        h, _, c = spec["input_shape"]
+        transfer, transfer_text = load_unlabeled(unlabeled, h, c, seed=seed)
     result = distill_with_baseline(
         teacher,
         make,
@@ -341,6 +402,8 @@ def run_distill(
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        lr_schedule=lr_schedule,
+        unlabeled=transfer,
         loss=loss,
         seed=seed,
         alpha=alpha,
@@ -365,8 +428,11 @@ def run_distill(
             "epochs": epochs,
             "batch_size": batch_size,
             "learning_rate": learning_rate,
+            "lr_schedule": lr_schedule,
             "alpha": alpha,
             "temperature": temperature,
+            "augment": augment,
+            "unlabeled": transfer_text,
             "attention": attention,
             "beta": beta if attention else 0.0,
             "seed": seed,

@@ -205,3 +205,90 @@ def test_distill_with_augmentation_runs_and_records_it(tiny_data):
     assert res["settings"]["augment"] is True
     assert len(res["history"]["distilled"]["loss"]) == 1
     assert np.isfinite(res["metrics"]["student"]["dice"])
+
+
+def _conv_net(seed):
+    """A BatchNorm-free one-conv sigmoid net, so a zero-rate step changes nothing but the loss."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((16, 16, 1))
+    out = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inp / 255.0)
+    return keras.Model(inp, out)
+
+
+def test_unlabeled_batch_adds_only_its_soft_term_to_the_loss():
+    """``((x, y), x_u)`` batches: loss = alpha * task(labeled) + (1 - alpha) * (KD(labeled) +
+    KD(unlabeled)); the unlabeled images carry no task term."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (4, 16, 16, 1)).astype(np.float32)
+    y = (rng.uniform(size=(4, 16, 16, 1)) > 0.5).astype(np.float32)
+    xu = rng.uniform(0, 255, (4, 16, 16, 1)).astype(np.float32)
+    student, teacher = _conv_net(1), _conv_net(2)
+    bce = keras.losses.BinaryCrossentropy()
+    d = D.Distiller(student, teacher, task_loss=bce, alpha=0.3, temperature=2.0)
+    d.compile(optimizer=keras.optimizers.SGD(0.0), run_eagerly=True)
+    got = float(d.train_step(((tf.constant(x), tf.constant(y)), tf.constant(xu)))["loss"])
+
+    zs, zt = D.logits_model(student), D.logits_model(teacher)
+    task = float(bce(y, student(x)))
+    kd_l = float(D.soft_kl(zs(x), zt(x), 2.0))
+    kd_u = float(D.soft_kl(zs(xu), zt(xu), 2.0))
+    assert kd_u > 1e-4  # the two nets disagree on the unlabeled images
+    assert got == pytest.approx(0.3 * task + 0.7 * (kd_l + kd_u), rel=1e-5)
+    d.loss_tracker.reset_state()
+    plain = float(d.train_step((tf.constant(x), tf.constant(y)))["loss"])
+    assert plain == pytest.approx(0.3 * task + 0.7 * kd_l, rel=1e-5)
+
+
+def test_with_unlabeled_keeps_one_labeled_pass_per_epoch():
+    from kseg.optimize._train import FitData, with_unlabeled
+
+    rng = np.random.default_rng(0)
+    data = FitData(
+        rng.uniform(0, 255, (10, 8, 8, 1)), np.zeros((10, 8, 8)), np.zeros((2, 8, 8, 1)),
+        np.zeros((2, 8, 8)),
+    )  # fmt: skip
+    unlabeled = np.arange(3 * 64, dtype=np.float32).reshape(3, 8, 8, 1)
+    batches = list(with_unlabeled(data, unlabeled, 4, augment=False, seed=0)["x"])
+    assert [len(b[0][0]) for b in batches] == [4, 4, 2]  # ceil(10 / 4) steps, as a plain run
+    assert [len(b[1]) for b in batches] == [4, 4, 4]  # the 3 unlabeled images repeat
+    seen = {float(im[0, 0, 0]) for b in batches for im in b[1].numpy()}
+    assert seen == {0.0, 64.0, 128.0}
+
+
+def test_distill_with_unlabeled_and_cosine_records_them(tiny_data):
+    teacher = create_model("unet", input_shape=(32, 32, 1), depth=2, filters=4)
+
+    def make():
+        keras.utils.set_random_seed(3)
+        return create_model("mobile_unet", input_shape=(32, 32, 1), depth=2, width=0.25)
+
+    res = D.distill_with_baseline(
+        teacher, make, tiny_data, epochs=2, batch_size=4, lr_schedule="cosine",
+        unlabeled=tiny_data.x_val, run_eagerly=True,
+    )  # fmt: skip
+    assert res["settings"]["unlabeled_images"] == len(tiny_data.x_val)
+    assert res["settings"]["lr_schedule"] == "cosine"
+    assert len(res["history"]["distilled"]["loss"]) == 2
+    assert np.isfinite(res["metrics"]["student"]["dice"])
+
+
+def test_cosine_schedule_decays_to_zero_over_the_run_and_bad_name_is_config_error():
+    from kseg.optimize._train import FitData, adam, fit
+
+    cfg = adam(1e-3, schedule="cosine", total_steps=10).get_config()["learning_rate"]
+    sched = keras.optimizers.schedules.deserialize(cfg)
+    assert [float(sched(s)) for s in (0, 5, 10)] == pytest.approx([1e-3, 0.5e-3, 0.0], abs=1e-9)
+    assert adam(1e-3).get_config()["learning_rate"] == pytest.approx(1e-3)
+    with pytest.raises(ConfigError, match="schedule 'step'"):
+        adam(1e-3, schedule="step")
+    # fit() decays over epochs * steps per epoch: 2 epochs of ceil(10 / 4) = 3 steps
+    rng = np.random.default_rng(0)
+    data = FitData(
+        rng.uniform(0, 255, (10, 16, 16, 1)), np.zeros((10, 16, 16)),
+        np.zeros((2, 16, 16, 1)), np.zeros((2, 16, 16)),
+    )  # fmt: skip
+    model = _conv_net(0)
+    fit(model, data, epochs=2, batch_size=4, learning_rate=1e-2, lr_schedule="cosine",
+        run_eagerly=True)  # fmt: skip
+    lr = model.optimizer.get_config()["learning_rate"]
+    assert lr["config"]["decay_steps"] == 6

@@ -124,3 +124,69 @@ def test_recipe_chain_writes_every_step(tmp_path):
         summary["steps"][0]["sparsity"]["overall"], abs=0.01
     )
     assert "| 3 | convert |" in (out / "summary.md").read_text()
+
+
+def test_load_unlabeled_reads_folders_and_synthetic_and_names_bad_input(tmp_path):
+    import cv2
+    import numpy as np
+
+    from kseg.errors import DataError
+    from kseg.optimize.steps import load_unlabeled
+
+    folder = tmp_path / "scans" / "images"
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.png"), np.full((40, 60), 200, np.uint8))
+    cv2.imwrite(str(folder / "b.jpg"), np.zeros((30, 30, 3), np.uint8))
+    (folder / "notes.txt").write_text("not an image")
+    images, text = load_unlabeled(tmp_path / "scans", 32, 1)  # finds images/ inside
+    assert images.shape == (2, 32, 32, 1) and images.dtype == np.uint8
+    assert images[0].min() == 200 and images[1].max() == 0  # sorted: a.png, then b.jpg
+    assert "n=2" in text
+
+    syn, text = load_unlabeled("synthetic:ultrasound:6", 64, 1, seed=42)
+    assert syn.shape == (6, 64, 64, 1) and "synthetic ultrasound n=6" in text
+    from kseg.data.synthetic import synthesize
+
+    labeled = synthesize("ultrasound", 6, 64, 42).images
+    assert not any(np.array_equal(s, lab) for s in syn for lab in labeled)  # another stream
+
+    with pytest.raises(DataError, match="nope: no such folder"):
+        load_unlabeled(tmp_path / "nope", 32, 1)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: no image files"):
+        load_unlabeled(tmp_path / "empty", 32, 1)
+    (folder / "c.png").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="c.png"):
+        load_unlabeled(folder, 32, 1)
+    with pytest.raises(ConfigError, match="synthetic:KIND:N"):
+        load_unlabeled("synthetic:bones:5", 32, 1)
+
+
+def test_cli_distill_with_unlabeled_folder_writes_students_and_records_it(tmp_path):
+    import cv2
+    import numpy as np
+
+    from kseg.models import create_model
+
+    model = tmp_path / "t.keras"
+    create_model("unet", input_shape=(32, 32, 1), depth=2, filters=4).save(model)
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        cv2.imwrite(str(scans / f"{i}.png"), rng.integers(0, 255, (48, 48), dtype=np.uint8))
+    out = tmp_path / "kd"
+    args = ["distill", "--teacher", str(model), "--student", "mobile_unet", "--option",
+            "depth=2", "--option", "width=0.25", "--data", "synthetic:ultrasound:12",
+            "--epochs", "1", "--lr-schedule", "cosine", "--unlabeled", str(scans),
+            "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(optimize, args)
+    assert result.exit_code == 0, result.output
+    assert "transfer set: folder" in result.output and "n=5" in result.output
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["settings"]["lr_schedule"] == "cosine"
+    assert "n=5 (unlabeled)" in record["settings"]["unlabeled"]
+    assert (out / "student.keras").is_file() and (out / "baseline.keras").is_file()
+
+    bad = CliRunner().invoke(optimize, [*args[:-4], "--unlabeled", str(tmp_path / "none")])
+    assert bad.exit_code == 2 and "no such folder" in bad.output
