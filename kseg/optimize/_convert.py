@@ -48,29 +48,50 @@ def _interpreter(tflite_bytes: bytes) -> Any:
     return interp
 
 
-def tflite_weight_sparsity(tflite_bytes: bytes) -> dict[str, Any]:
-    """Share of zero weights in the filters of CONV_2D / DEPTHWISE / TRANSPOSE_CONV / FC ops.
-
-    Quantized weights are symmetric (zero point 0), so a pruned float zero stays an int8 zero.
-    """
+def _filter_weights(tflite_bytes: bytes) -> list[tuple[str, np.ndarray]]:
+    """``(tensor name, values)`` of the filters of CONV_2D / DEPTHWISE / TRANSPOSE_CONV / FC ops."""
     interp = _interpreter(tflite_bytes)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     filter_input = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1}
-    per_op: dict[str, float] = {}
-    zeros = total = 0
+    out = []
     for op in interp._get_ops_details():  # noqa: SLF001
         pos = filter_input.get(op["op_name"])
         if pos is None:
             continue
         idx = op["inputs"][pos]
         w = interp.get_tensor(idx)
-        if w.ndim < 2:
-            continue
+        if w.ndim >= 2:
+            out.append((tensors[idx]["name"], w))
+    return out
+
+
+def tflite_weight_sparsity(tflite_bytes: bytes) -> dict[str, Any]:
+    """Share of zero weights in the filters of CONV_2D / DEPTHWISE / TRANSPOSE_CONV / FC ops.
+
+    Quantized weights are symmetric (zero point 0), so a pruned float zero stays an int8 zero.
+    """
+    per_op: dict[str, float] = {}
+    zeros = total = 0
+    for name, w in _filter_weights(tflite_bytes):
         z = int(np.count_nonzero(w == 0))
-        per_op[tensors[idx]["name"]] = z / w.size
+        per_op[name] = z / w.size
         zeros += z
         total += w.size
     return {"overall": zeros / total if total else 0.0, "per_tensor": per_op, "weights": total}
+
+
+def tflite_weight_entropy(tflite_bytes: bytes) -> dict[str, float]:
+    """Order-0 entropy of the filter values (bits per weight, one histogram over all filters)
+    and the bytes an ideal coder of independent values would need: the floor for gzip's
+    Huffman stage on the weights (its LZ77 stage only gains on repeated runs)."""
+    values = [w.ravel() for _, w in _filter_weights(tflite_bytes)]
+    if not values:
+        return {"bits_per_weight": 0.0, "ideal_bytes": 0.0, "weights": 0}
+    flat = np.concatenate(values)
+    _, counts = np.unique(flat, return_counts=True)
+    p = counts / counts.sum()
+    bits = float(-(p * np.log2(p)).sum())
+    return {"bits_per_weight": bits, "ideal_bytes": bits * flat.size / 8, "weights": int(flat.size)}
 
 
 def tflite_predict(tflite_bytes: bytes, images: np.ndarray) -> np.ndarray:
@@ -90,5 +111,6 @@ __all__ = [
     "gzip_size",
     "io_dtypes",
     "tflite_predict",
+    "tflite_weight_entropy",
     "tflite_weight_sparsity",
 ]

@@ -118,3 +118,25 @@ def test_prune_preserving_qat_keeps_sparsity_in_int8(tiny_data):
     kept = tflite_weight_sparsity(flat)["overall"]
     assert before > 0.45
     assert kept == pytest.approx(before, abs=0.01)
+
+
+def test_tflite_weight_entropy_counts_bits_of_the_int8_filter_values():
+    """Per-channel int8 quantization maps +-0.5 to +-127 and 0 to 0, so hand-set kernels give
+    known entropies: two equally common values 1 bit, {0: 1/2, +127: 1/4, -127: 1/4} 1.5 bits."""
+    import numpy as np
+
+    from kseg.optimize._convert import convert_int8, tflite_weight_entropy
+
+    inp = keras.Input((8, 8, 1))
+    model = keras.Model(inp, keras.layers.Conv2D(2, 2, padding="same")(inp))
+    kernel = np.zeros((2, 2, 1, 2), np.float32)
+    kernel[..., 0], kernel[..., 1] = 0.5, -0.5
+    model.layers[-1].set_weights([kernel, np.zeros(2, np.float32)])
+    images = np.random.default_rng(0).uniform(0, 255, (4, 8, 8, 1)).astype(np.float32)
+    got = tflite_weight_entropy(convert_int8(model, images))
+    assert got["weights"] == 8 and got["bits_per_weight"] == pytest.approx(1.0)
+    assert got["ideal_bytes"] == pytest.approx(1.0)
+    kernel[0] = 0.0  # half of each channel pruned
+    model.layers[-1].set_weights([kernel, np.zeros(2, np.float32)])
+    got = tflite_weight_entropy(convert_int8(model, images))
+    assert got["bits_per_weight"] == pytest.approx(1.5)
