@@ -40,12 +40,17 @@ TARGETS = {
     "distill_gap": 0.02,
     "student_params": 500_000,
 }
-DISTILL_ALPHA, DISTILL_T = 0.5, 2.0  # distillation settings (used by the run and its report)
 
 
-def load(dataset: str, size: int, n_synth: int, seed: int) -> tuple[Any, str]:
+EXTRA_VAL_SEED_OFFSET = 20_011  # extra synthetic validation images: their own stream
+
+
+def load(dataset: str, size: int, n_synth: int, seed: int, extra_val: int = 0) -> tuple[Any, str]:
+    """FitData for ``dataset`` at ``size``; synthetic data can get ``extra_val`` more validation
+    images (another generator stream, never trained on) to shrink the standard errors."""
     from kseg.config import from_dict
     from kseg.data.pipeline import load_splits
+    from kseg.data.synthetic import synthesize
     from kseg.optimize._train import FitData
 
     if dataset == "synthetic":
@@ -61,9 +66,17 @@ def load(dataset: str, size: int, n_synth: int, seed: int) -> tuple[Any, str]:
         raw = {"path": str(path), "img_size": size}
         desc = f"HC18 ({path})"
     cfg = from_dict({"data": raw}).data
-    return FitData.from_splits(
-        load_splits(cfg, seed=seed, progress=False)
-    ), f"{desc} at {size}x{size}"
+    data = FitData.from_splits(load_splits(cfg, seed=seed, progress=False))
+    if dataset == "synthetic" and extra_val > 0:
+        extra = synthesize("ultrasound", extra_val, size, seed + EXTRA_VAL_SEED_OFFSET)
+        data = FitData(
+            data.x_train,
+            data.y_train,
+            np.concatenate([data.x_val, extra.images]),
+            np.concatenate([data.y_val, extra.masks[..., None]]),
+        )
+        desc += f" + {extra_val} validation-only images"
+    return data, f"{desc} at {size}x{size}"
 
 
 def main() -> None:
@@ -83,6 +96,8 @@ def main() -> None:
         help="mobile_unet options KEY=VALUE,... (default: 3 levels and width 2.5 for 64 px "
         "inputs, 0.38 M parameters; the zoo default is built for 256 px)",
     )
+    ap.add_argument("--distill-alpha", type=float, default=0.5, help="weight of the task loss")
+    ap.add_argument("--distill-temperature", type=float, default=2.0)
     ap.add_argument("--distill-lr-schedule", default="cosine", choices=["constant", "cosine"])
     ap.add_argument("--no-distill-augment", action="store_true")
     ap.add_argument(
@@ -92,6 +107,12 @@ def main() -> None:
         help="unlabeled generator images for the distilled student on synthetic data (0: none)",
     )
     ap.add_argument("--n-synthetic", type=int, default=240)
+    ap.add_argument(
+        "--synthetic-extra-val",
+        type=int,
+        default=432,
+        help="more synthetic validation images (not trained on): 48 + 432 = 480 in all",
+    )
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--skip-distill", action="store_true")
@@ -225,7 +246,7 @@ def main() -> None:
         example="depth=3,width=2.5",
     )
     for dataset in args.datasets.split(","):
-        data, desc = load(dataset, args.size, args.n_synthetic, args.seed)
+        data, desc = load(dataset, args.size, args.n_synthetic, args.seed, args.synthetic_extra_val)
         rng = np.random.default_rng(args.seed)
         calib = data.x_train[np.sort(rng.permutation(len(data.x_train))[:64])]
         teacher = None
@@ -355,8 +376,8 @@ def main() -> None:
             augment=not args.no_distill_augment,
             unlabeled=unlabeled,
             seed=args.seed,
-            alpha=DISTILL_ALPHA,
-            temperature=DISTILL_T,
+            alpha=args.distill_alpha,
+            temperature=args.distill_temperature,
         )
         m = res["metrics"]
         results.setdefault("distill", []).append(
@@ -521,7 +542,8 @@ def render(results: dict[str, Any]) -> str:
             f"## Distillation ({s.get('distill_epochs')} student epochs, "
             f"{s.get('distill_lr_schedule', 'constant')} learning rate from 1e-3, "
             f"{'no ' if s.get('no_distill_augment', True) else ''}on-line augmentation, "
-            f"alpha {DISTILL_ALPHA:g}, T {DISTILL_T:g}; the student alone: the same epochs, steps, "
+            f"alpha {s.get('distill_alpha', 0.5):g}, T {s.get('distill_temperature', 2.0):g}; "
+            "the student alone: the same epochs, steps, "
             "schedule, augmentation, seed and initial weights, without the teacher and without "
             "the unlabeled images)",
             "",
