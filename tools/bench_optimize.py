@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--filters", type=int, default=16)
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--qat-epochs", type=int, default=3)
     ap.add_argument("--prune-epochs", type=int, default=4)
     ap.add_argument("--distill-epochs", type=int, default=60)
