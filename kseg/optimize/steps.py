@@ -115,6 +115,25 @@ def load_unlabeled(
     return out, f"folder {folder} n={len(files)} (unlabeled)"
 
 
+def _check_no_validation_leak(unlabeled: Any, x_val: Any, spec: str) -> None:
+    """Refuse a transfer set that holds validation images: the teacher would label them for the
+    student, and the student's validation Dice would no longer be a held-out score."""
+    import hashlib
+
+    import numpy as np
+
+    def digest(image: Any) -> bytes:
+        return hashlib.sha1(np.ascontiguousarray(image, np.uint8).tobytes()).digest()
+
+    val = {digest(im) for im in np.asarray(x_val)}
+    leaked = sum(digest(im) in val for im in unlabeled)
+    if leaked:
+        raise DataError(
+            f"--unlabeled {spec}: {leaked} of its images are validation images (same pixels); "
+            "the student's score would not be held out. Give images outside the labeled data"
+        )
+
+
 def _metrics(model: keras.Model, data: FitData) -> dict[str, float]:
     return evaluate(model, data.x_val, data.y_val)
 
@@ -395,6 +414,7 @@ def run_distill(
     if unlabeled:
         h, _, c = spec["input_shape"]
         transfer, transfer_text = load_unlabeled(unlabeled, h, c, seed=seed)
+        _check_no_validation_leak(transfer, data.x_val, str(unlabeled))
     result = distill_with_baseline(
         teacher,
         make,

@@ -190,3 +190,25 @@ def test_cli_distill_with_unlabeled_folder_writes_students_and_records_it(tmp_pa
 
     bad = CliRunner().invoke(optimize, [*args[:-4], "--unlabeled", str(tmp_path / "none")])
     assert bad.exit_code == 2 and "no such folder" in bad.output
+
+
+def test_cli_distill_refuses_unlabeled_images_that_are_validation_images(tmp_path):
+    """Pointing --unlabeled at the labeled folder would let the teacher label the validation
+    images for the student: refused with one line, before any training."""
+    from kseg.data.synthetic import write_synthetic
+    from kseg.models import create_model
+
+    model = tmp_path / "t.keras"
+    create_model("unet", input_shape=(64, 64, 1), depth=2, filters=4).save(model)
+    labeled = tmp_path / "labeled"
+    write_synthetic("ultrasound", 10, labeled, size=64, seed=0)
+    out = tmp_path / "kd"
+    result = CliRunner().invoke(
+        optimize,
+        ["distill", "--teacher", str(model), "--student", "mobile_unet", "--option", "depth=2",
+         "--data", str(labeled), "--unlabeled", str(labeled), "--epochs", "1",
+         "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "are validation images" in result.output
+    assert not out.exists()
