@@ -200,7 +200,8 @@ class Distiller(keras.Model):
         return total, task, kd
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
-        # ``((x, y), x_unlabeled)`` when a transfer set of unlabeled images rides along.
+        # ``((x, y), x_unlabeled)`` when a transfer set of unlabeled images rides along; on those
+        # images only the logits are matched (no task term, no attention transfer).
         unlabeled = None
         if isinstance(data[0], (tuple, list)):
             (x, y), unlabeled = data[0], data[1]
