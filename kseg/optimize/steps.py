@@ -81,23 +81,14 @@ def load_unlabeled(
     """
     import numpy as np
 
-    from kseg.config import SyntheticKind
     from kseg.data.io import fit_to_size, is_image_file, read_image
     from kseg.data.pipeline import _convert_channels, _progress
     from kseg.data.synthetic import synthesize
-    from kseg.errors import ConfigError
+    from kseg.training.rundir import parse_synthetic_spec
 
     text = str(spec)
     if text.startswith("synthetic:"):
-        parts = text.split(":")
-        try:
-            kind = SyntheticKind(parts[1] or "ultrasound")
-            n = int(parts[2]) if len(parts) > 2 else 200
-        except ValueError:
-            raise ConfigError(
-                f"--unlabeled {text}: use synthetic:KIND:N with KIND one of "
-                f"{', '.join(SyntheticKind.values())}"
-            ) from None
+        kind, n = parse_synthetic_spec(text, "--unlabeled", usage="synthetic:KIND:N")
         images = synthesize(kind, n, size, seed + UNLABELED_SEED_OFFSET).images
         return _convert_channels(images, channels), f"synthetic {kind} n={n} (unlabeled)"
     folder = Path(text)

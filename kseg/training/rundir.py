@@ -106,6 +106,25 @@ class ModelData:
     description: str
 
 
+def parse_synthetic_spec(
+    text: str, flag: str, usage: str = "synthetic:KIND[:N]", default_n: int = 200
+) -> tuple[SyntheticKind, int]:
+    """``synthetic:KIND[:N]`` -> ``(kind, n)`` (KIND defaults to ultrasound, N to ``default_n``).
+
+    Raises:
+        ConfigError: unknown KIND or a non-integer N, naming ``flag`` and ``usage``.
+    """
+    parts = text.split(":")
+    try:
+        kind = SyntheticKind(parts[1] if len(parts) > 1 and parts[1] else "ultrasound")
+        n = int(parts[2]) if len(parts) > 2 else default_n
+    except ValueError:
+        raise ConfigError(
+            f"{flag} {text}: use {usage} with KIND one of {', '.join(SyntheticKind.values())}"
+        ) from None
+    return kind, n
+
+
 def resolve_data(
     model_path: Path | None, size: int, channels: int, data: str | Path | None, *, seed: int = 42
 ) -> ModelData:
@@ -129,11 +148,9 @@ def resolve_data(
     base = load_config(run.config) if run else Config()
     fitted = {"img_size": size, "channels": channels}
     if text is not None and text.startswith("synthetic:"):
-        parts = text.split(":")
-        kind = parts[1] or "ultrasound"
+        kind, n = parse_synthetic_spec(text, "--data")
         try:
-            n = int(parts[2]) if len(parts) > 2 else 200
-            d = DataConfig(synthetic_kind=SyntheticKind(kind), synthetic_n=n, **fitted)
+            d = DataConfig(synthetic_kind=kind, synthetic_n=n, **fitted)
         except ValueError:
             raise ConfigError(
                 f"--data {text}: use synthetic:KIND[:N] with KIND one of {', '.join(SyntheticKind.values())}"
