@@ -68,7 +68,27 @@ def read_image(path: str | os.PathLike[str], channels: int) -> np.ndarray:
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    arr = _imread(path)
+    return _from_decoded(_imread(path), channels, path)
+
+
+def decode_image(data: bytes, channels: int, source: str = "image") -> np.ndarray:
+    """Decode image file bytes (PNG, JPEG, BMP, TIFF) like :func:`read_image` reads a file.
+
+    ``source`` names the bytes in error messages (an upload's name, say). Check the dimensions
+    in the header first (``kseg.serve.limits``) when the bytes come from strangers: decoding
+    allocates ``width * height * channels`` bytes.
+
+    Raises:
+        DataError: empty, corrupt or not an image.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    return _from_decoded(arr, channels, source)
+
+
+def _from_decoded(arr: np.ndarray | None, channels: int, path: object) -> np.ndarray:
     if arr is None or arr.size == 0:
         raise DataError(
             f"{path}: cannot read image (corrupt or not an image); "
