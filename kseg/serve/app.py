@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -253,26 +253,34 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
     )
     async def segment(
         request: Request,
-        output: OutputFormat = Query(
-            OutputFormat.JSON, alias="format", description="json | png | overlay"
-        ),
-        threshold: float | None = Query(
-            None, gt=0.0, lt=1.0, description="Default: the model card's."
-        ),
-        tile: str = Query(
-            "auto", description="auto | on | off: slide the model over large images."
-        ),
-        overlap: float = Query(0.25, ge=0.0, le=0.9, description="Tile overlap fraction."),
-        blend: str = Query("gaussian", description="gaussian | linear tile blending."),
-        tta: bool = Query(False, description="Average over flipped copies."),
-        min_size: int = Query(0, ge=0, description="Drop components under this many pixels."),
-        fill_holes: bool = Query(False, description="Fill holes inside components."),
-        keep_largest: int = Query(0, ge=0, description="Keep the k largest components (0: all)."),
-        smooth: float = Query(
-            0.0, ge=0.0, le=64.0, description="Contour smoothing sigma in pixels."
-        ),
-        pixel_spacing_mm: float | None = Query(None, gt=0.0, description="For areas in mm^2."),
-        alpha: float = Query(0.4, ge=0.0, le=1.0, description="Overlay opacity (format=overlay)."),
+        output: Annotated[
+            OutputFormat, Query(alias="format", description="json | png | overlay")
+        ] = OutputFormat.JSON,
+        threshold: Annotated[
+            float | None, Query(gt=0.0, lt=1.0, description="Default: the model card's.")
+        ] = None,
+        tile: Annotated[
+            str, Query(description="auto | on | off: slide the model over large images.")
+        ] = "auto",
+        overlap: Annotated[float, Query(ge=0.0, le=0.9, description="Tile overlap.")] = 0.25,
+        blend: Annotated[str, Query(description="gaussian | linear tile blending.")] = "gaussian",
+        tta: Annotated[bool, Query(description="Average over flipped copies.")] = False,
+        min_size: Annotated[
+            int, Query(ge=0, description="Drop components under this many pixels.")
+        ] = 0,
+        fill_holes: Annotated[bool, Query(description="Fill holes inside components.")] = False,
+        keep_largest: Annotated[
+            int, Query(ge=0, description="Keep the k largest components (0: all).")
+        ] = 0,
+        smooth: Annotated[
+            float, Query(ge=0.0, le=64.0, description="Contour smoothing sigma in pixels.")
+        ] = 0.0,
+        pixel_spacing_mm: Annotated[
+            float | None, Query(gt=0.0, description="Pixel size, for areas in mm^2.")
+        ] = None,
+        alpha: Annotated[
+            float, Query(ge=0.0, le=1.0, description="Overlay opacity (format=overlay).")
+        ] = 0.4,
     ) -> Response:
         from kseg.inference import InferenceOptions
 
