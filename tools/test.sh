@@ -9,6 +9,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/tools/setup_env.sh"
 cd "$repo"
+bash tools/setup_browser.sh  # kseg serve: the serve extra and Debian chromium for the page test
 if [ "$#" -gt 0 ]; then
   exec "$KSEG_PY" -m pytest "$@"
 fi
