@@ -42,7 +42,8 @@ def _chromium() -> str:
 @pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright missing: pip install 'kseg[serve]'"
+        "playwright.sync_api",
+        reason="playwright missing: pip install playwright (tools/setup_browser.sh does)",
     )
     exe = _chromium()
     with sync_api.sync_playwright() as p:
