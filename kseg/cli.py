@@ -16,6 +16,7 @@ import click
 from kseg import __version__
 from kseg._cli import KsegGroup, parse_key_values
 from kseg.errors import KsegError
+from kseg.inference.cli import inference_flags, options_from_flags
 
 
 @click.group(cls=KsegGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -259,23 +260,30 @@ def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_sampl
 )
 @click.option("--threads", type=int, default=None, help="Interpreter threads for .tflite.")
 @click.option(
-    "--tile", is_flag=True, help="Slide the model over large images instead of resizing them."
+    "--geojson", is_flag=True, help="Also write <name>.geojson (one polygon per component)."
 )
-def predict(model_path, inputs, out, runtime, threads, tile) -> None:
-    """Write <name>_mask.png and <name>_overlay.png for each input image (or folder)."""
+@click.option(
+    "--stats", is_flag=True, help="Also write <name>_stats.json (areas, perimeters, components)."
+)
+@inference_flags
+def predict(model_path, inputs, out, runtime, threads, geojson, stats, **flags) -> None:
+    """Write <name>_mask.png and <name>_overlay.png for each input image (or folder).
+
+    Every model kind goes through kseg.inference.segment_image: threshold, tiling, flips and
+    postprocessing are the same for .tflite and .keras.
+    """
+    from kseg.inference import load_predictor
     from kseg.runtime import predict_files
 
+    options = options_from_flags(flags)
     files = _expand_inputs(inputs)
-    if model_path.suffix == ".tflite":
-        from kseg.runtime import TFLiteModel
-
-        predictor = TFLiteModel(model_path, runtime=runtime, num_threads=threads)
-    else:
-        from kseg.export.predictor import KerasPredictor
-
-        predictor = KerasPredictor.from_file(model_path)
-    rows = predict_files(predictor, files, out, tile=tile)
-    click.echo(f"wrote {len(rows)} masks and overlays to {out}")
+    predictor = load_predictor(model_path, runtime=runtime, num_threads=threads)
+    rows = predict_files(predictor, files, out, options=options, geojson=geojson, stats=stats)
+    extra = "".join(f", {kind}" for kind, on in (("GeoJSON", geojson), ("statistics", stats)) if on)
+    click.echo(f"wrote {len(rows)} masks and overlays{extra} to {out}")
+    if rows:
+        tiled = sum(r["tiled"] for r in rows)
+        click.echo(f"threshold {rows[0]['threshold']:.3f}; {tiled} of {len(rows)} images tiled")
 
 
 def _expand_inputs(inputs: tuple[Path, ...]) -> list[Path]:

@@ -13,6 +13,32 @@ import numpy as np
 from kseg.training.rundir import find_run_dir
 
 
+def native_scale(data_cfg, max_images: int = 8) -> bool | None:
+    """Whether a model was trained on images no larger than its input (no downscaling), so windows
+    of an image at full resolution show it structures at the scale it learned.
+
+    Synthetic data is generated at the model size (True); for a folder, the first ``max_images``
+    images are measured; None when that cannot be told.
+    """
+    if data_cfg.path is None:
+        return True
+    try:
+        import cv2
+
+        from kseg.data.folder import scan_folder
+
+        samples = scan_folder(data_cfg.path, data_cfg.group_regex, require_masks=False)[:max_images]
+        sizes = []
+        for s in samples:
+            img = cv2.imread(str(s.image), cv2.IMREAD_UNCHANGED)
+            if img is None:
+                return None
+            sizes.append(max(img.shape[:2]))
+    except Exception:  # a moved or unreadable data folder: unknown, not an error at inference
+        return None
+    return bool(sizes) and max(sizes) <= int(data_cfg.img_size)
+
+
 class KerasPredictor:
     """Wraps a Keras segmentation model (raw pixels in, probabilities out).
 
@@ -20,15 +46,31 @@ class KerasPredictor:
         model: a loaded Keras model.
         threshold: foreground probability threshold.
         resize_mode: ``stretch`` or ``letterbox`` (as in training).
+        native_scale: trained on images no larger than the input (see :func:`native_scale`);
+            ``tile="auto"`` tiles larger images only then.
+        threshold_source: where ``threshold`` comes from (``config``, ``validation``, ``default``).
     """
 
-    def __init__(self, model, *, threshold: float = 0.5, resize_mode: str = "stretch") -> None:
+    #: the model takes any batch size, so tiles go to it in batches
+    dynamic_batch = True
+
+    def __init__(
+        self,
+        model,
+        *,
+        threshold: float = 0.5,
+        resize_mode: str = "stretch",
+        native_scale: bool | None = None,
+        threshold_source: str = "default",
+    ) -> None:
         self.model = model
         self.input_size = int(model.input_shape[1])
         self.channels = int(model.input_shape[3])
         self.num_classes = int(model.output_shape[-1])
         self.threshold = float(threshold)
         self.resize_mode = str(resize_mode)
+        self.native_scale = native_scale
+        self.threshold_source = threshold_source
 
     @classmethod
     def from_file(cls, path: str | Path) -> KerasPredictor:
@@ -41,7 +83,13 @@ class KerasPredictor:
         if run is None:
             return cls(model)
         cfg = load_config(run.config)
-        return cls(model, threshold=cfg.train.threshold, resize_mode=str(cfg.data.resize))
+        return cls(
+            model,
+            threshold=cfg.train.threshold,
+            resize_mode=str(cfg.data.resize),
+            native_scale=native_scale(cfg.data),
+            threshold_source="config",
+        )
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, np.float32)

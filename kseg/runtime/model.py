@@ -163,7 +163,13 @@ class TFLiteModel:
             card_out.get("activation", "sigmoid" if self.num_classes == 1 else "softmax")
         )
         self.threshold: float = float(card_out.get("threshold", 0.5))
+        #: "validation" when the card's threshold was chosen on held-out data (kseg convert)
+        self.threshold_source: str = str(
+            card_out.get("threshold_source", "config" if self.card else "default")
+        )
         self.resize_mode: str = str(card_in.get("resize", "stretch"))
+        #: trained on images no larger than the input (None: the card does not say)
+        self.native_scale: bool | None = card_in.get("native_scale")
         norm = card_in.get("normalization") or {}
         self._external_norm: tuple[np.ndarray, np.ndarray] | None = None
         if norm.get("applied", "in_model") == "external":

@@ -1,0 +1,206 @@
+"""One image in, a :class:`Segmentation` out: the path shared by ``kseg predict``, ``kseg evaluate``
+and ``kseg serve``, for ``.tflite`` and Keras models alike."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from kseg.errors import DataError, ModelError
+from kseg.inference.options import InferenceOptions
+from kseg.inference.postprocess import postprocess
+from kseg.inference.tiling import ProbInfo, predict_prob
+from kseg.inference.vector import mask_geojson, mask_stats
+
+
+def prob_to_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """uint8 ``(H, W)`` label mask: ``prob > threshold`` for K = 1 (as training metrics and
+    kseg.scores.binarize), argmax for K > 1."""
+    if prob.ndim == 2:
+        prob = prob[..., None]
+    if prob.shape[-1] == 1:
+        return (prob[..., 0] > threshold).astype(np.uint8)
+    return np.argmax(prob, axis=-1).astype(np.uint8)
+
+
+def mask_to_png(mask: np.ndarray, num_classes: int = 1) -> np.ndarray:
+    """Labels -> uint8 grey levels: binary 0/255; K classes spread evenly over 0..255."""
+    top = max(1, num_classes - 1)
+    return (mask.astype(np.uint16) * (255 // top)).clip(0, 255).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, *, alpha: float = 0.35) -> np.ndarray:
+    """RGB uint8: the image with foreground tinted red and its outline in yellow."""
+    img = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    rgb = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img.copy()
+    rgb = rgb.astype(np.float32)
+    fg = mask > 0
+    rgb[fg] = (1 - alpha) * rgb[fg] + alpha * np.array([255.0, 0.0, 0.0])
+    out = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    contours, _ = cv2.findContours(fg.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, contours, -1, (255, 255, 0), 1)
+    return out
+
+
+def encode_png(arr: np.ndarray, *, rgb: bool = False) -> bytes:
+    """PNG bytes of a uint8 grey or RGB array."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(arr, cv2.COLOR_RGB2BGR) if rgb else arr)
+    if not ok:
+        raise DataError(f"could not encode a PNG of shape {arr.shape}")
+    return buf.tobytes()
+
+
+def model_threshold(predictor) -> float:
+    """The model's own threshold: its card's (validated on held-out data when the card says so)."""
+    return float(getattr(predictor, "threshold", 0.5))
+
+
+@dataclass
+class Segmentation:
+    """The result of :func:`segment_image` for one image.
+
+    Attributes:
+        image: the input as uint8 ``(H, W, C)``.
+        prob: probabilities float32 ``(H, W, K)`` at the image's size.
+        mask: uint8 labels ``(H, W)`` after thresholding and postprocessing.
+        threshold: the threshold used (one-class models; K > 1 uses argmax).
+        options: the options it was made with.
+        tiled: whether the image was processed at native resolution in windows.
+        windows: model windows run (TTA multiplies model calls, not windows).
+        seconds: wall time of prediction and postprocessing.
+    """
+
+    image: np.ndarray
+    prob: np.ndarray
+    mask: np.ndarray
+    threshold: float
+    options: InferenceOptions
+    tiled: bool = False
+    windows: int = 1
+    seconds: float = 0.0
+    _stats: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.prob.shape[-1])
+
+    def stats(self) -> dict[str, Any]:
+        """Area (px, and mm^2 with a pixel spacing), perimeter, bounding box, component count and
+        one record per component (see :func:`kseg.inference.vector.mask_stats`)."""
+        if self._stats is None:
+            s = mask_stats(self.mask, self.options.spacing, num_classes=self.num_classes)
+            s["threshold"] = float(self.threshold)
+            s["tiled"] = bool(self.tiled)
+            s["windows"] = int(self.windows)
+            self._stats = s
+        return self._stats
+
+    def geojson(self) -> dict[str, Any]:
+        """A FeatureCollection: one Polygon per component in pixel coordinates, holes as interior
+        rings, each with its area (see :func:`kseg.inference.vector.mask_geojson`)."""
+        h, w = self.mask.shape
+        props: dict[str, Any] = {"width": int(w), "height": int(h), "coordinates": "pixel"}
+        if self.options.spacing is not None:
+            props["pixel_spacing_mm"] = list(self.options.spacing)
+        return mask_geojson(self.mask, self.options.spacing, properties=props)
+
+    def mask_png(self) -> bytes:
+        """The mask as a PNG (binary: 0/255; K classes spread over 0..255)."""
+        return encode_png(mask_to_png(self.mask, self.num_classes))
+
+    def overlay_png(self, alpha: float = 0.35) -> bytes:
+        """The image with the mask tinted red and outlined in yellow, as an RGB PNG."""
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise DataError(f"overlay alpha {alpha} must be in [0, 1]")
+        return encode_png(overlay(self.image, self.mask, alpha=float(alpha)), rgb=True)
+
+    def rethreshold(self, threshold: float) -> Segmentation:
+        """The same probabilities with another threshold (postprocessing applied again)."""
+        opts = self.options.replace(threshold=threshold)
+        mask = postprocess(prob_to_mask(self.prob, opts.threshold), opts)
+        return Segmentation(
+            self.image, self.prob, mask, float(threshold), opts, self.tiled, self.windows, 0.0
+        )
+
+
+def segment_image(
+    predictor, image: np.ndarray, options: InferenceOptions | None = None
+) -> Segmentation:
+    """Probabilities, mask and everything derived from them for one uint8 image of any size.
+
+    Args:
+        predictor: a :class:`kseg.runtime.TFLiteModel`, a
+            :class:`kseg.export.predictor.KerasPredictor` (see :func:`load_predictor`) or any object
+            with ``input_size``, ``channels``, ``resize_mode``, ``threshold`` and ``predict``.
+        image: uint8 ``(H, W)`` or ``(H, W, C)``; C must match the model.
+        options: :class:`InferenceOptions` (default: no tiling unless the model was trained at
+            native scale, the model's threshold, no postprocessing).
+
+    Raises:
+        DataError: wrong channel count or shape.
+    """
+    opts = options or InferenceOptions()
+    t0 = time.perf_counter()
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise DataError(
+            f"image dtype {image.dtype} is not uint8; read it with kseg.data.io.read_image"
+        )
+    prob, info = predict_prob(predictor, image, opts)
+    threshold = opts.threshold if opts.threshold is not None else model_threshold(predictor)
+    mask = postprocess(prob_to_mask(prob, threshold), opts)
+    img = image[..., None] if image.ndim == 2 else image
+    return Segmentation(
+        img, prob, mask, float(threshold), opts, info.tiled, info.windows, time.perf_counter() - t0
+    )
+
+
+def load_predictor(
+    path: str | os.PathLike[str], runtime: str | None = None, num_threads: int | None = 1
+):
+    """A predictor for a model file: ``.tflite`` -> :class:`kseg.runtime.TFLiteModel`;
+    ``.keras`` / ``.h5`` / a run directory (its ``best.keras``) ->
+    :class:`kseg.export.predictor.KerasPredictor` (TensorFlow is imported only then).
+
+    Raises:
+        ModelError: missing file or an unknown kind of file.
+    """
+    p = Path(path)
+    if p.is_dir():
+        best = p / "best.keras"
+        if not best.is_file():
+            raise ModelError(
+                f"{p}: a folder but not a run directory (no best.keras); give a model file"
+            )
+        p = best
+    if not p.exists():
+        raise ModelError(f"{p}: model file not found")
+    suffix = p.suffix.lower()
+    if suffix == ".tflite":
+        from kseg.runtime.model import TFLiteModel
+
+        return TFLiteModel(p, runtime=runtime or "auto", num_threads=num_threads)
+    if suffix in (".keras", ".h5", ".hdf5"):
+        from kseg.export.predictor import KerasPredictor
+
+        return KerasPredictor.from_file(p)
+    raise ModelError(f"{p}: unknown model kind {suffix!r}; use a .tflite, .keras or .h5 file")
+
+
+__all__ = [
+    "ProbInfo",
+    "Segmentation",
+    "encode_png",
+    "load_predictor",
+    "mask_to_png",
+    "model_threshold",
+    "overlay",
+    "prob_to_mask",
+    "segment_image",
+]
