@@ -129,6 +129,8 @@ async function segment() {
     fill_holes: $("fill-holes").checked ? "true" : "false",
     min_size: String(Math.max(0, parseInt($("min-size").value || "0", 10) || 0)),
   });
+  const spacing = parseFloat($("spacing").value);
+  if (spacing > 0) q.set("pixel_spacing_mm", String(spacing));
   setStatus("busy", "Segmenting...");
   $("canvas").dataset.overlay = "pending";
   try {
@@ -186,6 +188,7 @@ function init() {
   });
   $("fill-holes").addEventListener("change", segment);
   $("min-size").addEventListener("change", segment);
+  $("spacing").addEventListener("change", segment);
   $("token-save").addEventListener("click", () => {
     sessionStorage.setItem("kseg-token", $("token").value.trim());
     loadModel().then(segment);
