@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import json
 import logging
 import re
 import time
@@ -303,25 +304,20 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
         data, name = await image_bytes(request)
         # the header alone (cheap) refuses non-images and pixel bombs before the worker pool
         fmt, width, height = check_header(data, settings.max_pixels)
+        meta = {
+            "model": card["name"],
+            "image": {"name": name, "format": fmt, "width": width, "height": height},
+            "options": opts.to_dict(),
+        }
         t1 = time.perf_counter()
-        result, timing = await engine.run(
-            _segment, data, card["channels"], settings, opts, output, alpha
+        content, timing = await engine.run(
+            _segment, data, card["channels"], settings, opts, output, alpha, meta, t0
         )
         timing["receive_ms"] = (t1 - t0) * 1e3
         timing["total_ms"] = (time.perf_counter() - t0) * 1e3
         server_timing = ", ".join(f"{k[:-3]};dur={v:.1f}" for k, v in timing.items())
-        if output is not OutputFormat.JSON:
-            return Response(
-                result, media_type="image/png", headers={"Server-Timing": server_timing}
-            )
-        body = {
-            "model": card["name"],
-            "image": {"name": name, "format": fmt, "width": width, "height": height},
-            "options": opts.to_dict(),
-            **result,
-            "timing_ms": {k: round(v, 2) for k, v in timing.items()},
-        }
-        return JSONResponse(body, headers={"Server-Timing": server_timing})
+        media = "application/json" if output is OutputFormat.JSON else "image/png"
+        return Response(content, media_type=media, headers={"Server-Timing": server_timing})
 
     return app
 
@@ -343,8 +339,11 @@ def _segment(
     opts: Any,
     output: OutputFormat,
     alpha: float,
-) -> tuple[Any, dict[str, float]]:
-    """Decode, segment and (for PNG answers) encode, on a worker thread."""
+    meta: dict[str, Any],
+    t_request: float,
+) -> tuple[bytes, dict[str, float]]:
+    """Decode, segment and encode the answer on a worker thread (JSON too: a large GeoJSON
+    would otherwise hold the event loop)."""
     from kseg.inference import segment_image
 
     t0 = time.perf_counter()
@@ -354,14 +353,23 @@ def _segment(
     t2 = time.perf_counter()
     timing = {"decode_ms": (t1 - t0) * 1e3, "inference_ms": (t2 - t1) * 1e3}
     if output is OutputFormat.PNG:
-        return res.mask_png(), timing
-    if output is OutputFormat.OVERLAY:
-        return res.overlay_png(alpha), timing
-    body = {
-        "threshold": float(res.threshold),
-        "stats": res.stats(),
-        "geojson": res.geojson(),
-        "mask_png_base64": base64.b64encode(res.mask_png()).decode("ascii"),
-    }
+        content = res.mask_png()
+    elif output is OutputFormat.OVERLAY:
+        content = res.overlay_png(alpha)
+    else:
+        body = {
+            **meta,
+            "threshold": float(res.threshold),
+            "stats": res.stats(),
+            "geojson": res.geojson(),
+            "mask_png_base64": base64.b64encode(res.mask_png()).decode("ascii"),
+        }
+        t3 = time.perf_counter()
+        body["timing_ms"] = {
+            **{k: round(v, 2) for k, v in timing.items()},
+            "encode_ms": round((t3 - t2) * 1e3, 2),
+            "total_ms": round((t3 - t_request) * 1e3, 2),  # up to the JSON text itself
+        }
+        content = json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
     timing["encode_ms"] = (time.perf_counter() - t2) * 1e3
-    return body, timing
+    return content, timing
