@@ -34,6 +34,13 @@ from kseg.errors import KsegError
     help="Device profile name or YAML path to emulate (repeat or comma-separate); 'all' for every profile.",
 )
 @click.option(
+    "--vela",
+    type=click.Choice(["auto", "yes", "no"]),
+    default="auto",
+    show_default=True,
+    help="Arm Ethos-U profiles: add Vela's cycle estimate (auto: when ethos-u-vela is installed).",
+)
+@click.option(
     "--baseline", type=click.Path(path_type=Path), default=None, help="File the ratios are against."
 )
 @click.option(
@@ -83,6 +90,7 @@ def bench(
     runtime: str,
     delegate: str | None,
     npu: tuple[str, ...],
+    vela: str,
     baseline: Path | None,
     cpus: str | None,
     json_out: Path | None,
@@ -122,6 +130,7 @@ def bench(
             isolate=isolate,
             calibrate=calibrate,
             measure_latency=not static_only,
+            vela=vela,
         )
         click.echo(to_markdown(report))
         if json_out:
