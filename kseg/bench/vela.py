@@ -435,3 +435,51 @@ def write_calibrated_profile(
         f"-> {result['summary_after']['geomean']:.3f}.{(' ' + note) if note else ''}\n"
     )
     return write_text(out, header + yaml.safe_dump(raw, sort_keys=False, width=120))
+
+
+def one_ethos_profile(profiles: Sequence[str]) -> Any:
+    """The single profile with a ``vela_accelerator`` among ``profiles`` (else a one-line error)."""
+    from kseg.bench.devices import load_profile
+
+    ethos = [p for p in (load_profile(n) for n in profiles) if p.vela_accelerator]
+    if len(ethos) != 1:
+        raise ConfigError(
+            "--vela-calibrate needs exactly one Ethos-U profile in --npu (one with a "
+            f"vela_accelerator), got {len(ethos)}: e.g. --npu ethos_u55_256"
+        )
+    return ethos[0]
+
+
+def calibrate_from_report(
+    report: dict[str, Any], profiles: Sequence[str], out: str | os.PathLike[str]
+) -> str:
+    """``kseg bench --vela-calibrate OUT``: fit the one Ethos-U profile of ``report``, write OUT.
+
+    Uses the files Vela runs entirely on the NPU (its latency covers the NPU only). Returns a
+    one-paragraph summary with the ratio kseg / Vela before and after, per file.
+    """
+    from kseg.bench.analyze import analyze_model
+
+    prof = one_ethos_profile(profiles)
+    rows = [
+        n
+        for n in report["npu"]
+        if n["profile"] == prof.name and n.get("vela") and n["vela"].get("all_on_npu")
+    ]
+    if not rows:
+        raise ConfigError(
+            f"--vela-calibrate: Vela ran no file entirely on the NPU for {prof.name}; "
+            "give INT8 models whose every op Vela places on the NPU"
+        )
+    pairs = [(analyze_model(n["file"]), n["vela"]["latency_ms"]) for n in rows]
+    result = calibrate(pairs, prof)
+    path = write_calibrated_profile(result, out, note=f"{len(pairs)} file(s) via kseg bench")
+    lines = [
+        f"calibrated {prof.name} on {len(pairs)} file(s): utilization {prof.utilization:.3f} -> "
+        f"{result['utilization']:.3f}, memory bandwidth {prof.memory_bandwidth_bytes_per_s / 1e9:.2f}"
+        f" -> {result['memory_bandwidth_bytes_per_s'] / 1e9:.2f} GB/s; kseg / Vela:"
+    ]
+    for n, b, a in zip(rows, result["ratios_before"], result["ratios_after"], strict=True):
+        lines.append(f"  {Path(n['file']).name}: {b:.2f} before, {a:.2f} after")
+    lines.append(f"wrote {path} (use it with --npu {path})")
+    return "\n".join(lines)

@@ -77,6 +77,35 @@ def test_bench_reports_vela_beside_kseg(tiny_tflite):
     assert "Vela 5.2.0 beside kseg's estimate" in md and f"{v['latency_ms']:.2f}" in md
 
 
+@needs_vela
+def test_cli_vela_calibrate_writes_a_profile(tiny_tflite, tmp_path):
+    from click.testing import CliRunner
+
+    from kseg.bench.cli import bench
+
+    out = tmp_path / "cal.yaml"
+    args = [str(tiny_tflite["int8"]), "--static-only", "--npu", "ethos_u55_128"]
+    res = CliRunner().invoke(bench, [*args, "--vela-calibrate", str(out)])
+    assert res.exit_code == 0, res.output
+    m = re.search(r"tiny_int8.tflite: ([\d.]+) before, ([\d.]+) after", res.output)
+    assert m and abs(math.log(float(m.group(2)))) < abs(math.log(float(m.group(1))))
+    cal = load_profile(out)
+    v = V.vela_report(tiny_tflite["int8"], "ethos-u55-128")
+    est = emulate(analyze_model(tiny_tflite["int8"]), cal).latency_ms()["total"]
+    assert est / v["latency_ms"] == pytest.approx(float(m.group(2)), abs=0.01)
+
+
+def test_cli_vela_calibrate_needs_one_ethos_profile(tiny_tflite, tmp_path):
+    from click.testing import CliRunner
+
+    from kseg.bench.cli import bench
+
+    args = [str(tiny_tflite["int8"]), "--static-only", "--npu", "ethos_u55_128,ethos_u55_256"]
+    res = CliRunner().invoke(bench, [*args, "--vela-calibrate", str(tmp_path / "c.yaml")])
+    assert res.exit_code == 2 and "exactly one Ethos-U profile" in res.output
+    assert not (tmp_path / "c.yaml").exists()
+
+
 def test_vela_unknown_accelerator_is_one_line():
     with pytest.raises(ConfigError, match="unknown Ethos-U accelerator 'ethos-u55-100'"):
         V.check_accelerator("ethos-u55-100")
