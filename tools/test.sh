@@ -13,6 +13,7 @@ bash tools/setup_browser.sh  # kseg serve: the serve extra and Debian chromium f
 if [ "$#" -gt 0 ]; then
   exec "$KSEG_PY" -m pytest "$@"
 fi
+KSEG_MAIN_PYTHON="$KSEG_PY" bash tools/vela_check.sh --self-test  # Arm Vela (own venv, also used by tests/bench/test_vela.py): every op on Ethos-U55-128/256
 "$KSEG_PY" -m pytest
 echo "[edge] device emulation: tflite-runtime 2.14 + numpy<2, no TensorFlow"
 KSEG_MAIN_PYTHON="$KSEG_PY" bash tools/edge_env_check.sh --self-test
