@@ -200,13 +200,16 @@ def open_model(
     num_threads: int | None = None,
     delegate: str | None = None,
 ):
-    """A :class:`ONNXModel` for ``.onnx``, else a :class:`~kseg.runtime.TFLiteModel`."""
+    """A :class:`ONNXModel` for ``.onnx`` (``runtime`` is ignored: it names TFLite interpreters),
+    else a :class:`~kseg.runtime.TFLiteModel`."""
     if is_onnx(path):
-        if delegate not in (None, "xnnpack", "cpu"):
+        if delegate not in (None, "none", "xnnpack", "cpu"):
             raise ConfigError(
                 f"--delegate {delegate}: .onnx models run on ONNX Runtime's CPU provider"
             )
-        return ONNXModel(path, num_threads=num_threads, runtime=runtime)
+        # --runtime names a TFLite interpreter (litert, tflite_runtime, tf); an .onnx file beside
+        # .tflite files in one bench report always runs on onnxruntime
+        return ONNXModel(path, num_threads=num_threads)
     from kseg.runtime.model import TFLiteModel
 
     return TFLiteModel(path, runtime=runtime, num_threads=num_threads, delegate=delegate)
