@@ -210,12 +210,20 @@ def evaluate(model_path, data, split, out, runtime) -> None:
     default=None,
     help="Calibration images (default: export.representative_samples, 64).",
 )
-def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_samples) -> None:
-    """Convert to TFLite, check Dice parity with LiteRT, and write the model card."""
+@click.option(
+    "--onnx",
+    is_flag=True,
+    help="Write .onnx for ONNX Runtime instead (float32, or --int8: static QDQ); needs kseg[onnx].",
+)
+def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_samples, onnx) -> None:
+    """Convert to TFLite (or ONNX), check Dice parity against Keras, and write the model card."""
     from kseg.export import export_tflite
 
     if uint8 and mode != "int8":
         raise KsegError("--uint8 goes with --int8")
+    if onnx:
+        _convert_onnx(model_path, mode, uint8, data, out, max_dice_drop, calibration_samples)
+        return
     card = export_tflite(
         model_path,
         mode,
@@ -237,6 +245,37 @@ def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_sampl
         )
 
 
+def _convert_onnx(model_path, mode, uint8, data, out, max_dice_drop, calibration_samples) -> None:
+    from kseg.export.onnx import export_onnx
+
+    if mode not in ("float32", "int8") or uint8:
+        raise KsegError(
+            "--onnx writes float32 or --int8 (QDQ, float32 input); drop --"
+            + ("uint8" if uint8 else mode)
+        )
+    card = export_onnx(
+        model_path,
+        mode,
+        data=data,
+        out=out,
+        max_dice_drop=max_dice_drop,
+        representative_samples=calibration_samples,
+    )
+    t, p = card["onnx"], card["parity"]
+    click.echo(
+        f"wrote {t['path']} ({t['size_bytes'] / 1024:.1f} KiB, onnx {t['mode']}, opset {t['opset']}) and its card"
+    )
+    click.echo(
+        f"float Dice {p['float_dice']:.4f}  onnx Dice {p['onnx_dice']:.4f}  drop {p['dice_drop']:+.4f}  "
+        f"pixel agreement {p['pixel_agreement']:.4f}  ({p['n_images']} images)"
+    )
+    if t["float_ops"]:
+        click.echo(
+            f"warning: float compute ops left in the INT8 graph: {', '.join(t['float_ops'])}",
+            err=True,
+        )
+
+
 # ---------------------------------------------------------------------------------- predict
 
 
@@ -246,7 +285,7 @@ def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_sampl
     "model_path",
     required=True,
     type=click.Path(path_type=Path),
-    help=".tflite, .keras or .h5",
+    help=".tflite, .onnx (needs kseg[onnx]), .keras or .h5",
 )
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -256,9 +295,9 @@ def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_sampl
     "--runtime",
     default="auto",
     show_default=True,
-    help="For .tflite: litert, tflite_runtime, tf or auto.",
+    help="For .tflite: litert, tflite_runtime, tf or auto (.onnx: onnxruntime).",
 )
-@click.option("--threads", type=int, default=None, help="Interpreter threads for .tflite.")
+@click.option("--threads", type=int, default=None, help="Interpreter threads for .tflite/.onnx.")
 @click.option(
     "--geojson", is_flag=True, help="Also write <name>.geojson (one polygon per component)."
 )

@@ -178,10 +178,10 @@ def evaluate_model(
     model_path = Path(model_path)
     if not model_path.exists():
         raise DataError(f"{model_path}: model file not found")
-    if model_path.suffix == ".tflite":
-        from kseg.runtime import TFLiteModel
+    if model_path.suffix in (".tflite", ".onnx"):
+        from kseg.runtime import open_model
 
-        predictor = TFLiteModel(model_path, runtime=runtime)
+        predictor = open_model(model_path, runtime=runtime)
     else:
         from kseg.export.predictor import KerasPredictor
 

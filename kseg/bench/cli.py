@@ -24,7 +24,7 @@ from kseg.errors import ConfigError, KsegError
     default="auto",
     show_default=True,
     type=click.Choice(["auto", "litert", "tflite_runtime", "tf"]),
-    help="Interpreter package.",
+    help="TFLite interpreter package (.onnx files always run on onnxruntime).",
 )
 @click.option("--delegate", default=None, help="none | xnnpack (default) | external:PATH.so")
 @click.option(
@@ -109,7 +109,8 @@ def bench(
     calibrate: bool,
     static_only: bool,
 ) -> None:
-    """Measure .tflite files on this machine and emulate them on NPU/delegate profiles.
+    """Measure .tflite (and .onnx, on ONNX Runtime) files on this machine and emulate them on
+    NPU/delegate profiles.
 
     Reports init time, first inference, latency mean/p50/p90/p99/std, throughput, peak resident
     memory, size, achieved GMAC/s and its share of this machine's measured INT8 peak; with --npu,

@@ -96,10 +96,18 @@ def percentiles(ms: list[float]) -> dict[str, float]:
 
 
 def timed_invokes(model: Any, x: np.ndarray, runs: int) -> list[float]:
-    """Milliseconds of ``runs`` round trips: set the quantized input, ``invoke()``, read the output."""
-    interp, idx_in, idx_out = model.interpreter, model._in["index"], model._out["index"]
+    """Milliseconds of ``runs`` round trips: set the quantized input, ``invoke()``, read the output
+    (for an ``.onnx``: one ``session.run`` with the input fed and the output fetched)."""
     clock = time.perf_counter
     times = []
+    if hasattr(model, "session"):  # kseg.runtime.ONNXModel
+        run, out_names, feed = model.session.run, [model._out.name], {model._in.name: x}
+        for _ in range(runs):
+            t0 = clock()
+            run(out_names, feed)
+            times.append(1e3 * (clock() - t0))
+        return times
+    interp, idx_in, idx_out = model.interpreter, model._in["index"], model._out["index"]
     for _ in range(runs):
         t0 = clock()
         interp.set_tensor(idx_in, x)
@@ -120,19 +128,20 @@ def measure(
     cpus: list[int] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Measure one model in this process; see :func:`measure_isolated` for a fresh process.
+    """Measure one model (``.tflite``, or ``.onnx`` on ONNX Runtime) in this process; see
+    :func:`measure_isolated` for a fresh process.
 
     The timed call is the interpreter round trip a runner makes for every image: copy the
     already-quantized input in, ``invoke()``, copy the output out.
     """
-    from kseg.runtime import TFLiteModel
+    from kseg.runtime import open_model
 
     if runs < 1 or warmup < 0:
         raise ConfigError(f"--runs must be >= 1 and --warmup >= 0, got {runs} and {warmup}")
     with pinned(cpus):
         rss0 = _rss_mb()
         t0 = time.perf_counter()
-        model = TFLiteModel(path, runtime=runtime, num_threads=threads, delegate=delegate)
+        model = open_model(path, runtime=runtime, num_threads=threads, delegate=delegate)
         init_ms = 1e3 * (time.perf_counter() - t0)
         rss_init = _rss_mb()
         rng = np.random.default_rng(seed)

@@ -67,9 +67,23 @@ def to_markdown(report: dict[str, Any]) -> str:
         if report.get("baseline"):
             lines.append(f"Ratios are p50 latency against `{Path(report['baseline']).name}`.")
             lines.append("")
+        runtimes = sorted(
+            {f"{r.get('backend')} {r.get('backend_version') or ''}".strip() for r in results}
+        )
+        if len(runtimes) > 1:
+            lines.append("Runtimes: " + ", ".join(runtimes) + " (.onnx files run on onnxruntime).")
+            lines.append("")
     for model in report.get("models", []):
         card = model.get("card") or {}
-        dice = card.get("tflite_dice")
+        dice = card.get("tflite_dice", card.get("onnx_dice"))
+        if model.get("format") == "onnx":
+            macs = model.get("macs")
+            lines.append(
+                f"- `{Path(model['path']).name}` (ONNX): "
+                + (f"{macs / 1e6:.1f} M MACs (Keras count)" if macs else "no card")
+                + (f", Dice {dice:.4f}" if isinstance(dice, (int, float)) else "")
+            )
+            continue
         lines.append(
             f"- `{Path(model['path']).name}`: {model['num_ops']} ops, {model['macs'] / 1e6:.1f} M MACs, "
             f"weights {model['weights_bytes'] / 1024:.1f} KiB, peak activations "
@@ -113,6 +127,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             for w in n["warnings"]:
                 lines.append(f"- warning ({Path(n['file']).name} on {n['profile']}): {w}")
         lines.append("")
+    for note in report.get("notes", []):
+        lines.append(f"- note: {note}")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -232,7 +248,7 @@ def write_charts(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> lis
     cards = {Path(m["path"]).name: m.get("card") or {} for m in report.get("models", [])}
     pts3 = []
     for name, pts in by_file.items():
-        dice = cards.get(name, {}).get("tflite_dice")
+        dice = cards.get(name, {}).get("tflite_dice", cards.get(name, {}).get("onnx_dice"))
         size = next(r["size_bytes"] for r in results if _name(r) == name)
         if isinstance(dice, (int, float)):
             pts3.append((name, min(p[1] for p in pts), float(dice), size))

@@ -19,6 +19,7 @@ from kseg.bench.latency import calibrate_peak, machine_info, measure, measure_is
 from kseg.bench.npu import emulate
 from kseg.errors import ConfigError, ModelError
 from kseg.runtime.model import check_tflite_file, read_card
+from kseg.runtime.onnx_model import check_onnx_file, is_onnx
 
 #: Top-level keys copied from the baseline's (or the only) result, for scripts that read one number.
 SUMMARY_KEYS = ("latency_ms", "init_ms", "first_ms", "peak_rss_mb", "size_bytes", "throughput_ips")
@@ -61,13 +62,16 @@ def run_benchmark(
 
     ``vela``: for device profiles with a ``vela_accelerator`` (Arm Ethos-U), ``"auto"`` adds Vela's
     cycle estimate when ``ethos-u-vela`` is installed, ``"yes"`` requires it, ``"no"`` skips it.
+
+    ``.onnx`` files run on ONNX Runtime (CPU provider, the same thread count) beside the
+    ``.tflite`` files, in the same table; static analysis and device emulation are TFLite-only.
     """
-    paths = [check_tflite_file(f) for f in files]
+    paths = [_check_file(f) for f in files]
     if not paths:
         raise ConfigError("no model given; pass one or more FILE.tflite")
     base = None
     if baseline is not None:
-        base = check_tflite_file(baseline)
+        base = _check_file(baseline)
         if base.resolve() not in [p.resolve() for p in paths]:
             paths.insert(0, base)
     profiles = [load_profile(n) for n in npu]  # validate before spending time measuring
@@ -96,6 +100,19 @@ def run_benchmark(
     infos = {}
     for p in paths:
         card = read_card(p)
+        if is_onnx(p):
+            infos[p] = None
+            macs = ((card or {}).get("source") or {}).get("macs")
+            report["models"].append(
+                {
+                    "path": str(p),
+                    "format": "onnx",
+                    "size_bytes": p.stat().st_size,
+                    "macs": macs,
+                    "card": _card_summary(card),
+                }
+            )
+            continue
         try:
             info = analyze_model(p)
         except ModelError as e:
@@ -126,7 +143,7 @@ def run_benchmark(
                     cpus=cpu_list,
                 )
                 info = infos[p]
-                macs = info.total_macs if info else None
+                macs = info.total_macs if info else _card_macs(p)
                 r["macs"] = macs
                 r["gmacs_per_s"] = macs / (r["latency_ms"]["p50"] * 1e-3) / 1e9 if macs else None
                 r["peak_share"] = (
@@ -144,6 +161,12 @@ def run_benchmark(
         )
         for k in SUMMARY_KEYS:
             report[k] = first[k]
+    onnx_paths = [p for p in paths if is_onnx(p)]
+    if profiles and onnx_paths:
+        report.setdefault("notes", []).append(
+            "device emulation is for .tflite files; skipped "
+            + ", ".join(p.name for p in onnx_paths)
+        )
     for p in paths:
         if infos[p] is None:
             continue
@@ -160,7 +183,7 @@ def run_benchmark(
                         "(pip install 'kseg[vela]' for Vela's cycle estimate)"
                     )
             report["npu"].append(d)
-    if profiles and any(i is None for i in infos.values()):
+    if profiles and any(infos[p] is None for p in paths if not is_onnx(p)):
         raise ModelError("device emulation needs the 'tflite' package; pip install tflite")
     return report
 
@@ -183,12 +206,23 @@ def _vela_entry(path: Path, prof: Any, kseg_npu: dict[str, Any]) -> dict[str, An
     return v
 
 
+def _check_file(path: str | os.PathLike[str]) -> Path:
+    return check_onnx_file(path) if is_onnx(path) else check_tflite_file(path)
+
+
+def _card_macs(path: Path) -> int | None:
+    """MACs of an ``.onnx`` from its card (counted on the Keras source model)."""
+    return ((read_card(path) or {}).get("source") or {}).get("macs")
+
+
 def _card_summary(card: dict[str, Any] | None) -> dict[str, Any] | None:
     if not card:
         return None
-    keys = ("float_dice", "tflite_dice", "dice_drop", "size_bytes")
+    keys = ("float_dice", "tflite_dice", "onnx_dice", "dice_drop", "size_bytes")
     out = {k: card[k] for k in keys if k in card}
-    out["mode"] = (card.get("tflite") or {}).get("mode")
+    out["mode"] = (card.get("tflite") or card.get("onnx") or {}).get("mode")
+    if "onnx" in card:
+        out["format"] = "onnx"
     return out
 
 

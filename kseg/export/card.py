@@ -53,7 +53,9 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def render_markdown(card: dict[str, Any]) -> str:
-    t, s, i, o = card["tflite"], card["source"], card["input"], card["output"]
+    kind = "onnx" if "onnx" in card else "tflite"  # the artifact section: ONNX cards say "onnx"
+    label = {"tflite": "TFLite", "onnx": "ONNX Runtime"}[kind]
+    t, s, i, o = card[kind], card["source"], card["input"], card["output"]
     parity = card.get("parity") or {}
     status = {True: "PASSED", False: "FAILED", None: "not gated"}[parity.get("passed")]
     lines = [
@@ -86,7 +88,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         "| | Dice | IoU |",
         "|---|---|---|",
         f"| float (Keras) | {_fmt(parity.get('float_dice'))} | {_fmt(parity.get('float_iou'))} |",
-        f"| {t['mode']} (TFLite) | {_fmt(parity.get('tflite_dice'))} | {_fmt(parity.get('tflite_iou'))} |",
+        f"| {t['mode']} ({label}) | {_fmt(parity.get(f'{kind}_dice'))} | {_fmt(parity.get(f'{kind}_iou'))} |",
         "",
         f"Dice drop {_fmt(parity.get('dice_drop'))} (allowed {_fmt(parity.get('max_dice_drop'))}); "
         f"pixel agreement {_fmt(parity.get('pixel_agreement'))}.",
@@ -94,7 +96,7 @@ def render_markdown(card: dict[str, Any]) -> str:
     if parity.get("review_png"):
         lines += [
             "",
-            f"Review: `{Path(parity['review_png']).name}` (image | float | tflite | difference).",
+            f"Review: `{Path(parity['review_png']).name}` (image | float | {kind} | difference).",
         ]
     cal = card.get("calibration")
     if cal:

@@ -44,6 +44,7 @@ def check_parity(
     max_dice_drop: float | None = 0.01,
     review_png: Path | None = None,
     worst_k: int = 6,
+    candidate_name: str = "tflite",
 ) -> ParityResult:
     """Score ``reference`` (Keras) and ``candidate`` (TFLite) predictors on the same images.
 
@@ -51,6 +52,7 @@ def check_parity(
         reference, candidate: objects with ``predict(batch float32 (N,S,S,C)) -> probs (N,S,S,K)``.
         images: (N, S, S, C) uint8 pixels at model resolution; masks (N, S, S) {0, 1}.
         max_dice_drop: the gate; ``None`` reports without judging.
+        candidate_name: the candidate's column title in the review PNG (``tflite``, ``onnx``).
     """
     from kseg.scores import aggregate, image_scores
 
@@ -105,7 +107,7 @@ def check_parity(
             ref_m[order],
             cand_m[order],
             review_png,
-            titles=("float", "tflite"),
+            titles=("float", candidate_name),
             names=[names[i] for i in order],
         )
         summary["review_png"] = str(review_png)

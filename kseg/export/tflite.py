@@ -9,6 +9,7 @@ Calibration and parity data are found the way a user expects:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,6 @@ def export_tflite(
     Returns:
         The card dict (also written as ``FILE.json`` and ``FILE.md``).
     """
-    from kseg.data.pipeline import load_splits
     from kseg.export.predictor import KerasPredictor
     from kseg.models import load_model, model_spec
     from kseg.models.complexity import count_macs, count_params
@@ -73,32 +73,23 @@ def export_tflite(
         raise ConfigError(f"--out {out}: use a file name ending in .tflite")
     if model is None:
         model = load_model(model_path)
-    resolved = resolve_data(
-        model_path, int(model.input_shape[1]), int(model.input_shape[3]), data, seed=seed
+    prep = prepare_export(
+        model_path,
+        model,
+        data,
+        seed=seed,
+        max_dice_drop=max_dice_drop,
+        representative_samples=representative_samples,
+        calibration=calibration,
     )
-    cfg = resolved.config
+    resolved, cfg, splits = prep.resolved, prep.config, prep.splits
+    max_dice_drop, calibration, calibration_desc = (
+        prep.max_dice_drop,
+        prep.calibration,
+        prep.calibration_desc,
+    )
     io_dtype = IODType(io_dtype or cfg.export.io_dtype)
-    if max_dice_drop is None:
-        max_dice_drop = cfg.export.max_dice_drop
-    if max_dice_drop is not None and max_dice_drop < 0:
-        max_dice_drop = None
-    representative_samples = representative_samples or cfg.export.representative_samples
     out = Path(out) if out else default_out(model_path, mode, io_dtype)
-    # the run's own seed regenerates the same synthetic images it was trained and validated on
-    seed = cfg.train.seed if resolved.split_file is not None else seed
-    splits = load_splits(cfg.data, seed=seed, split_file=resolved.split_file, progress=False)
-    if len(splits.val.images) == 0:
-        raise ConfigError(f"{resolved.description}: no validation images for the parity check")
-    if calibration is None:
-        rng = np.random.default_rng(seed)
-        pool = splits.train if len(splits.train.images) else splits.val
-        idx = rng.permutation(len(pool.images))[:representative_samples]
-        calibration = pool.images[np.sort(idx)]
-        calibration_desc = (
-            f"{len(calibration)} images from the train split of {resolved.description}"
-        )
-    else:
-        calibration_desc = f"{len(calibration)} images given by the caller"
 
     flatbuffer = convert_model(model, mode, representative=calibration, io_dtype=io_dtype)
     from kseg.atomic import write_bytes
@@ -186,6 +177,62 @@ def export_tflite(
     return card
 
 
+@dataclass(frozen=True)
+class ExportInputs:
+    """What every exporter (TFLite, ONNX) checks and calibrates with, chosen the same way."""
+
+    resolved: Any  # kseg.training.rundir.ModelData
+    config: Any  # kseg.config.Config
+    splits: Any  # kseg.data.pipeline.Splits
+    max_dice_drop: float | None
+    calibration: np.ndarray
+    calibration_desc: str
+
+
+def prepare_export(
+    model_path: Path,
+    model,
+    data: str | Path | None,
+    *,
+    seed: int = 42,
+    max_dice_drop: float | None = None,
+    representative_samples: int | None = None,
+    calibration: np.ndarray | None = None,
+) -> ExportInputs:
+    """Parity data, the gate and calibration images for ``model`` (see :func:`export_tflite`).
+
+    The same ``model_path``, ``data`` and ``seed`` give the same calibration images to every
+    exporter, so a ``.tflite`` and an ``.onnx`` of one model are calibrated identically.
+    """
+    from kseg.data.pipeline import load_splits
+
+    resolved = resolve_data(
+        model_path, int(model.input_shape[1]), int(model.input_shape[3]), data, seed=seed
+    )
+    cfg = resolved.config
+    if max_dice_drop is None:
+        max_dice_drop = cfg.export.max_dice_drop
+    if max_dice_drop is not None and max_dice_drop < 0:
+        max_dice_drop = None
+    representative_samples = representative_samples or cfg.export.representative_samples
+    # the run's own seed regenerates the same synthetic images it was trained and validated on
+    seed = cfg.train.seed if resolved.split_file is not None else seed
+    splits = load_splits(cfg.data, seed=seed, split_file=resolved.split_file, progress=False)
+    if len(splits.val.images) == 0:
+        raise ConfigError(f"{resolved.description}: no validation images for the parity check")
+    if calibration is None:
+        rng = np.random.default_rng(seed)
+        pool = splits.train if len(splits.train.images) else splits.val
+        idx = rng.permutation(len(pool.images))[:representative_samples]
+        calibration = pool.images[np.sort(idx)]
+        calibration_desc = (
+            f"{len(calibration)} images from the train split of {resolved.description}"
+        )
+    else:
+        calibration_desc = f"{len(calibration)} images given by the caller"
+    return ExportInputs(resolved, cfg, splits, max_dice_drop, calibration, calibration_desc)
+
+
 def graph_facts(tflite_path: Path) -> dict[str, Any]:
     """Op names, whether every op is builtin, and float tensors left inside an integer graph."""
     from kseg.bench.analyze import analyze_model
@@ -200,4 +247,4 @@ def graph_facts(tflite_path: Path) -> dict[str, Any]:
     }
 
 
-__all__ = ["export_tflite", "graph_facts", "ParityError"]
+__all__ = ["ExportInputs", "ParityError", "export_tflite", "graph_facts", "prepare_export"]

@@ -164,7 +164,8 @@ def segment_image(
 def load_predictor(
     path: str | os.PathLike[str], runtime: str | None = None, num_threads: int | None = 1
 ):
-    """A predictor for a model file: ``.tflite`` -> :class:`kseg.runtime.TFLiteModel`;
+    """A predictor for a model file: ``.tflite`` -> :class:`kseg.runtime.TFLiteModel`, ``.onnx`` ->
+    :class:`kseg.runtime.ONNXModel` (onnxruntime, imported only then);
     ``.keras`` / ``.h5`` / a run directory (its ``best.keras``) ->
     :class:`kseg.export.predictor.KerasPredictor` (TensorFlow is imported only then).
 
@@ -182,15 +183,15 @@ def load_predictor(
     if not p.exists():
         raise ModelError(f"{p}: model file not found")
     suffix = p.suffix.lower()
-    if suffix == ".tflite":
-        from kseg.runtime.model import TFLiteModel
+    if suffix in (".tflite", ".onnx"):
+        from kseg.runtime import open_model
 
-        return TFLiteModel(p, runtime=runtime or "auto", num_threads=num_threads)
+        return open_model(p, runtime=runtime or "auto", num_threads=num_threads)
     if suffix in (".keras", ".h5", ".hdf5"):
         from kseg.export.predictor import KerasPredictor
 
         return KerasPredictor.from_file(p)
-    raise ModelError(f"{p}: unknown model kind {suffix!r}; use a .tflite, .keras or .h5 file")
+    raise ModelError(f"{p}: unknown model kind {suffix!r}; use a .tflite, .onnx, .keras or .h5 file")
 
 
 __all__ = [

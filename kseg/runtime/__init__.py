@@ -1,4 +1,5 @@
-"""Edge runtime: run a kseg ``.tflite`` with LiteRT, tflite-runtime or tf.lite, without TensorFlow.
+"""Edge runtime: run a kseg ``.tflite`` with LiteRT, tflite-runtime or tf.lite, without TensorFlow
+(and an ``.onnx`` with ONNX Runtime, an optional extra imported only when such a file is opened).
 
 This package imports only numpy, OpenCV (through :mod:`kseg.data.io`) and an interpreter package,
 so ``kseg predict`` and ``kseg bench`` work on a device that has nothing else.
@@ -19,19 +20,23 @@ from kseg.runtime.model import (
     quantize,
     read_card,
 )
+from kseg.runtime.onnx_model import ONNXModel, is_onnx, open_model
 from kseg.runtime.predict import Predictor, mask_to_png, overlay, predict_files, prob_to_mask
 from kseg.runtime.tiling import predict_image
 
 __all__ = [
     "Delegate",
+    "ONNXModel",
     "Predictor",
     "Runtime",
     "TFLiteModel",
     "available_runtimes",
     "check_tflite_file",
     "dequantize",
+    "is_onnx",
     "load_backend",
     "mask_to_png",
+    "open_model",
     "overlay",
     "predict_files",
     "predict_image",
