@@ -49,7 +49,8 @@ def export_tflite(
         data: calibration and parity data: a folder, a run directory or ``synthetic:KIND[:N]``
             (see :func:`kseg.training.rundir.resolve_data`; default: the model's run).
         out: the ``.tflite`` path (default: beside the model, ``best.int8.tflite``).
-        io_dtype: ``int8``/``uint8`` input and output for ``int8`` (default: ``export.io_dtype``).
+        io_dtype: ``int8``/``uint8`` input and output for ``int8`` (default: ``export.io_dtype``);
+            given as ``uint8`` with a float mode: uint8 input cast inside the graph.
         max_dice_drop: parity gate; exceeded -> the file and card are written, card marked failed,
             and :class:`ParityError` is raised (default: the run's ``export.max_dice_drop``;
             a negative value disables the gate).
@@ -77,7 +78,10 @@ def export_tflite(
         model_path, int(model.input_shape[1]), int(model.input_shape[3]), data, seed=seed
     )
     cfg = resolved.config
+    # a float mode takes uint8 input only when the caller asks (the run config speaks for int8)
+    float_uint8_input = mode is not Mode.INT8 and io_dtype is not None
     io_dtype = IODType(io_dtype or cfg.export.io_dtype)
+    convert_io = io_dtype if mode is Mode.INT8 or float_uint8_input else IODType.INT8
     if max_dice_drop is None:
         max_dice_drop = cfg.export.max_dice_drop
     if max_dice_drop is not None and max_dice_drop < 0:
@@ -100,7 +104,7 @@ def export_tflite(
     else:
         calibration_desc = f"{len(calibration)} images given by the caller"
 
-    flatbuffer = convert_model(model, mode, representative=calibration, io_dtype=io_dtype)
+    flatbuffer = convert_model(model, mode, representative=calibration, io_dtype=convert_io)
     from kseg.atomic import write_bytes
 
     write_bytes(out, flatbuffer)
@@ -170,7 +174,7 @@ def export_tflite(
             "sha256": sha256_bytes(np.ascontiguousarray(calibration).tobytes()),
         },
         "steps": list(steps or [])
-        + [{"step": "convert", "mode": str(mode), "io_dtype": str(io_dtype)}],
+        + [{"step": "convert", "mode": str(mode), "io_dtype": str(convert_io)}],
         "float_dice": parity["float_dice"],
         "tflite_dice": parity["tflite_dice"],
         "dice_drop": parity["dice_drop"],
