@@ -373,11 +373,12 @@ def data_synth(kind, n, size, seed, out) -> None:
 def _add_optional_commands() -> None:
     """Command groups owned by their packages (each imports TensorFlow lazily)."""
     from kseg.bench.cli import bench
+    from kseg.deploy.cli import export
     from kseg.models.cli import models
     from kseg.optimize.cli import optimize
     from kseg.serve.cli import serve
 
-    for cmd in (models, bench, optimize, serve):
+    for cmd in (models, bench, optimize, export, serve):
         main.add_command(cmd)
 
 

@@ -34,19 +34,27 @@ MODE_DESCRIPTIONS = {
 }
 
 
-def fixed_batch_function(model: keras.Model, batch: int = 1):
-    """A concrete function of ``model`` with the batch dimension fixed (inference mode)."""
+def fixed_batch_function(model: keras.Model, batch: int = 1, input_dtype=None):
+    """A concrete function of ``model`` with the batch dimension fixed (inference mode).
+
+    ``input_dtype=tf.uint8`` takes uint8 pixels and casts them to float32 inside the graph (a
+    builtin CAST), so a float model can be fed camera bytes directly.
+    """
     shape = (batch, *model.input_shape[1:])
     if any(d is None for d in shape):
         raise ModelError(
             f"model input shape {model.input_shape} has an unknown spatial size; rebuild it with a fixed --img-size"
         )
 
+    dtype = input_dtype or tf.float32
+
     @tf.function
     def serve(image):
+        if dtype != tf.float32:
+            image = tf.cast(image, tf.float32)
         return model(image, training=False)
 
-    return serve.get_concrete_function(tf.TensorSpec(shape, tf.float32, name="image"))
+    return serve.get_concrete_function(tf.TensorSpec(shape, dtype, name="image"))
 
 
 def convert_model(
@@ -62,11 +70,14 @@ def convert_model(
         model: takes raw pixels (N, S, S, C) in [0, 255] (see docs/ARCHITECTURE.md).
         mode: a :class:`Mode`.
         representative: calibration images (N, S, S, C) in pixel units for ``int8`` and ``int16x8``.
-        io_dtype: ``int8`` or ``uint8`` input and output for ``int8``.
+        io_dtype: ``int8`` or ``uint8`` input and output for ``int8``; for the float modes
+            (``float32``, ``fp16``, ``dynamic``, ``int16x8``) ``uint8`` means a uint8 input cast to
+            float32 inside the graph (float output), ``int8`` leaves the float32 input.
     """
     mode = Mode(mode)
     io_dtype = IODType(io_dtype)
-    fn = fixed_batch_function(model)
+    cast_uint8 = mode is not Mode.INT8 and io_dtype is IODType.UINT8
+    fn = fixed_batch_function(model, input_dtype=tf.uint8 if cast_uint8 else None)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if mode is Mode.FP16:

@@ -50,7 +50,8 @@ def export_tflite(
         data: calibration and parity data: a folder, a run directory or ``synthetic:KIND[:N]``
             (see :func:`kseg.training.rundir.resolve_data`; default: the model's run).
         out: the ``.tflite`` path (default: beside the model, ``best.int8.tflite``).
-        io_dtype: ``int8``/``uint8`` input and output for ``int8`` (default: ``export.io_dtype``).
+        io_dtype: ``int8``/``uint8`` input and output for ``int8`` (default: ``export.io_dtype``);
+            given as ``uint8`` with a float mode: uint8 input cast inside the graph.
         max_dice_drop: parity gate; exceeded -> the file and card are written, card marked failed,
             and :class:`ParityError` is raised (default: the run's ``export.max_dice_drop``;
             a negative value disables the gate).
@@ -88,10 +89,13 @@ def export_tflite(
         prep.calibration,
         prep.calibration_desc,
     )
+    # a float mode takes uint8 input only when the caller asks (the run config speaks for int8)
+    float_uint8_input = mode is not Mode.INT8 and io_dtype is not None
     io_dtype = IODType(io_dtype or cfg.export.io_dtype)
+    convert_io = io_dtype if mode is Mode.INT8 or float_uint8_input else IODType.INT8
     out = Path(out) if out else default_out(model_path, mode, io_dtype)
 
-    flatbuffer = convert_model(model, mode, representative=calibration, io_dtype=io_dtype)
+    flatbuffer = convert_model(model, mode, representative=calibration, io_dtype=convert_io)
     from kseg.atomic import write_bytes
 
     write_bytes(out, flatbuffer)
@@ -161,7 +165,7 @@ def export_tflite(
             "sha256": sha256_bytes(np.ascontiguousarray(calibration).tobytes()),
         },
         "steps": list(steps or [])
-        + [{"step": "convert", "mode": str(mode), "io_dtype": str(io_dtype)}],
+        + [{"step": "convert", "mode": str(mode), "io_dtype": str(convert_io)}],
         "float_dice": parity["float_dice"],
         "tflite_dice": parity["tflite_dice"],
         "dice_drop": parity["dice_drop"],

@@ -1,0 +1,556 @@
+"""``export_android``: a trained model -> a self-contained bundle an Android app can ship.
+
+The bundle (see README.md inside one, e.g. ``android_demo_assets/``)::
+
+    model.tflite       uint8 RGB in, per-class confidence out, batch 1, builtin ops only,
+                       standard TFLite Model Metadata (+ labels.txt packed inside)
+    model.json/.md     the kseg model card (parity gate, graph facts, bundle facts)
+    model.parity.png   the parity gate's review image (worst-agreeing validation images)
+    metadata.json      the metadata as tflite-support's MetadataDisplayer reads it back
+    labels.txt         one class name per output channel
+    samples/           a few validation images at model resolution (RGB PNG) + ATTRIBUTION.md
+    golden/            per sample: NAME.input.npy (the exact input tensor), NAME.output.npy (the
+                       raw output tensor from LiteRT), NAME.mask.png (the mask: 0/255, or the class
+                       index for K > 1)
+    bench.json         measured CPU latency and the Ethos-U estimate
+    README.md          for the app developer
+    manifest.json      sha256 and size of every other file
+
+Everything is written to a temporary folder beside ``out`` and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kseg.errors import KsegError, ModelError
+
+BUNDLE_FORMAT = "kseg-android-bundle/1"
+MANIFEST = "manifest.json"
+DEFAULT_SAMPLES = 4
+
+
+class BundleExistsError(KsegError):
+    """The output folder exists; kseg does not overwrite it silently."""
+
+
+def resolve_model_path(model: str | os.PathLike[str]) -> Path:
+    """A ``.keras``/``.h5`` file, or a run directory (its ``best.keras``)."""
+    from kseg.training.rundir import RunDir
+
+    path = Path(model)
+    if path.is_dir():
+        run = RunDir(path)
+        if not run.best_model.is_file():
+            raise KsegError(f"--model {path}: a folder must be a run directory with best.keras")
+        return run.best_model
+    if not path.is_file():
+        raise KsegError(
+            f"--model {path}: file not found (give a .keras/.h5 file or a run directory)"
+        )
+    if path.suffix not in (".keras", ".h5"):
+        raise KsegError(f"--model {path}: expected a .keras or .h5 model or a run directory")
+    return path
+
+
+def export_android(
+    model: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    mode: str = "int8",
+    data: str | os.PathLike[str] | None = None,
+    samples: int = DEFAULT_SAMPLES,
+    force: bool = False,
+    max_dice_drop: float | None = None,
+    bench_runs: int = 30,
+    labels: list[str] | None = None,
+    version: str = "1",
+    description: str | None = None,
+) -> dict[str, Any]:
+    """Write the Android bundle of ``model`` to ``out``; returns the bundle summary (also in the card).
+
+    Args:
+        model: ``.keras``/``.h5`` segmentation model or its run directory.
+        out: bundle folder (must not exist unless ``force``).
+        mode: ``int8`` (uint8 in/out), ``fp16`` or ``float32`` (uint8 in, float32 out).
+        data: calibration/parity data as in ``kseg convert`` (default: the model's run data).
+        samples: validation images written to ``samples/`` and ``golden/``.
+        bench_runs: timed interpreter runs for the README's latency (0: skip).
+        labels: class names (default: ``background``/``foreground`` by the output width).
+    """
+    from kseg.deploy.camera import camera_model, check_exportable
+    from kseg.deploy.metadata import writer_python
+    from kseg.export.convert import Mode
+    from kseg.models import load_model, model_spec
+    from kseg.training.rundir import find_run_dir
+
+    out = Path(out)
+    mode = Mode(mode)
+    if mode not in (Mode.INT8, Mode.FP16, Mode.FLOAT32):
+        raise KsegError(f"mode {mode}: a bundle is int8, fp16 or float32")
+    if out.exists() and not force:
+        raise BundleExistsError(f"--out {out}: folder exists; choose another or pass --force")
+    if samples < 1:
+        raise KsegError(f"--samples {samples}: give at least 1")
+    writer_python()  # fail before the conversion when the metadata writer is missing
+    model_path = resolve_model_path(model)
+    keras_model = load_model(model_path)
+    check_exportable(keras_model, str(model_path))
+    spec = model_spec(keras_model)
+    channels = int(keras_model.input_shape[3])
+    num_classes = int(keras_model.output_shape[-1])
+    labels = list(labels) if labels else _default_labels(num_classes)
+    if len(labels) != num_classes:
+        raise KsegError(f"--labels: {len(labels)} names for {num_classes} output channels")
+    if data is None and find_run_dir(model_path) is None and channels == 1:
+        data = "synthetic:ultrasound:96"  # a 3-channel wrapper would otherwise get RGB phantoms
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    t0 = time.perf_counter()
+    try:
+        summary = _write_bundle(
+            tmp,
+            camera_model(keras_model),
+            model_path,
+            spec=spec,
+            gray_source=channels == 1,
+            mode=mode,
+            data=data,
+            samples=samples,
+            max_dice_drop=max_dice_drop,
+            bench_runs=bench_runs,
+            labels=labels,
+            version=version,
+            description=description,
+            started=t0,
+        )
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    summary["path"] = str(out)
+    return summary
+
+
+def _default_labels(num_classes: int) -> list[str]:
+    if num_classes == 1:
+        return ["foreground"]
+    return ["background"] + [f"class_{k}" for k in range(1, num_classes)]
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    if out.exists():  # --force: move the old bundle aside, put the new one in, then delete
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def _write_bundle(
+    tmp: Path,
+    wrapped,
+    model_path: Path,
+    *,
+    spec: dict[str, Any],
+    gray_source: bool,
+    mode,
+    data,
+    samples: int,
+    max_dice_drop: float | None,
+    bench_runs: int,
+    labels: list[str],
+    version: str,
+    description: str | None,
+    started: float,
+) -> dict[str, Any]:
+    from kseg.atomic import write_json, write_text
+    from kseg.deploy.metadata import write_metadata
+    from kseg.export.card import sha256_file, write_card
+    from kseg.export.tflite import export_tflite
+
+    tflite = tmp / "model.tflite"
+    card = export_tflite(
+        model_path,
+        mode,
+        data=data,
+        out=tflite,
+        io_dtype="uint8",
+        max_dice_drop=max_dice_drop,
+        model=wrapped,
+    )
+    facts = card["tflite"]
+    if not facts["builtin_only"]:
+        raise ModelError(
+            f"{model_path}: the converted graph has custom ops; a bundle needs builtin ops only"
+        )
+    if str(mode) == "int8" and facts["float_ops"]:
+        raise ModelError(
+            f"{model_path}: float ops left in the INT8 graph ({', '.join(facts['float_ops'][:4])}); "
+            "export with --fp16 or --float32, or replace the float-only layer"
+        )
+    if card["input"]["dtype"] != "uint8" or card["input"]["shape"][-1] != 3:
+        raise ModelError(f"{model_path}: bundle input is {card['input']}, expected uint8 RGB")
+    write_text(tmp / "labels.txt", "\n".join(labels) + "\n")
+
+    threshold = float(card["output"]["threshold"])
+    name = spec.get("name", wrapped.name)
+    data_desc = card["data"]["description"]
+    fields = {
+        "name": f"kseg {name} segmentation",
+        "version": version,
+        "description": description
+        or (
+            f"{name} ({len(labels)} output channel(s): {', '.join(labels)}), trained with kseg on "
+            f"{data_desc}. Input: uint8 RGB {card['input']['shape'][1]}x{card['input']['shape'][2]}"
+            f", pixels as they are (normalization is inside the model). Output: per-class "
+            f"confidence ({card['output']['activation']}); mask = confidence > {threshold}."
+            " Research use only, not a medical device."
+        ),
+        "author": "kseg",
+        "licenses": "Model: Apache-2.0 (kseg). Training data: see samples/ATTRIBUTION.md.",
+        "input_description": "RGB image, uint8 [0, 255], resized (stretched) to the input size; "
+        + ("converted to gray inside the model (BT.601 luma)." if gray_source else "used as RGB."),
+        "output_description": f"Per-class confidence ({card['output']['activation']}) per pixel; "
+        f"mask = confidence > {threshold}"
+        + (" (one channel: the foreground)." if len(labels) == 1 else ", class = argmax."),
+    }
+    raw = tmp / "model.raw.tflite"
+    os.replace(tflite, raw)
+    meta = write_metadata(raw, tflite, tmp / "labels.txt", fields)
+    raw.unlink()
+    write_json(tmp / "metadata.json", meta)
+
+    sample_rows = _write_samples(tmp, tflite, model_path, card, data, samples, threshold)
+    bench = _bench(tflite, bench_runs)
+    write_json(tmp / "bench.json", bench)
+
+    export_s = time.perf_counter() - started
+    card["tflite"].update(
+        path="model.tflite",
+        sha256=sha256_file(tflite),
+        size_bytes=tflite.stat().st_size,
+        metadata=True,
+    )
+    card["size_bytes"] = tflite.stat().st_size
+    card["bundle"] = {
+        "format": BUNDLE_FORMAT,
+        "rgb_to_gray_in_graph": gray_source,
+        "labels": labels,
+        "metadata_writer": f"{meta['writer']} {meta['tflite_support']}",
+        "samples": [r["name"] for r in sample_rows],
+        "export_seconds": round(export_s, 2),
+    }
+    card["parity"].pop("review_png", None)
+    write_card(card, tflite)
+    write_text(tmp / "README.md", _readme(card, fields, sample_rows, bench, labels))
+    manifest = write_manifest(tmp)
+    return {
+        "card": card,
+        "bench": bench,
+        "samples": sample_rows,
+        "files": len(manifest["files"]),
+        "bytes": sum(f["size_bytes"] for f in manifest["files"].values()),
+        "export_seconds": export_s,
+    }
+
+
+def _write_samples(tmp, tflite, model_path, card, data, n, threshold) -> list[dict[str, Any]]:
+    """Validation images at model resolution and the exact tensors LiteRT gives for them."""
+    import cv2
+
+    from kseg.data.pipeline import load_splits
+    from kseg.runtime import TFLiteModel
+    from kseg.runtime.model import dequantize
+    from kseg.runtime.predict import mask_to_png, prob_to_mask
+    from kseg.training.rundir import resolve_data
+
+    size = int(card["input"]["shape"][1])
+    resolved = resolve_data(model_path, size, 3, data)
+    seed = resolved.config.train.seed if resolved.split_file is not None else 42
+    val = load_splits(
+        resolved.config.data, seed=seed, split_file=resolved.split_file, progress=False
+    ).val
+    idx = np.unique(
+        np.linspace(0, len(val.images) - 1, min(n, len(val.images))).round().astype(int)
+    )
+    m = TFLiteModel(tflite, runtime="litert")
+    (tmp / "samples").mkdir()
+    (tmp / "golden").mkdir()
+    rows = []
+    for i in idx:
+        name = Path(str(val.names[i])).stem
+        image = np.ascontiguousarray(val.images[i].astype(np.uint8))  # (S, S, 3) RGB
+        cv2.imwrite(str(tmp / "samples" / f"{name}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        x = image[None]
+        raw = m.invoke_raw(x)
+        prob = dequantize(raw, m.output_scale, m.output_zero_point)[0]
+        mask = prob_to_mask(prob, threshold)
+        np.save(tmp / "golden" / f"{name}.input.npy", x)
+        np.save(tmp / "golden" / f"{name}.output.npy", raw)
+        cv2.imwrite(str(tmp / "golden" / f"{name}.mask.png"), mask_to_png(mask, prob.shape[-1]))
+        rows.append({"name": name, "foreground": float(mask.mean())})
+    _write_attribution(tmp / "samples" / "ATTRIBUTION.md", card, resolved)
+    return rows
+
+
+def _write_attribution(path: Path, card, resolved) -> None:
+    from kseg.atomic import write_text
+
+    folder = resolved.config.data.path
+    lines = [
+        "# Sample images: origin and licence",
+        "",
+        f"Data: {card['data']['description']}. The PNGs here are validation images resized "
+        f"(stretch) to {card['input']['shape'][1]}x{card['input']['shape'][2]} and stored as RGB; "
+        "golden/NAME.input.npy holds the same pixels as the model's input tensor.",
+        "",
+    ]
+    readme = Path(folder) / "README.md" if folder else None
+    if readme is not None and readme.is_file():
+        text = readme.read_text(encoding="utf-8")
+        keep = [ln for ln in text.splitlines() if ln.startswith(("# ", "Source:", "License:"))]
+        keep += [ln for ln in text.splitlines() if ln.startswith(("B. van", "PLoS"))]
+        lines += ["From the data set's README:", "", *[f"> {ln}" for ln in keep], ""]
+    elif folder:
+        lines += [
+            f"The data folder {folder} has no README.md: add its source and licence here.",
+            "",
+        ]
+    else:
+        lines += [
+            "Synthetic phantoms generated by kseg (kseg.data.synthetic); no third-party data.",
+            "",
+        ]
+    write_text(path, "\n".join(lines))
+
+
+def _bench(tflite: Path, runs: int) -> dict[str, Any]:
+    """Measured CPU latency (kseg bench) and the Ethos-U figure (Vela when installed)."""
+    from kseg.bench.analyze import analyze_model
+    from kseg.bench.devices import load_profile
+    from kseg.bench.latency import machine_info, measure
+    from kseg.bench.npu import emulate
+
+    result: dict[str, Any] = {"machine": machine_info()}
+    if runs > 0:
+        m = measure(tflite, threads=1, runs=runs, warmup=3, runtime="litert")
+        result["cpu"] = {
+            "backend": m["backend"],
+            "backend_version": m["backend_version"],
+            "threads": 1,
+            "runs": runs,
+            "latency_ms": m["latency_ms"],
+        }
+    info = analyze_model(tflite)
+    rep = emulate(info, load_profile("ethos_u"))
+    result["ethos_u"] = {
+        "source": "kseg estimate (roofline from configs/devices/ethos_u.yaml, not a compiler)",
+        "profile": rep.profile.description,
+        "latency_ms": rep.latency_ms()["total"],
+        "npu_ops": sum(1 for p in rep.placements if p.device == "device"),
+        "cpu_ops": len(rep.fallbacks),
+        "cpu_fallback_ops": sorted({p.op.name for p in rep.fallbacks}),
+    }
+    vela = _vela(tflite)
+    if vela is not None:
+        result["ethos_u_vela"] = vela
+    return result
+
+
+def _vela(tflite: Path) -> dict[str, Any] | None:
+    """Vela's compiled estimate, when kseg.bench.vela exists and ethos-u-vela is installed."""
+    try:
+        from kseg.bench.vela import vela_report
+    except ImportError:
+        return None
+    try:
+        return {"source": "Arm Vela compiler", **vela_report(tflite)}
+    except (ImportError, KsegError):  # Vela not installed: the kseg estimate stands alone
+        return None
+
+
+def write_manifest(folder: Path) -> dict[str, Any]:
+    """``manifest.json``: sha256 and size of every file in ``folder`` except itself."""
+    from kseg.atomic import write_json
+    from kseg.export.card import sha256_file
+
+    files = {
+        p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "size_bytes": p.stat().st_size}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+    manifest = {"format": BUNDLE_FORMAT, "files": files}
+    write_json(folder / MANIFEST, manifest)
+    return manifest
+
+
+def verify_manifest(folder: str | os.PathLike[str]) -> list[str]:
+    """Problems with a bundle's manifest (missing, extra or changed files); empty when consistent."""
+    from kseg.export.card import sha256_file
+
+    folder = Path(folder)
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+    present = {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != MANIFEST
+    }
+    problems = [f"{n}: listed but missing" for n in sorted(set(manifest) - present)]
+    problems += [f"{n}: not in the manifest" for n in sorted(present - set(manifest))]
+    for n in sorted(set(manifest) & present):
+        p = folder / n
+        if p.stat().st_size != manifest[n]["size_bytes"] or sha256_file(p) != manifest[n]["sha256"]:
+            problems.append(f"{n}: sha256/size differ from the manifest")
+    return problems
+
+
+def _readme(card, fields, sample_rows, bench, labels) -> str:
+    s = card["input"]["shape"]
+    o = card["output"]
+    p = card["parity"]
+    b = card["bundle"]
+    mode = card["tflite"]["mode"]
+    out_q = (
+        f"uint8, quantized: confidence = (q - {o['zero_point']}) * {o['scale']:.6g}"
+        if o["dtype"] == "uint8"
+        else "float32 confidence in [0, 1]"
+    )
+    cpu = bench.get("cpu")
+    cpu_line = (
+        f"- CPU ({bench['machine'].get('cpu', 'this machine')}, {cpu['backend']} "
+        f"{cpu['backend_version']}, 1 thread, {cpu['runs']} runs): p50 "
+        f"{cpu['latency_ms']['p50']:.2f} ms, p90 {cpu['latency_ms']['p90']:.2f} ms (`kseg bench`)."
+        if cpu
+        else "- CPU latency: not measured (`kseg bench model.tflite --threads 1` measures it)."
+    )
+    eu = bench["ethos_u"]
+    eu_lines = [
+        f"- Ethos-U55 (kseg estimate, not a compiler result: {eu['profile']}): "
+        f"{eu['latency_ms']:.2f} ms, {eu['npu_ops']} ops on the NPU, {eu['cpu_ops']} on the host"
+        + (f" ({', '.join(eu['cpu_fallback_ops'])})" if eu["cpu_fallback_ops"] else "")
+        + "."
+    ]
+    vela = bench.get("ethos_u_vela")
+    if vela:
+        eu_lines.append(
+            "- Ethos-U (Arm Vela compiler): "
+            + ", ".join(f"{k} {v}" for k, v in vela.items() if k != "source")
+            + "."
+        )
+    names = ", ".join(r["name"] for r in sample_rows)
+    label_lines = "\n".join(f"{i}: {n}" for i, n in enumerate(labels))
+    gray = (
+        "The model was trained on grayscale images; its first op converts RGB to gray "
+        "(0.299 R + 0.587 G + 0.114 B), so feed RGB frames as they are. A gray image repeated "
+        "into R, G and B comes out unchanged."
+        if b["rgb_to_gray_in_graph"]
+        else "The model was trained on RGB images."
+    )
+    return f"""# {fields["name"]} (Android bundle)
+
+Generated by `kseg export android`; do not edit by hand (`manifest.json` holds every file's
+sha256). {fields["description"]}
+
+## Files
+
+| file | what |
+|---|---|
+| `model.tflite` | {mode} model, {card["size_bytes"] / 1024:.0f} KiB, builtin ops only, with TFLite Model Metadata and `labels.txt` packed inside |
+| `labels.txt` | class name per output channel |
+| `model.json`, `model.md` | kseg model card: conversion, parity gate, graph facts |
+| `model.parity.png` | the parity gate's review image |
+| `metadata.json` | the embedded metadata as tflite-support's `MetadataDisplayer` reads it |
+| `samples/` | {len(sample_rows)} validation images ({names}) at model resolution; origin and licence in `samples/ATTRIBUTION.md` |
+| `golden/` | per sample: `NAME.input.npy` (exact input tensor), `NAME.output.npy` (exact output tensor from LiteRT), `NAME.mask.png` (the mask) |
+| `bench.json` | latency measured at export and the Ethos-U estimate |
+| `manifest.json` | sha256 and size of every file |
+
+## Input and output
+
+- Input `image`: `uint8 [1, {s[1]}, {s[2]}, 3]`, RGB, pixel values 0..255 as the camera gives them.
+  Resize (stretch) the frame to {s[1]}x{s[2]}. Normalization is inside the model: do not normalize.
+  The metadata states NormalizationOptions mean 0, std 1 (identity) for tools that ask.
+  {gray}
+- Output `segmentation_masks`: `{o["dtype"]} [1, {s[1]}, {s[2]}, {o["shape"][-1]}]`, {out_q};
+  activation {o["activation"]}.
+- Mask: confidence > {o["threshold"]} {"(one channel = foreground)" if o["shape"][-1] == 1 else "then argmax over classes"}.
+  `golden/*.mask.png` stores {"0 / 255" if o["shape"][-1] == 1 else "the class index scaled to 0..255"}.
+- Labels (`labels.txt`):
+
+```
+{label_lines}
+```
+
+Quality (kseg's parity gate, {p["n_images"]} validation images): Keras Dice {p["float_dice"]:.4f},
+this file {p["tflite_dice"]:.4f} (drop {p["dice_drop"]:+.4f}), pixel agreement {p["pixel_agreement"]:.4f}.
+
+## Golden files: check your integration
+
+Run your pipeline on `golden/NAME.input.npy` (or decode `samples/NAME.png`: the same pixels) and
+compare. With LiteRT the output tensor equals `golden/NAME.output.npy` exactly; another
+interpreter version (tflite-runtime 2.14, MediaPipe) may differ by one quantization step on a few
+pixels, so compare masks: agreement with `golden/NAME.mask.png` should be >= 0.999. A lower
+figure means a pipeline bug (channel order BGR/RGB, normalizing twice, resizing, wrong threshold).
+
+## Speed
+
+{cpu_line}
+{chr(10).join(eu_lines)}
+
+## Android: MediaPipe Tasks ImageSegmenter
+
+```kotlin
+// build.gradle: implementation("com.google.mediapipe:tasks-vision:<version>")
+// put model.tflite in app/src/main/assets/
+val options = ImageSegmenter.ImageSegmenterOptions.builder()
+    .setBaseOptions(BaseOptions.builder().setModelAssetPath("model.tflite").build())
+    .setRunningMode(RunningMode.IMAGE)
+    .setOutputConfidenceMasks(true)
+    .setOutputCategoryMask(false)
+    .build()
+val segmenter = ImageSegmenter.createFromOptions(context, options)
+val result = segmenter.segment(BitmapImageBuilder(bitmap).build())   // ARGB_8888 bitmap
+val conf = result.confidenceMasks().get()[0]   // {s[1]}x{s[2]}, float confidence of labels.txt line 0
+// mask pixel = confidence > {o["threshold"]}; MediaPipe resizes the frame to {s[1]}x{s[2]} itself
+```
+
+MediaPipe reads the input size, colour space, normalization and labels from the metadata.
+
+## Android: plain LiteRT Interpreter
+
+```kotlin
+// build.gradle: implementation("com.google.ai.edge.litert:litert:<version>")
+val interpreter = Interpreter(FileUtil.loadMappedFile(context, "model.tflite"),
+                              Interpreter.Options().setNumThreads(2))
+val scaled = Bitmap.createScaledBitmap(bitmap, {s[2]}, {s[1]}, true)
+val input = ByteBuffer.allocateDirect({s[1]} * {s[2]} * 3).order(ByteOrder.nativeOrder())
+val px = IntArray({s[1]} * {s[2]}); scaled.getPixels(px, 0, {s[2]}, 0, 0, {s[2]}, {s[1]})
+for (p in px) {{ input.put((p shr 16 and 0xFF).toByte()); input.put((p shr 8 and 0xFF).toByte()); input.put((p and 0xFF).toByte()) }}
+val output = ByteBuffer.allocateDirect({s[1]} * {s[2]} * {o["shape"][-1]} * {1 if o["dtype"] == "uint8" else 4}).order(ByteOrder.nativeOrder())
+interpreter.run(input.rewind(), output)
+// {out_q}; mask = confidence > {o["threshold"]}
+```
+
+Check the integration once against `golden/` (same input bytes -> same output bytes).
+"""
+
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BundleExistsError",
+    "export_android",
+    "resolve_model_path",
+    "verify_manifest",
+    "write_manifest",
+]

@@ -1,0 +1,194 @@
+"""Consumers kseg did not write, run on a bundle's golden files (each in its own small venv).
+
+    python tools/bundle_consumer.py tflite_runtime BUNDLE [--runs N]   (numpy<2, tflite-runtime 2.14)
+    python tools/bundle_consumer.py mediapipe BUNDLE [--runs N]        (mediapipe 1.2.3)
+    python tools/bundle_consumer.py metadata BUNDLE                    (tflite-support 0.4.4)
+
+Imports only numpy, OpenCV and the consumer (never kseg), prints one JSON object on stdout and
+exits 1 when the consumer disagrees with the golden files:
+
+- tflite_runtime: the output tensor of every golden input vs ``NAME.output.npy`` (max absolute
+  difference in quantization steps) and the mask vs ``NAME.mask.png`` (pixel agreement);
+- mediapipe: ``ImageSegmenter`` built from the model file alone (input size, normalization and
+  labels come from its metadata), fed the golden input as an SRGB image; its confidence mask,
+  thresholded as the README says, vs ``NAME.mask.png``;
+- metadata: tflite-support's ``MetadataDisplayer`` reads the model's metadata and packed files;
+  they must equal the bundle's ``metadata.json`` and ``labels.txt``.
+
+With ``--runs N`` the first sample is also timed N times (median ms of the consumer's call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _golden(bundle: Path) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    import cv2
+
+    rows = []
+    for f in sorted((bundle / "golden").glob("*.input.npy")):
+        name = f.name[: -len(".input.npy")]
+        mask = cv2.imread(str(bundle / "golden" / f"{name}.mask.png"), cv2.IMREAD_UNCHANGED)
+        rows.append((name, np.load(f), np.load(bundle / "golden" / f"{name}.output.npy"), mask))
+    if not rows:
+        sys.exit(f"error: {bundle}/golden: no NAME.input.npy files")
+    return rows
+
+
+def _card(bundle: Path) -> dict:
+    return json.loads((bundle / "model.json").read_text(encoding="utf-8"))
+
+
+def _mask(conf: np.ndarray, threshold: float) -> np.ndarray:
+    """0/255 for one channel (conf > threshold), else the class index scaled as kseg writes it."""
+    if conf.shape[-1] == 1:
+        return ((conf[..., 0] > threshold) * 255).astype(np.uint8)
+    k = conf.shape[-1]
+    return (conf.argmax(-1) * (255 // (k - 1))).astype(np.uint8)
+
+
+def _median_ms(fn, runs: int) -> float | None:
+    if runs <= 0:
+        return None
+    fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(1e3 * (time.perf_counter() - t0))
+    return float(np.median(times))
+
+
+def check_tflite_runtime(bundle: Path, runs: int) -> dict:
+    import tflite_runtime
+    from tflite_runtime.interpreter import Interpreter
+
+    card = _card(bundle)
+    it = Interpreter(model_path=str(bundle / "model.tflite"), num_threads=1)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    scale, zp = out["quantization"]
+    rows = []
+    for name, x, gold_out, gold_mask in _golden(bundle):
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        y = it.get_tensor(out["index"])
+        # integer tensors: the difference is in quantization steps
+        diff = float(np.abs(y.astype(np.float64) - gold_out.astype(np.float64)).max())
+        conf = (y.astype(np.float32) - zp) * scale if scale else y.astype(np.float32)
+        mask = _mask(conf[0], card["output"]["threshold"])
+        rows.append(
+            {
+                "name": name,
+                "exact": bool(np.array_equal(y, gold_out)),
+                "max_diff_steps" if scale else "max_abs_diff": diff,
+                "pixel_agreement": float((mask == gold_mask).mean()),
+            }
+        )
+    x0 = _golden(bundle)[0][1]
+
+    def call():
+        it.set_tensor(inp["index"], x0)
+        it.invoke()
+        it.get_tensor(out["index"])
+
+    return {
+        "consumer": f"tflite-runtime {tflite_runtime.__version__}, numpy {np.__version__}",
+        "samples": rows,
+        "min_pixel_agreement": min(r["pixel_agreement"] for r in rows),
+        "latency_ms": _median_ms(call, runs),
+    }
+
+
+def check_mediapipe(bundle: Path, runs: int) -> dict:
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    card = _card(bundle)
+    options = vision.ImageSegmenterOptions(
+        base_options=BaseOptions(model_asset_path=str(bundle / "model.tflite")),
+        running_mode=vision.RunningMode.IMAGE,
+        output_confidence_masks=True,
+        output_category_mask=False,
+    )
+    labels = (bundle / "labels.txt").read_text(encoding="utf-8").split()
+    rows = []
+    with vision.ImageSegmenter.create_from_options(options) as seg:
+        seen_labels = list(seg.labels)
+        for name, x, _, gold_mask in _golden(bundle):
+            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(x[0]))
+            result = seg.segment(image)
+            conf = np.stack(
+                [m.numpy_view().reshape(x.shape[1:3]) for m in result.confidence_masks], -1
+            )
+            mask = _mask(conf, card["output"]["threshold"])
+            rows.append({"name": name, "pixel_agreement": float((mask == gold_mask).mean())})
+        first = mp.Image(
+            image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(_golden(bundle)[0][1][0])
+        )
+        latency = _median_ms(lambda: seg.segment(first), runs)
+    return {
+        "consumer": f"mediapipe {mp.__version__} ImageSegmenter, numpy {np.__version__}",
+        "labels_from_metadata": seen_labels,
+        "labels_match": seen_labels == labels,
+        "samples": rows,
+        "min_pixel_agreement": min(r["pixel_agreement"] for r in rows),
+        "latency_ms": latency,
+    }
+
+
+def check_metadata(bundle: Path, runs: int) -> dict:
+    from tflite_support import metadata
+
+    d = metadata.MetadataDisplayer.with_model_file(str(bundle / "model.tflite"))
+    md = json.loads(d.get_metadata_json())
+    packed = d.get_packed_associated_file_list()
+    recorded = json.loads((bundle / "metadata.json").read_text(encoding="utf-8"))
+    labels_inside = d.get_associated_file_buffer("labels.txt") if "labels.txt" in packed else b""
+    return {
+        "consumer": "tflite-support MetadataDisplayer",
+        "name": md.get("name"),
+        "packed_files": packed,
+        "matches_metadata_json": md == recorded["metadata"],
+        "labels_match": labels_inside == (bundle / "labels.txt").read_bytes(),
+        "input_normalization": md["subgraph_metadata"][0]["input_tensor_metadata"][0].get(
+            "process_units"
+        ),
+    }
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("consumer", choices=["tflite_runtime", "mediapipe", "metadata"])
+    ap.add_argument("bundle", type=Path)
+    ap.add_argument("--runs", type=int, default=0)
+    ap.add_argument("--min-agreement", type=float, default=0.999)
+    args = ap.parse_args(argv)
+    if not (args.bundle / "model.tflite").is_file():
+        sys.exit(f"error: {args.bundle}: no model.tflite (not a kseg bundle)")
+    check = {
+        "tflite_runtime": check_tflite_runtime,
+        "mediapipe": check_mediapipe,
+        "metadata": check_metadata,
+    }[args.consumer]
+    result = check(args.bundle, args.runs)
+    if args.consumer == "metadata":
+        ok = result["matches_metadata_json"] and result["labels_match"]
+    else:
+        ok = result["min_pixel_agreement"] >= args.min_agreement
+        if args.consumer == "mediapipe":
+            ok = ok and result["labels_match"]
+    result["passed"] = bool(ok)
+    print(json.dumps(result))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
