@@ -20,10 +20,16 @@ class KerasPredictor:
         model: a loaded Keras model.
         threshold: foreground probability threshold.
         resize_mode: ``stretch`` or ``letterbox`` (as in training).
+        preprocess: the run's filter chain (``data.preprocess``), applied to every input batch.
     """
 
-    def __init__(self, model, *, threshold: float = 0.5, resize_mode: str = "stretch") -> None:
+    def __init__(
+        self, model, *, threshold: float = 0.5, resize_mode: str = "stretch", preprocess=None
+    ) -> None:
+        from kseg.preprocess import Chain
+
         self.model = model
+        self.filters = Chain.parse(preprocess)
         self.input_size = int(model.input_shape[1])
         self.channels = int(model.input_shape[3])
         self.num_classes = int(model.output_shape[-1])
@@ -41,10 +47,17 @@ class KerasPredictor:
         if run is None:
             return cls(model)
         cfg = load_config(run.config)
-        return cls(model, threshold=cfg.train.threshold, resize_mode=str(cfg.data.resize))
+        return cls(
+            model,
+            threshold=cfg.train.threshold,
+            resize_mode=str(cfg.data.resize),
+            preprocess=cfg.data.preprocess,
+        )
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, np.float32)
         if batch.ndim == 3:
             batch = batch[None]
+        if self.filters:
+            batch = self.filters.apply_pixels(batch)
         return np.asarray(self.model(batch, training=False), np.float32)

@@ -177,6 +177,17 @@ class Chain:
                 out = np.stack([fn(im, **params) for im in out]) if len(out) else out
         return out
 
+    def apply_pixels(self, batch: np.ndarray) -> np.ndarray:
+        """For predictors: raw pixels float ``(N, S, S, C)`` in [0, 255] -> filtered float32.
+
+        The pixels are rounded to uint8 first (they come from uint8 images, so this is exact),
+        which makes a predictor filter exactly what training filtered.
+        """
+        if not self.stages:
+            return np.asarray(batch, np.float32)
+        u8 = np.clip(np.rint(np.asarray(batch, np.float32)), 0, 255).astype(np.uint8)
+        return self.apply(u8, batch=True).astype(np.float32)
+
     def _denoise(self, batch: np.ndarray, model_path: str) -> np.ndarray:
         model = self._models.get(model_path)
         if model is None:
