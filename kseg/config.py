@@ -106,11 +106,22 @@ class DataConfig:
         synthetic_kind: which synthetic set when ``path`` is ``None``.
         synthetic_n: how many synthetic samples.
         img_size: model input size (square); must be a multiple of 2**depth.
-        channels: 1 (grayscale) or 3 (RGB); images are converted on load.
+        channels: 1 (grayscale), 3 (RGB) or ``auto`` (default): RGB when any image has real
+            colour (its channels differ), else grayscale; the run's ``config.yaml`` stores the
+            concrete value, so conversion and prediction use it.
         resize: ``stretch`` or ``letterbox``.
         val_fraction / test_fraction: share of groups in the validation / test split.
         group_regex: regex whose first group (or whole match) on the file stem names the group
             (patient, exam); the manifest's ``group`` column wins when present.
+        group_column: manifest column that names the group instead of ``group`` (any extra
+            column of ``manifest.csv`` is kept as metadata).
+        stratify: manifest column whose values are spread evenly over the splits (a stratified
+            group split, e.g. by class or scanner); ``None`` for a plain group split.
+        max_pixels: largest image (width x height) read; checked from the file header before
+            decoding, so a huge file fails at once with a clear message instead of filling memory.
+        preprocess: filter chain applied to every image at the model input size (training,
+            evaluation, prediction and the runtime), e.g. ``[{lee: {size: 5}}, {clahe: {clip: 2}}]``;
+            see :mod:`kseg.preprocess`. Stored with defaults filled in, and in the model card.
         mean / std: normalization of pixel/255, per channel or one value; stored inside the model.
         cache: cache decoded, resized images in memory.
     """
@@ -119,11 +130,15 @@ class DataConfig:
     synthetic_kind: SyntheticKind = SyntheticKind.ULTRASOUND
     synthetic_n: int = 400
     img_size: int = 128
-    channels: int = 1
+    channels: int | str = "auto"
     resize: ResizeMode = ResizeMode.STRETCH
     val_fraction: float = 0.2
     test_fraction: float = 0.0
     group_regex: str | None = None
+    group_column: str | None = None
+    stratify: str | None = None
+    max_pixels: int = 100_000_000
+    preprocess: tuple[dict[str, Any], ...] = ()
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     cache: bool = True
@@ -296,8 +311,30 @@ def _build(cls: type, raw: Any, *, prefix: str, source: str) -> Any:
             )
     kwargs = {}
     for name, value in raw.items():
+        special = _SPECIAL.get(f"{prefix}{name}")
+        if special is not None:
+            kwargs[name] = special(value, key=f"{prefix}{name}", source=source)
+            continue
         kwargs[name] = _coerce(hints[name], value, key=f"{prefix}{name}", source=source)
     return cls(**kwargs)
+
+
+def _channels(value: Any, *, key: str, source: str) -> int | str:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if _is_int(value) and not isinstance(value, bool) and int(value) in (1, 3):
+        return int(value)
+    raise ConfigError(f"{source}: {key} = {value!r} is not valid; use 1, 3 or auto")
+
+
+def _preprocess(value: Any, *, key: str, source: str) -> tuple[dict[str, Any], ...]:
+    from kseg.preprocess.chain import parse_chain  # numpy/OpenCV only
+
+    return parse_chain(value, where=f"{source}: {key}")
+
+
+#: keys with their own parser (value -> validated value)
+_SPECIAL = {"data.channels": _channels, "data.preprocess": _preprocess}
 
 
 def _coerce(tp: Any, value: Any, *, key: str, source: str) -> Any:

@@ -188,8 +188,14 @@ def evaluate_model(
         predictor = KerasPredictor.from_file(model_path)
     resolved = resolve_data(model_path, predictor.input_size, predictor.channels, data)
     cfg = resolved.config
+    # raw images: the predictor applies the run's filter chain (data.preprocess) itself
     splits = load_splits(
-        cfg.data, seed=cfg.train.seed, split_file=resolved.split_file, progress=False
+        cfg.data,
+        seed=cfg.train.seed,
+        split_file=resolved.split_file,
+        progress=False,
+        preprocess=False,
+        num_classes=predictor.num_classes,
     )
     parts = {
         "val": [splits.val],
@@ -206,10 +212,19 @@ def evaluate_model(
         return predict_image(predictor, image)
 
     if cfg.data.path is not None:
-        samples = {s.name: s for s in scan_folder(cfg.data.path, cfg.data.group_regex)}
+        samples = {
+            s.name: s
+            for s in scan_folder(
+                cfg.data.path, cfg.data.group_regex, group_column=cfg.data.group_column
+            )
+        }
         names = [n for part in chosen for n in part.names]
         items = (
-            (n, read_image(samples[n].image, predictor.channels), read_mask(samples[n].mask))
+            (
+                n,
+                read_image(samples[n].image, predictor.channels, max_pixels=cfg.data.max_pixels),
+                read_mask(samples[n].mask, predictor.num_classes, max_pixels=cfg.data.max_pixels),
+            )
             for n in names
         )
     else:

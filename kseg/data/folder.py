@@ -4,10 +4,13 @@ Layout::
 
     DIR/images/case01.png     png, jpg, bmp or tif; grayscale or RGB; any size
     DIR/masks/case01.png      same stem; 0/255, 0/1, palette or RGB (non-zero = foreground)
-    DIR/manifest.csv          optional: image,mask,group,split (only ``image`` is required)
+    DIR/manifest.csv          optional: image,mask,group,split (only ``image`` is required);
+                              any other column (class, source file, scanner, ...) is kept as
+                              metadata in ``Sample.meta``
 
-The group of an image (patient, exam, well) comes from the manifest's ``group`` column, else from
-``group_regex`` on the file stem (first capture group, or the whole match), else the stem itself.
+The group of an image (patient, exam, well) comes from the manifest's ``group`` column (or the
+column named by ``group_column``), else from ``group_regex`` on the file stem (first capture group,
+or the whole match), else the stem itself.
 Every problem is a :class:`~kseg.errors.DataError` with one line that names the files.
 
 Example:
@@ -23,7 +26,7 @@ import re
 import warnings
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kseg.data.io import IMAGE_EXTENSIONS, _imread, is_image_file
@@ -44,6 +47,7 @@ class Sample:
         mask: mask file, ``None`` for unlabelled data (``require_masks=False``).
         group: patient/exam/well; whole groups go to one split.
         split: ``"train"``/``"val"``/``"test"`` fixed by the manifest, else ``None``.
+        meta: the manifest's other columns for this image (``{}`` without a manifest).
     """
 
     name: str
@@ -51,6 +55,7 @@ class Sample:
     mask: Path | None
     group: str
     split: str | None = None
+    meta: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
 def _listing(names: list[str]) -> str:
@@ -99,17 +104,20 @@ def _lookup(value: str, index: dict[str, Path]) -> Path | None:
 
 
 def _read_manifest(
-    path: Path, images: dict[str, Path], masks: dict[str, Path]
+    path: Path,
+    images: dict[str, Path],
+    masks: dict[str, Path],
+    group_column: str | None = None,
+    need: tuple[str, ...] = (),
 ) -> dict[str, dict[str, str | Path | None]]:
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         cols = [c.strip() for c in (reader.fieldnames or [])]
-        unknown = [c for c in cols if c not in MANIFEST_COLUMNS]
-        if unknown:
-            raise DataError(
-                f"{path}: unknown column(s) {', '.join(map(repr, unknown))}; valid columns: "
-                f"{', '.join(MANIFEST_COLUMNS)}"
-            )
+        for key, col in (("data.group_column", group_column), *need):
+            if col and col not in cols:
+                raise DataError(
+                    f"{path}: no column {col!r} ({key}); columns: {', '.join(cols) or 'none'}"
+                )
         if "image" not in cols:
             raise DataError(
                 f"{path}: needs an 'image' column (columns: {', '.join(MANIFEST_COLUMNS)})"
@@ -117,6 +125,7 @@ def _read_manifest(
         out: dict[str, dict[str, str | Path | None]] = {}
         for line, raw in enumerate(reader, start=2):
             row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+            meta = {k: v for k, v in row.items() if k not in MANIFEST_COLUMNS}
             image = _lookup(row.get("image", ""), images)
             if image is None:
                 raise DataError(
@@ -130,8 +139,10 @@ def _read_manifest(
                         f"{path}: line {line}: mask {row['mask']!r} not found in {path.parent / 'masks'}"
                     )
                 entry["mask"] = mask
-            if row.get("group"):
-                entry["group"] = row["group"]
+            group_col = group_column or "group"
+            if row.get(group_col):
+                entry["group"] = row[group_col]
+            entry["meta"] = meta  # type: ignore[assignment]
             if row.get("split"):
                 if row["split"] not in ("train", "val", "test"):
                     raise DataError(
@@ -145,7 +156,12 @@ def _read_manifest(
 
 
 def scan_folder(
-    path: str | os.PathLike[str] | None, group_regex: str | None = None, require_masks: bool = True
+    path: str | os.PathLike[str] | None,
+    group_regex: str | None = None,
+    require_masks: bool = True,
+    *,
+    group_column: str | None = None,
+    stratify: str | None = None,
 ) -> list[Sample]:
     """List the samples of a folder dataset, sorted by name, and validate the layout.
 
@@ -154,6 +170,8 @@ def scan_folder(
         group_regex: regex searched in each file stem; its first capture group (or the whole
             match) is the group. The manifest's ``group`` column wins over it.
         require_masks: an image without a mask is an error (training); ``False`` for inference.
+        group_column: manifest column naming the group (default ``group``).
+        stratify: manifest column that must exist (``data.stratify``).
 
     Raises:
         DataError: missing or empty folder, image without mask, duplicate stems, bad manifest,
@@ -189,7 +207,8 @@ def scan_folder(
 
     manifest: dict[str, dict[str, str | Path | None]] = {}
     if (root / MANIFEST).is_file():
-        manifest = _read_manifest(root / MANIFEST, images, masks)
+        need = (("data.stratify", stratify),) if stratify else ()
+        manifest = _read_manifest(root / MANIFEST, images, masks, group_column, need)
         unlisted = sorted(set(images) - set(manifest))
         if unlisted:
             warnings.warn(
@@ -197,6 +216,12 @@ def scan_folder(
                 f"they are used with groups from the file name",
                 stacklevel=2,
             )
+
+    elif group_column or stratify:
+        key = "data.group_column" if group_column else "data.stratify"
+        raise DataError(
+            f"{root}: {key} names a column of {MANIFEST}, but there is no {root / MANIFEST}"
+        )
 
     samples: list[Sample] = []
     missing: list[str] = []
@@ -207,7 +232,9 @@ def scan_folder(
             missing.append(image.name)
             continue
         group = entry.get("group") or _group_of(stem, pattern, group_regex)
-        samples.append(Sample(stem, image, mask, str(group), entry.get("split")))  # type: ignore[arg-type]
+        samples.append(
+            Sample(stem, image, mask, str(group), entry.get("split"), dict(entry.get("meta") or {}))  # type: ignore[arg-type]
+        )
     if missing:
         raise DataError(
             f"{mask_dir}: no mask for {len(missing)} image(s): {_listing(missing)}; "

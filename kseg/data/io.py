@@ -26,6 +26,62 @@ from kseg.errors import DataError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _LOSSY = (".jpg", ".jpeg")
 _MODES = ("stretch", "letterbox")
+#: largest image (width x height) read by default; ``data.max_pixels`` in the config
+DEFAULT_MAX_PIXELS = 100_000_000
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def header_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """``(width, height)`` from the file header, without decoding pixels (None if unknown).
+
+    PNG is read from its IHDR chunk directly; other formats (JPEG SOF, BMP, TIFF) through
+    Pillow's ``Image.open``, which parses only the header.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+    except OSError:
+        return None
+    if head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    try:
+        import warnings
+
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow comes with matplotlib
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DecompressionBombWarning: we check the size ourselves
+            with Image.open(path) as im:
+                return int(im.size[0]), int(im.size[1])
+    except Image.DecompressionBombError as exc:  # > 2 x PIL's own limit: parse the numbers
+        import re
+
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        return (int(m.group(1)), 1) if m else (1 << 31, 1)
+    except Exception:  # not an image Pillow knows: leave the verdict to the decoder
+        return None
+
+
+def check_pixels(path: str | os.PathLike[str], max_pixels: int | None) -> None:
+    """Refuse an image whose header says it has more than ``max_pixels`` pixels (no decoding).
+
+    Raises:
+        DataError: one line naming the file, its size and the limit.
+    """
+    if max_pixels is None or max_pixels <= 0:
+        return
+    size = header_size(path)
+    if size is None:
+        return
+    w, h = size
+    if w * h > max_pixels:
+        dims = f"{w}x{h}" if h > 1 else f"{w} pixels"
+        raise DataError(
+            f"{path}: image is {dims} ({w * h / 1e6:.1f} MP), above the pixel limit of "
+            f"{max_pixels / 1e6:g} MP (data.max_pixels); downscale it or raise data.max_pixels"
+        )
 
 
 def _imread(path: str | os.PathLike[str]) -> np.ndarray | None:
@@ -55,7 +111,9 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported dtype {arr.dtype}")
 
 
-def read_image(path: str | os.PathLike[str], channels: int) -> np.ndarray:
+def read_image(
+    path: str | os.PathLike[str], channels: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """Read an image file as uint8 ``(H, W, channels)`` RGB or grayscale.
 
     Grayscale files are replicated to 3 channels when ``channels == 3``; colour files are converted
@@ -64,10 +122,12 @@ def read_image(path: str | os.PathLike[str], channels: int) -> np.ndarray:
     in 16 bits looks dark: rescale such files before training.
 
     Raises:
-        DataError: the file is missing, empty, corrupt or not an image.
+        DataError: the file is missing, empty, corrupt or not an image, or larger than
+            ``max_pixels`` (checked from the header before decoding; ``None``: no limit).
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    check_pixels(path, max_pixels)
     return _from_decoded(_imread(path), channels, path)
 
 
@@ -117,8 +177,17 @@ def _from_decoded(arr: np.ndarray | None, channels: int, path: object) -> np.nda
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None]
 
 
-def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a binary mask as uint8 ``(H, W)`` with values in ``{0, 1}``.
+def read_mask(
+    path: str | os.PathLike[str],
+    num_classes: int = 1,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Read a mask as uint8 ``(H, W)``: binary ``{0, 1}`` (``num_classes == 1``) or class ids.
+
+    With ``num_classes > 1`` the stored values are the class ids ``0 .. num_classes - 1``
+    (a 0/255 mask becomes 0/1); other values are an error naming the file. With
+    ``num_classes == 1`` (binary):
 
     Accepted encodings: 0/255, 0/1, any label image (16-bit too), RGB colour masks and palette
     PNGs. Every non-zero pixel (in any colour channel) is foreground. OpenCV expands a palette PNG
@@ -129,6 +198,14 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     Raises:
         DataError: the file is missing, empty, corrupt or not an image.
     """
+    return labels_to_mask(read_mask_labels(path, max_pixels=max_pixels), path, num_classes)
+
+
+def read_mask_labels(
+    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """The stored mask values, one channel ``(H, W)`` (colour masks: the largest channel)."""
+    check_pixels(path, max_pixels)
     arr = _imread(path)
     if arr is None or arr.size == 0:
         raise DataError(
@@ -136,10 +213,27 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
         )
     if arr.ndim == 3:
         arr = arr[..., :3].max(axis=2) if arr.shape[2] >= 3 else arr[..., 0]
+    return arr
+
+
+def labels_to_mask(
+    labels: np.ndarray, path: str | os.PathLike[str], num_classes: int = 1
+) -> np.ndarray:
+    """Stored mask values -> uint8 binary mask or class ids (see :func:`read_mask`)."""
     if str(path).lower().endswith(_LOSSY):
-        arr = _to_uint8(arr)
+        arr = _to_uint8(labels)
         return (arr >= 128).astype(np.uint8)
-    return (arr != 0).astype(np.uint8)
+    if num_classes <= 1:
+        return (labels != 0).astype(np.uint8)
+    values = np.unique(labels)
+    if set(values.tolist()) <= {0, 255}:
+        return (labels != 0).astype(np.uint8)
+    if values.max() >= num_classes or values.min() < 0:
+        raise DataError(
+            f"{path}: mask values {', '.join(map(str, values[:8].tolist()))} are not class ids "
+            f"0..{num_classes - 1} (model.num_classes = {num_classes}); store one id per class"
+        )
+    return labels.astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -259,7 +353,12 @@ def is_image_file(path: Path) -> bool:
 
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "check_pixels",
+    "header_size",
+    "labels_to_mask",
+    "read_mask_labels",
     "ResizeInfo",
     "fit_to_size",
     "is_image_file",

@@ -35,8 +35,8 @@ import numpy as np
 from kseg._keras import tf
 from kseg.config import DataConfig, Task
 from kseg.data.folder import Sample, scan_folder
-from kseg.data.io import fit_to_size, read_image, read_mask
-from kseg.data.split import group_split, load_split, save_split
+from kseg.data.io import _LOSSY, fit_to_size, labels_to_mask, read_image, read_mask_labels
+from kseg.data.split import group_split, load_split, save_split, stratified_group_split
 from kseg.data.synthetic import synthesize
 from kseg.errors import ConfigError, DataError
 
@@ -81,12 +81,18 @@ class ArrayData:
 
 @dataclass
 class Splits:
-    """Train/validation/test arrays and the rows of ``split.csv`` (``name, group, split``)."""
+    """Train/validation/test arrays and the rows of ``split.csv`` (``name, group, split``).
+
+    ``channels`` is the concrete channel count (``data.channels: auto`` resolved) and
+    ``channels_reason`` says how it was chosen.
+    """
 
     train: ArrayData
     val: ArrayData
     test: ArrayData | None
     rows: list[dict[str, str]]
+    channels: int = 1
+    channels_reason: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,22 +109,30 @@ def _convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
     return np.stack(gray)[..., None]
 
 
-def _load_synthetic(cfg: DataConfig, seed: int) -> ArrayData:
+def _load_synthetic(cfg: DataConfig, seed: int) -> tuple[ArrayData, str]:
     s = synthesize(cfg.synthetic_kind, cfg.synthetic_n, cfg.img_size, seed)
-    if s.images.shape[-1] == 3 and cfg.channels == 1:
+    channels = cfg.channels
+    reason = f"data.channels = {channels}"
+    if channels == "auto":
+        channels = s.images.shape[-1]
+        reason = f"data.channels: auto -> {channels} (synthetic {cfg.synthetic_kind} is " + (
+            "RGB)" if channels == 3 else "grayscale)"
+        )
+    elif s.images.shape[-1] == 3 and channels == 1:
         warnings.warn(
             f"synthetic {cfg.synthetic_kind} images are RGB; converting to grayscale because "
-            f"data.channels = 1 (set data.channels: 3 to keep colour)",
+            f"data.channels = 1 (set data.channels: 3 or auto to keep colour)",
             stacklevel=3,
         )
-    return ArrayData(
-        images=_convert_channels(s.images, cfg.channels),
+    data = ArrayData(
+        images=_convert_channels(s.images, channels),
         masks=s.masks,
         names=list(s.names),
         groups=list(s.names),
         originals=None,
-        clean=_convert_channels(s.clean, cfg.channels),
+        clean=_convert_channels(s.clean, channels),
     )
+    return data, reason
 
 
 def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
@@ -131,26 +145,56 @@ def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
     return tqdm(iterable, total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True)
 
 
-def _decode(sample: Sample, cfg: DataConfig, clean_dir: Path | None) -> tuple[Any, ...]:
-    img = read_image(sample.image, cfg.channels)
-    mask = read_mask(sample.mask) if sample.mask is not None else np.zeros(img.shape[:2], np.uint8)
+def _decode(
+    sample: Sample, cfg: DataConfig, clean_dir: Path | None, num_classes: int
+) -> tuple[Any, ...]:
+    """``(image, mask, clean, mismatch, mask_values)`` at the model input size.
+
+    With ``channels: auto`` images are read as RGB (grey files replicated); the caller reduces
+    them to one channel when no image has colour. ``mask_values`` lists the stored values of a
+    (lossless) mask that has more than two.
+    """
+    channels = 3 if cfg.channels == "auto" else int(cfg.channels)
+    img = read_image(sample.image, channels, max_pixels=cfg.max_pixels)
+    values = None
+    if sample.mask is not None:
+        labels = read_mask_labels(sample.mask, max_pixels=cfg.max_pixels)
+        if not str(sample.mask).lower().endswith(_LOSSY):
+            uniq = np.unique(labels)
+            values = uniq.tolist() if len(uniq) > 2 else None
+        mask = labels_to_mask(labels, sample.mask, num_classes)
+    else:
+        mask = np.zeros(img.shape[:2], np.uint8)
     if mask.shape != img.shape[:2]:
         mismatch = (
             f"{sample.image.name} {img.shape[0]}x{img.shape[1]} vs mask "
             f"{sample.mask.name} {mask.shape[0]}x{mask.shape[1]}"  # type: ignore[union-attr]
         )
-        return None, None, None, mismatch
+        return None, None, None, mismatch, values
     x, _ = fit_to_size(img, cfg.img_size, str(cfg.resize))
     y, _ = fit_to_size(mask, cfg.img_size, str(cfg.resize), is_mask=True)
     c = None
     if clean_dir is not None:
-        c_img = read_image(clean_dir / sample.image.name, cfg.channels)
+        c_img = read_image(clean_dir / sample.image.name, channels, max_pixels=cfg.max_pixels)
         c, _ = fit_to_size(c_img, cfg.img_size, str(cfg.resize))
-    return x, y, c, None
+    return x, y, c, None, values
 
 
-def _load_folder(cfg: DataConfig, progress: bool) -> tuple[ArrayData, list[Sample]]:
-    samples = scan_folder(cfg.path, cfg.group_regex)
+def _has_colour(images: np.ndarray) -> list[int]:
+    """Indices of RGB images whose channels differ somewhere (real colour)."""
+    if images.shape[-1] != 3:
+        return []
+    flat = images.reshape(len(images), -1, 3)
+    grey = (flat[..., 0] == flat[..., 1]).all(axis=1) & (flat[..., 1] == flat[..., 2]).all(axis=1)
+    return [int(i) for i in np.flatnonzero(~grey)]
+
+
+def _load_folder(
+    cfg: DataConfig, progress: bool, num_classes: int = 1
+) -> tuple[ArrayData, list[Sample], str]:
+    samples = scan_folder(
+        cfg.path, cfg.group_regex, group_column=cfg.group_column, stratify=cfg.stratify
+    )
     clean_dir = Path(cfg.path) / "clean"  # type: ignore[arg-type]
     if not (clean_dir.is_dir() and all((clean_dir / s.image.name).is_file() for s in samples)):
         clean_dir = None  # type: ignore[assignment]
@@ -158,7 +202,7 @@ def _load_folder(cfg: DataConfig, progress: bool) -> tuple[ArrayData, list[Sampl
     with ThreadPoolExecutor(workers) as pool:
         results = list(
             _progress(
-                pool.map(lambda s: _decode(s, cfg, clean_dir), samples),
+                pool.map(lambda s: _decode(s, cfg, clean_dir, num_classes), samples),
                 len(samples),
                 f"decoding {Path(cfg.path).name}",  # type: ignore[arg-type]
                 progress,
@@ -173,19 +217,54 @@ def _load_folder(cfg: DataConfig, progress: bool) -> tuple[ArrayData, list[Sampl
             f"mask size differs from its image for {len(bad)} file(s): {shown}; "
             f"masks must have the image's height and width"
         )
+    multi = [(s.mask.name, r[4]) for s, r in zip(samples, results, strict=True) if r[4]]  # type: ignore[union-attr]
+    if multi:
+        shown = "; ".join(f"{n}: {', '.join(map(str, v[:6]))}" for n, v in multi[:_SHOW])
+        more = f" (+{len(multi) - _SHOW} more)" if len(multi) > _SHOW else ""
+        use = (
+            f"used as class ids (model.num_classes = {num_classes})"
+            if num_classes > 1
+            else "binarised (non-zero = foreground); set model.num_classes to use them as class ids"
+        )
+        warnings.warn(
+            f"{len(multi)} mask(s) hold more than two values ({shown}{more}); {use}", stacklevel=3
+        )
+    images = np.stack([r[0] for r in results])
+    clean = np.stack([r[2] for r in results]) if clean_dir is not None else None
+    if cfg.channels == "auto":
+        colour = _has_colour(images)
+        if colour:
+            channels = 3
+            reason = (
+                f"data.channels: auto -> 3 (RGB: {len(colour)} of {len(images)} images have colour, "
+                f"e.g. {samples[colour[0]].image.name})"
+            )
+        else:
+            channels = 1
+            reason = f"data.channels: auto -> 1 (grayscale: no colour in {len(images)} images)"
+            images = np.ascontiguousarray(images[..., :1])
+            clean = None if clean is None else np.ascontiguousarray(clean[..., :1])
+    else:
+        channels = int(cfg.channels)
+        reason = f"data.channels = {channels}"
     data = ArrayData(
-        images=np.stack([r[0] for r in results]),
+        images=images,
         masks=np.stack([r[1] for r in results]),
         names=[s.name for s in samples],
         groups=[s.group for s in samples],
         originals=[s.image for s in samples],
-        clean=np.stack([r[2] for r in results]) if clean_dir is not None else None,
+        clean=clean,
     )
-    return data, samples
+    return data, samples, reason
 
 
 def _assign(
-    names: list[str], groups: list[str], fixed: list[str | None], cfg: DataConfig, seed: int
+    names: list[str],
+    groups: list[str],
+    fixed: list[str | None],
+    cfg: DataConfig,
+    seed: int,
+    strata: list[str] | None = None,
 ) -> list[str]:
     """Manifest splits win; the remaining groups are split by :func:`group_split`."""
     by_group: dict[str, str] = {}
@@ -198,7 +277,16 @@ def _assign(
                 f"give all images of a group the same split"
             )
     free = [i for i, g in enumerate(groups) if g not in by_group]
-    auto = group_split([groups[i] for i in free], cfg.val_fraction, cfg.test_fraction, seed)
+    if strata is not None:
+        auto = stratified_group_split(
+            [groups[i] for i in free],
+            [strata[i] for i in free],
+            cfg.val_fraction,
+            cfg.test_fraction,
+            seed,
+        )
+    else:
+        auto = group_split([groups[i] for i in free], cfg.val_fraction, cfg.test_fraction, seed)
     out = [by_group.get(g, "") for g in groups]
     for i, s in zip(free, auto, strict=True):
         out[i] = s
@@ -210,6 +298,9 @@ def load_splits(
     seed: int,
     split_file: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    *,
+    num_classes: int = 1,
+    preprocess: bool = True,
 ) -> Splits:
     """Load a data set into memory and split it by group.
 
@@ -220,19 +311,33 @@ def load_splits(
             still exist; new files not in it are left out with a warning); if it is given but does
             not exist, the new split is written there.
         progress: show a progress bar while decoding a folder.
+        num_classes: ``model.num_classes``; above 1, mask values are class ids.
+        preprocess: apply ``cfg.preprocess`` (the filter chain) to the images. Pass ``False``
+            when the arrays go to a predictor, which applies the chain itself.
 
     Raises:
         DataError: bad folder (see :func:`~kseg.data.folder.scan_folder`), unreadable image,
             mask size mismatch, stale split file, no validation data.
     """
-    if cfg.channels not in (1, 3):
-        raise ConfigError(f"data.channels = {cfg.channels} is not valid; use 1 or 3")
+    if cfg.channels not in (1, 3, "auto"):
+        raise ConfigError(f"data.channels = {cfg.channels} is not valid; use 1, 3 or auto")
+    strata: list[str] | None = None
     if cfg.path is None:
-        data = _load_synthetic(cfg, seed)
+        if cfg.stratify:
+            raise ConfigError(
+                "data.stratify needs a folder with manifest.csv; the synthetic set has no columns"
+            )
+        data, reason = _load_synthetic(cfg, seed)
         fixed: list[str | None] = [None] * len(data)
     else:
-        data, samples = _load_folder(cfg, progress)
+        data, samples, reason = _load_folder(cfg, progress, num_classes)
         fixed = [s.split for s in samples]
+        if cfg.stratify:
+            strata = [s.meta.get(cfg.stratify, "") for s in samples]
+    if preprocess and cfg.preprocess:
+        from kseg.preprocess import Chain
+
+        data.images = Chain.parse(cfg.preprocess)(data.images)
 
     split_path = Path(split_file) if split_file is not None else None
     if split_path is not None and split_path.is_file():
@@ -256,7 +361,7 @@ def load_splits(
             )
         assigned = [saved.get(n, "") for n in data.names]
     else:
-        assigned = _assign(data.names, data.groups, fixed, cfg, seed)
+        assigned = _assign(data.names, data.groups, fixed, cfg, seed, strata)
 
     parts = {k: [i for i, s in enumerate(assigned) if s == k] for k in ("train", "val", "test")}
     where = cfg.path or f"synthetic {cfg.synthetic_kind}"
@@ -282,6 +387,8 @@ def load_splits(
         val=data.subset(parts["val"]),
         test=data.subset(parts["test"]) if parts["test"] else None,
         rows=rows,
+        channels=int(data.images.shape[-1]),
+        channels_reason=reason,
     )
 
 

@@ -70,6 +70,35 @@ def group_split(
     return [assigned[g] for g in groups]
 
 
+def stratified_group_split(
+    groups: Sequence[str],
+    strata: Sequence[str],
+    val_fraction: float,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+) -> list[str]:
+    """:func:`group_split` within each stratum (class, scanner, ...), so every split gets its share.
+
+    A group belongs to the stratum most of its images have (ties: the smallest value). Strata are
+    split independently with the same fractions; a stratum with a single group goes to training.
+    """
+    if len(groups) != len(strata):
+        raise ValueError("groups and strata must have the same length")
+    votes: dict[str, dict[str, int]] = {}
+    for g, s in zip(groups, strata, strict=True):
+        votes.setdefault(g, {}).setdefault(s, 0)
+        votes[g][s] += 1
+    stratum_of = {g: min(v, key=lambda k: (-v[k], k)) for g, v in votes.items()}
+    assigned: dict[str, str] = {}
+    for stratum in sorted(set(stratum_of.values())):
+        members = sorted(g for g, s in stratum_of.items() if s == stratum)
+        for g, split in zip(
+            members, group_split(members, val_fraction, test_fraction, seed), strict=True
+        ):
+            assigned[g] = split
+    return [assigned[g] for g in groups]
+
+
 def save_split(path: str | os.PathLike[str], rows: Sequence[dict[str, str]]) -> Path:
     """Write ``name,group,split`` rows to a CSV file atomically."""
     buf = io.StringIO()
@@ -108,4 +137,4 @@ def load_split(path: str | os.PathLike[str]) -> dict[str, str]:
     return out
 
 
-__all__ = ["SPLITS", "group_split", "load_split", "save_split"]
+__all__ = ["SPLITS", "group_split", "load_split", "save_split", "stratified_group_split"]

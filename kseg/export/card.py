@@ -52,6 +52,17 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _chain_text(stages: Any) -> str:
+    if not stages:
+        return "none"
+    parts = []
+    for stage in stages:
+        for name, params in stage.items():
+            inner = ", ".join(f"{k}={v}" for k, v in (params or {}).items())
+            parts.append(f"`{name}({inner})`")
+    return " -> ".join(parts)
+
+
 def render_markdown(card: dict[str, Any]) -> str:
     kind = "onnx" if "onnx" in card else "tflite"  # the artifact section: ONNX cards say "onnx"
     label = {"tflite": "TFLite", "onnx": "ONNX Runtime"}[kind]
@@ -80,6 +91,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
         f"| input | {i['shape']} | {i['dtype']} | {_fmt(i.get('scale'), 6)} | {i.get('zero_point')} | raw pixels {i['pixel_range']}, normalization {i['normalization']['applied']}, resize `{i['resize']}` |",
         f"| output | {o['shape']} | {o['dtype']} | {_fmt(o.get('scale'), 6)} | {o.get('zero_point')} | {o['activation']}, threshold {o['threshold']} |",
+        "",
+        f"Preprocessing (applied by the runtime before the model): {_chain_text(i.get('preprocess'))}.",
         "",
         f"## Parity against the float Keras model: {status}",
         "",

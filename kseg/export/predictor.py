@@ -49,6 +49,7 @@ class KerasPredictor:
         native_scale: trained on images no larger than the input (see :func:`native_scale`);
             ``tile="auto"`` tiles larger images only then.
         threshold_source: where ``threshold`` comes from (``config``, ``validation``, ``default``).
+        preprocess: the run's filter chain (``data.preprocess``), applied to every input batch.
     """
 
     #: the model takes any batch size, so tiles go to it in batches
@@ -62,8 +63,12 @@ class KerasPredictor:
         resize_mode: str = "stretch",
         native_scale: bool | None = None,
         threshold_source: str = "default",
+        preprocess=None,
     ) -> None:
+        from kseg.preprocess import Chain
+
         self.model = model
+        self.filters = Chain.parse(preprocess)
         self.input_size = int(model.input_shape[1])
         self.channels = int(model.input_shape[3])
         self.num_classes = int(model.output_shape[-1])
@@ -89,10 +94,13 @@ class KerasPredictor:
             resize_mode=str(cfg.data.resize),
             native_scale=native_scale(cfg.data),
             threshold_source="config",
+            preprocess=cfg.data.preprocess,
         )
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, np.float32)
         if batch.ndim == 3:
             batch = batch[None]
+        if self.filters:
+            batch = self.filters.apply_pixels(batch)
         return np.asarray(self.model(batch, training=False), np.float32)

@@ -84,6 +84,9 @@ def export_tflite(
         calibration=calibration,
     )
     resolved, cfg, splits = prep.resolved, prep.config, prep.splits
+    from kseg.preprocess import Chain
+
+    chain = Chain.parse(cfg.data.preprocess)
     max_dice_drop, calibration, calibration_desc = (
         prep.max_dice_drop,
         prep.calibration,
@@ -101,8 +104,11 @@ def export_tflite(
     write_bytes(out, flatbuffer)
 
     threshold = cfg.train.threshold
-    reference = KerasPredictor(model, threshold=threshold, resize_mode=str(cfg.data.resize))
+    reference = KerasPredictor(
+        model, threshold=threshold, resize_mode=str(cfg.data.resize), preprocess=chain
+    )
     candidate = TFLiteModel(out)
+    candidate.filters = chain  # the card (written below) records it for the runtime
     parity = check_parity(
         reference,
         candidate,
@@ -149,6 +155,7 @@ def export_tflite(
             },
             "resize": str(cfg.data.resize),
             "channels": desc["input_shape"][-1],
+            "preprocess": chain.to_list(),
         },
         "output": {
             "shape": desc["output_shape"],
@@ -221,14 +228,21 @@ def prepare_export(
     representative_samples = representative_samples or cfg.export.representative_samples
     # the run's own seed regenerates the same synthetic images it was trained and validated on
     seed = cfg.train.seed if resolved.split_file is not None else seed
-    splits = load_splits(cfg.data, seed=seed, split_file=resolved.split_file, progress=False)
+    # raw images: both predictors apply the run's filter chain themselves (parity sees the same
+    # pixels as `kseg predict`); calibration images are filtered here, as training saw them
+    splits = load_splits(
+        cfg.data, seed=seed, split_file=resolved.split_file, progress=False, preprocess=False
+    )
+    from kseg.preprocess import Chain
+
+    chain = Chain.parse(cfg.data.preprocess)
     if len(splits.val.images) == 0:
         raise ConfigError(f"{resolved.description}: no validation images for the parity check")
     if calibration is None:
         rng = np.random.default_rng(seed)
         pool = splits.train if len(splits.train.images) else splits.val
         idx = rng.permutation(len(pool.images))[:representative_samples]
-        calibration = pool.images[np.sort(idx)]
+        calibration = chain(pool.images[np.sort(idx)]) if chain else pool.images[np.sort(idx)]
         calibration_desc = (
             f"{len(calibration)} images from the train split of {resolved.description}"
         )

@@ -181,12 +181,19 @@ class TFLiteModel:
                 )
             self._external_norm = (mean, std)
         self._batch = shape[0]
+        from kseg.preprocess.chain import chain_from_card  # numpy + OpenCV, no TensorFlow
+
+        #: the filter chain the model was trained with (card ``input.preprocess``)
+        self.filters = chain_from_card(self.card)
 
     # ------------------------------------------------------------------ inference
 
     def preprocess(self, batch: np.ndarray) -> np.ndarray:
         """Raw pixels (N, S, S, C) in [0, 255] -> the input tensor (normalized if the card says
-        ``external``, then quantized with the input scale and zero point)."""
+        ``external``, then quantized with the input scale and zero point).
+
+        :meth:`predict` first applies the card's filter chain (``self.filters``), as training did.
+        """
         x = np.asarray(batch, dtype=np.float32)
         if self._external_norm is not None:
             mean, std = self._external_norm
@@ -218,7 +225,7 @@ class TFLiteModel:
                 f"{self.path}: input batch shape {tuple(batch.shape)} does not match the model "
                 f"(N, {expected[0]}, {expected[1]}, {expected[2]})"
             )
-        x = self.preprocess(batch)
+        x = self.preprocess(self.filters.apply_pixels(batch) if self.filters else batch)
         if self.dynamic_batch:
             raw = self.invoke_raw(x)
         else:

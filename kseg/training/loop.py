@@ -45,8 +45,10 @@ def prepare(config: Config) -> None:
         )
     if config.train.task is Task.SEGMENT:
         LOSSES.get(config.train.loss)
-    if config.data.channels not in (1, 3):
-        raise ConfigError(f"data.channels = {config.data.channels}; use 1 (grayscale) or 3 (RGB)")
+    if config.data.channels not in (1, 3, "auto"):
+        raise ConfigError(
+            f"data.channels = {config.data.channels}; use 1 (grayscale), 3 (RGB) or auto"
+        )
     for key in ("val_fraction", "test_fraction"):
         value = getattr(config.data, key)
         if not 0.0 <= value < 1.0:
@@ -121,8 +123,18 @@ def train(
     t = config.train
     keras.utils.set_random_seed(t.seed)
     splits = load_splits(
-        config.data, seed=t.seed, split_file=run.split if run.split.is_file() else None
+        config.data,
+        seed=t.seed,
+        split_file=run.split if run.split.is_file() else None,
+        num_classes=config.model.num_classes,
     )
+    if config.data.channels == "auto":  # the run stores the concrete value for convert/predict
+        print(splits.channels_reason, file=sys.stderr)
+        config = cfgmod.replace(config, data={"channels": splits.channels})
+    if config.data.preprocess:
+        from kseg.preprocess import Chain
+
+        print(f"data.preprocess: {Chain.parse(config.data.preprocess).describe()}", file=sys.stderr)
     if len(splits.val.images) == 0:
         raise ConfigError("the validation split is empty; raise data.val_fraction or add images")
 

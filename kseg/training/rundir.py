@@ -150,7 +150,9 @@ def resolve_data(
     if text is not None and text.startswith("synthetic:"):
         kind, n = parse_synthetic_spec(text, "--data")
         try:
-            d = DataConfig(synthetic_kind=kind, synthetic_n=n, **fitted)
+            d = DataConfig(
+                synthetic_kind=kind, synthetic_n=n, preprocess=base.data.preprocess, **fitted
+            )
         except ValueError:
             raise ConfigError(
                 f"--data {text}: use synthetic:KIND[:N] with KIND one of {', '.join(SyntheticKind.values())}"

@@ -123,8 +123,10 @@ def test_manifest_groups_and_splits(mixed):
 def test_manifest_errors_name_the_row(mixed):
     root, _ = mixed
     (root / "manifest.csv").write_text("image,patient\np01_a.png,x\n")
-    with pytest.raises(DataError, match="unknown column.*'patient'"):
-        scan_folder(root)
+    with pytest.raises(
+        DataError, match=r"no column 'pid' \(data.group_column\); columns: image, patient"
+    ):
+        scan_folder(root, group_column="pid")
     (root / "manifest.csv").write_text("image,group\np01_a.png,x\nghost.png,y\n")
     with pytest.raises(DataError, match="line 3: image 'ghost.png' not found"):
         scan_folder(root)

@@ -1,0 +1,59 @@
+"""Filter chains from the config: validation, defaults, round trip, application."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from kseg.errors import ConfigError
+from kseg.preprocess import Chain, parse_chain
+from kseg.preprocess.filters import clahe, lee
+
+
+def test_parse_fills_defaults_and_accepts_every_form():
+    full = ({"lee": {"size": 5, "looks": None}}, {"clahe": {"clip": 2.0, "tiles": 8}})
+    assert parse_chain([{"lee": {"size": 5}}, {"clahe": {"clip": 2.0}}]) == full
+    assert parse_chain(["lee", "clahe"]) == full
+    assert parse_chain([{"lee": None}, "clahe"]) == full
+    assert parse_chain("lee:size=5+clahe:clip=2.0") == full
+    assert parse_chain(None) == () and parse_chain([]) == ()
+
+
+def test_round_trip_through_yaml():
+    chain = Chain.parse([{"frost": {"size": 7, "damping": 1.5}}, "median"])
+    again = Chain.parse(yaml.safe_load(yaml.safe_dump(chain.to_list())))
+    assert again.stages == chain.stages
+
+
+def test_errors_name_the_key_and_list_valid_values():
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown filter 'leee' \(did you mean 'lee'\?\); valid: bilateral, clahe",
+    ):
+        parse_chain(["leee"])
+    with pytest.raises(ConfigError, match="lee has no parameter 'window'; valid: size, looks"):
+        parse_chain([{"lee": {"window": 5}}])
+    with pytest.raises(ConfigError, match="data.preprocess: .*median.size = 4"):
+        parse_chain([{"median": {"size": 4}}])
+    with pytest.raises(ConfigError, match="must be a number"):
+        parse_chain([{"clahe": {"clip": "high"}}])
+    with pytest.raises(ConfigError, match="denoising_ae needs exactly one parameter, model"):
+        parse_chain(["denoising_ae"])
+
+
+def test_chain_equals_the_stages_applied_in_order():
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (3, 32, 32, 1)).astype(np.uint8)
+    chain = Chain.parse("lee:size=3+clahe:clip=3")
+    want = np.stack([clahe(lee(im, size=3), clip=3.0) for im in batch])
+    np.testing.assert_array_equal(chain(batch), want)
+    np.testing.assert_array_equal(chain(batch[1]), want[1])  # one image, no batch axis
+    assert chain(batch).dtype == np.uint8
+
+
+def test_empty_chain_is_identity():
+    x = np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1)
+    assert Chain.parse(None)(x) is not None
+    np.testing.assert_array_equal(Chain.parse(None)(x), x)
+    assert not Chain.parse([]) and Chain.parse(["lee"]).describe() == "lee(size=5, looks=None)"
