@@ -112,6 +112,11 @@ def to_markdown(report: dict[str, Any]) -> str:
             for w in n["warnings"]:
                 lines.append(f"- warning ({Path(n['file']).name} on {n['profile']}): {w}")
         lines.append("")
+    if report.get("profiles"):
+        from kseg.bench.profile import profile_markdown
+
+        for prof in report["profiles"]:
+            lines.append(profile_markdown(prof))
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -55,8 +55,13 @@ def run_benchmark(
     isolate: bool = True,
     calibrate: bool = True,
     measure_latency: bool = True,
+    profile: bool = False,
 ) -> dict[str, Any]:
-    """Benchmark ``files`` and return the report dict (see :mod:`kseg.bench.report`)."""
+    """Benchmark ``files`` and return the report dict (see :mod:`kseg.bench.report`).
+
+    ``profile=True`` adds ``report["profiles"]``: per-op latency of each file at the first thread
+    count (:func:`kseg.bench.profile.profile_ops`).
+    """
     paths = [check_tflite_file(f) for f in files]
     if not paths:
         raise ConfigError("no model given; pass one or more FILE.tflite")
@@ -137,6 +142,23 @@ def run_benchmark(
             d = emulate(infos[p], prof).to_dict()
             d["file"] = str(p)
             report["npu"].append(d)
+    if profile:
+        from kseg.bench.latency import pinned
+        from kseg.bench.profile import profile_ops
+
+        report["profiles"] = []
+        with pinned(cpu_list):
+            for p in paths:
+                report["profiles"].append(
+                    profile_ops(
+                        p,
+                        threads=(threads[0] or None) if threads else 1,
+                        runs=max(min(runs, 30), 5),
+                        warmup=min(warmup, 3),
+                        runtime=runtime,
+                        delegate=delegate,
+                    )
+                )
     if profiles and any(i is None for i in infos.values()):
         raise ModelError("device emulation needs the 'tflite' package; pip install tflite")
     return report
