@@ -151,7 +151,9 @@ def split_ops(data: bytes) -> list[dict[str, Any]]:
     return out
 
 
-def _interpreter(data: bytes, *, threads: int | None, runtime: str, delegate: str | None) -> Any:
+def make_interpreter(
+    data: bytes, *, threads: int | None, runtime: str, delegate: str | None
+) -> Any:
     """An allocated interpreter with random inputs set once."""
     from kseg.runtime.backends import interpreter_kwargs, load_backend
 
@@ -174,7 +176,7 @@ def _interpreter(data: bytes, *, threads: int | None, runtime: str, delegate: st
     return interp
 
 
-def _interleaved_ms(
+def interleaved_ms(
     interps: list[Any], *, runs: int, warmup: int, cpu_time: bool = False
 ) -> list[float]:
     """Fastest ``invoke()`` of each interpreter over ``runs`` interleaved rounds.
@@ -221,17 +223,17 @@ def profile_ops(
     data = p.read_bytes()
     kw = {"threads": threads, "runtime": runtime, "delegate": delegate}
     items = split_ops(data)
-    interps, timed, ops = [_interpreter(data, **kw)], [], []
+    interps, timed, ops = [make_interpreter(data, **kw)], [], []
     for item in items:
         try:
-            interps.append(_interpreter(item["model"], **kw))
+            interps.append(make_interpreter(item["model"], **kw))
             timed.append(item)
         except (RuntimeError, ValueError) as exc:  # a kernel that refuses to run alone
             ops.append(
                 {"index": item["index"], "op": item["op"], "ms": None, "error": str(exc)[:200]}
             )
     cpu_time = threads == 1
-    times = _interleaved_ms(interps, runs=runs, warmup=warmup, cpu_time=cpu_time)
+    times = interleaved_ms(interps, runs=runs, warmup=warmup, cpu_time=cpu_time)
     whole = times[0]
     for item, ms in zip(timed, times[1:], strict=True):
         ops.append(
@@ -302,4 +304,4 @@ def profile_markdown(prof: dict[str, Any], *, top_ops: int = 10) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["profile_ops", "profile_markdown", "split_ops"]
+__all__ = ["profile_ops", "profile_markdown", "split_ops", "make_interpreter", "interleaved_ms"]
