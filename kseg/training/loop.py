@@ -101,6 +101,7 @@ def train(
     *,
     resume: bool = False,
     verbose: int | None = None,
+    notes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train a segmentation model and fill the run directory.
 
@@ -109,6 +110,7 @@ def train(
         out_dir: run directory; for ``resume=True`` an existing one whose ``config.yaml`` is used.
         resume: continue an interrupted run from its last completed epoch.
         verbose: Keras verbosity; default: progress bar on a terminal, one line per epoch otherwise.
+        notes: extra files for the run directory, name -> text (e.g. ``kseg plan``'s reasons).
 
     Returns:
         The validation metrics also written to ``metrics.json``.
@@ -170,7 +172,9 @@ def train(
         run.root.mkdir(parents=True, exist_ok=True)
         cfgmod.save_config(config, run.config)
         save_split(run.split, splits.rows)
-    write_json(run.root / PRECISION_FILE, {**precision.as_dict(), "jit_compile": t.jit_compile})
+        write_json(run.root / PRECISION_FILE, {**precision.as_dict(), "jit_compile": t.jit_compile})
+        for name, text in (notes or {}).items():
+            write_text(run.root / name, text)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
