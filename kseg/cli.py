@@ -61,8 +61,27 @@ def main() -> None:
     metavar="KEY=VALUE",
     help="Any config key, e.g. --set train.schedule=cosine.",
 )
+@click.option(
+    "--budget",
+    type=float,
+    default=None,
+    metavar="MINUTES",
+    help="Plan the recipe for --data to fit this many minutes (kseg plan), then train it.",
+)
 def train(
-    config_path, data, model, loss, task, epochs, img_size, batch_size, seed, out, resume, sets
+    config_path,
+    data,
+    model,
+    loss,
+    task,
+    epochs,
+    img_size,
+    batch_size,
+    seed,
+    out,
+    resume,
+    sets,
+    budget,
 ) -> None:
     """Train a segmentation model; writes a self-describing run directory."""
     from kseg.config import load_config
@@ -100,13 +119,38 @@ def train(
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}  # flags not given
     overrides.update(parse_key_values(sets, flag="--set", example="train.learning_rate=3e-4"))
+    notes = None
+    if budget is not None:
+        config_path, notes = _planned_config(data, budget, config_path, out, overrides)
     cfg = load_config(config_path, overrides)
     from kseg.training import default_out
     from kseg.training import train as run_train
 
     out = out or default_out(cfg)
-    metrics = run_train(cfg, out)
+    metrics = run_train(cfg, out, notes=notes)
     _print_metrics(out, metrics)
+
+
+def _planned_config(data, budget, config_path, out, overrides):
+    """``kseg train --budget``: plan for ``data`` (the budget pays for planning) -> a temp config."""
+    import tempfile
+
+    from kseg.plan.cli import plan_notes
+    from kseg.plan.planner import plan, to_yaml
+    from kseg.training.rundir import RunDir
+
+    if data is None or str(data).startswith("synthetic"):
+        raise KsegError("--budget plans for a folder: give --data DIR (images/ and masks/)")
+    if config_path is not None:
+        raise KsegError("--budget writes its own config; drop --config (or use kseg plan --out)")
+    if out is not None:
+        RunDir.for_new_run(out)  # fail before minutes of probing
+    p = plan(str(data), budget, include_planning=True, log=lambda m: click.echo(m, err=True))
+    click.echo(to_yaml(p), nl=False)
+    tmp = Path(tempfile.mkdtemp(prefix="kseg-plan-")) / "plan.yaml"
+    tmp.write_text(to_yaml(p), encoding="utf-8")
+    overrides.pop("data.path", None)  # the plan's own (same folder)
+    return tmp, plan_notes(p)
 
 
 def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
@@ -376,9 +420,10 @@ def _add_optional_commands() -> None:
     from kseg.deploy.cli import export
     from kseg.models.cli import models
     from kseg.optimize.cli import optimize
+    from kseg.plan.cli import plan_command
     from kseg.serve.cli import serve
 
-    for cmd in (models, bench, optimize, export, serve):
+    for cmd in (models, bench, optimize, export, serve, plan_command):
         main.add_command(cmd)
 
 

@@ -90,6 +90,11 @@ from kseg.errors import ConfigError, KsegError
     is_flag=True,
     help="Only analyse the files (ops, MACs, device emulation); no timing.",
 )
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Per-op latency: time every op as a one-op model, rank op types by share.",
+)
 def bench(
     files: tuple[Path, ...],
     threads: str,
@@ -108,6 +113,7 @@ def bench(
     isolate: bool,
     calibrate: bool,
     static_only: bool,
+    profile: bool,
 ) -> None:
     """Measure .tflite (and .onnx, on ONNX Runtime) files on this machine and emulate them on
     NPU/delegate profiles.
@@ -115,6 +121,10 @@ def bench(
     Reports init time, first inference, latency mean/p50/p90/p99/std, throughput, peak resident
     memory, size, achieved GMAC/s and its share of this machine's measured INT8 peak; with --npu,
     which ops each device runs, partitions, handoffs, fallbacks and a roofline latency estimate.
+
+    --profile attributes the latency to each op (each op cut out into a one-op model of the
+    same shapes and timed alone; LiteRT's Python package has no op profiler) and names the
+    slowest op types.
 
     Example: kseg bench model_int8.tflite model_float.tflite --baseline model_float.tflite
     --threads 1,2 --cpus 0 --npu edgetpu,generic_npu --json bench.json --plots bench/
@@ -148,6 +158,7 @@ def bench(
             calibrate=calibrate,
             measure_latency=not static_only,
             vela=vela,
+            profile=profile,
         )
         click.echo(to_markdown(report))
         if vela_calibrate is not None:

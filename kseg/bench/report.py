@@ -129,6 +129,11 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines.append("")
     for note in report.get("notes", []):
         lines.append(f"- note: {note}")
+    if report.get("profiles"):
+        from kseg.bench.profile import profile_markdown
+
+        for prof in report["profiles"]:
+            lines.append(profile_markdown(prof))
     return "\n".join(lines).rstrip() + "\n"
 
 

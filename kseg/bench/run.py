@@ -57,6 +57,7 @@ def run_benchmark(
     calibrate: bool = True,
     measure_latency: bool = True,
     vela: str = "auto",
+    profile: bool = False,
 ) -> dict[str, Any]:
     """Benchmark ``files`` and return the report dict (see :mod:`kseg.bench.report`).
 
@@ -65,6 +66,9 @@ def run_benchmark(
 
     ``.onnx`` files run on ONNX Runtime (CPU provider, the same thread count) beside the
     ``.tflite`` files, in the same table; static analysis and device emulation are TFLite-only.
+
+    ``profile=True`` adds ``report["profiles"]``: per-op latency of each file at the first thread
+    count (:func:`kseg.bench.profile.profile_ops`).
     """
     paths = [_check_file(f) for f in files]
     if not paths:
@@ -183,6 +187,23 @@ def run_benchmark(
                         "(pip install 'kseg[vela]' for Vela's cycle estimate)"
                     )
             report["npu"].append(d)
+    if profile:
+        from kseg.bench.latency import pinned
+        from kseg.bench.profile import profile_ops
+
+        report["profiles"] = []
+        with pinned(cpu_list):
+            for p in (p for p in paths if not is_onnx(p)):  # per-op timing is TFLite-only
+                report["profiles"].append(
+                    profile_ops(
+                        p,
+                        threads=(threads[0] or None) if threads else 1,
+                        runs=max(min(runs, 30), 5),
+                        warmup=min(warmup, 3),
+                        runtime=runtime,
+                        delegate=delegate,
+                    )
+                )
     if profiles and any(infos[p] is None for p in paths if not is_onnx(p)):
         raise ModelError("device emulation needs the 'tflite' package; pip install tflite")
     return report

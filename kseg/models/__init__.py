@@ -252,7 +252,11 @@ def load_model(path: str | Path, *, compile: bool = False):
         )
     try:
         with keras.utils.custom_object_scope(custom_objects()):
-            return keras.models.load_model(path, compile=compile)
+            model = keras.models.load_model(path, compile=compile)
     except Exception as exc:  # noqa: BLE001 - any loader failure is a bad file for the user
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: cannot load model ({type(exc).__name__}: {detail})") from None
+    # a checkpoint of a mixed-precision run (train.precision) is rebuilt in float32
+    from kseg.models._dtype import to_float32
+
+    return model if compile else to_float32(model)

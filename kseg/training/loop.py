@@ -23,6 +23,7 @@ from kseg.atomic import write_json, write_text
 from kseg.config import Config, Task
 from kseg.errors import ConfigError
 from kseg.training.callbacks import make_callbacks, make_optimizer
+from kseg.training.precision import precision_policy, resolve_precision
 from kseg.training.rundir import RunDir
 from kseg.training.strategy import make_strategy
 
@@ -72,6 +73,7 @@ def build_model(config: Config) -> keras.Model:
 
 
 def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> None:
+    """Compile with the config's optimizer, loss and metrics (and XLA if ``train.jit_compile``)."""
     from kseg.losses import get_loss
     from kseg.metrics import default_metrics, denoise_metrics
 
@@ -82,7 +84,12 @@ def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> N
     else:
         loss = get_loss(t.loss, **t.loss_options)
         metrics = default_metrics(threshold=t.threshold, num_classes=config.model.num_classes)
-    model.compile(optimizer=make_optimizer(t, steps_per_epoch), loss=loss, metrics=metrics)
+    model.compile(
+        optimizer=make_optimizer(t, steps_per_epoch),
+        loss=loss,
+        metrics=metrics,
+        jit_compile=bool(t.jit_compile),
+    )
 
 
 def monitor_for(config: Config) -> str:
@@ -96,6 +103,7 @@ def train(
     *,
     resume: bool = False,
     verbose: int | None = None,
+    notes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train a segmentation model and fill the run directory.
 
@@ -104,6 +112,7 @@ def train(
         out_dir: run directory; for ``resume=True`` an existing one whose ``config.yaml`` is used.
         resume: continue an interrupted run from its last completed epoch.
         verbose: Keras verbosity; default: progress bar on a terminal, one line per epoch otherwise.
+        notes: extra files for the run directory, name -> text (e.g. ``kseg plan``'s reasons).
 
     Returns:
         The validation metrics also written to ``metrics.json``.
@@ -164,7 +173,8 @@ def train(
     if denoise:  # the pipeline's clean target is in [0, 1]; denoising models output pixels
         train_ds, val_ds = (ds.map(lambda x, y: (x, y * 255.0)) for ds in (train_ds, val_ds))
 
-    with strategy.scope():
+    precision = resolve_precision(t.precision)
+    with strategy.scope(), precision_policy(precision.policy):
         model = build_model(
             config
         )  # bad options or input size fail here, before anything is written
@@ -174,6 +184,9 @@ def train(
         run.root.mkdir(parents=True, exist_ok=True)
         cfgmod.save_config(config, run.config)
         save_split(run.split, splits.rows)
+        write_json(run.root / PRECISION_FILE, {**precision.as_dict(), "jit_compile": t.jit_compile})
+        for name, text in (notes or {}).items():
+            write_text(run.root / name, text)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
@@ -187,7 +200,25 @@ def train(
     )
     seconds = time.perf_counter() - started
     _dedupe_history(run.history)
+    if precision.policy != "float32":
+        _save_float32(run)
     return finish_run(run, config, splits.val, train_seconds=seconds)
+
+
+#: what ``train.precision`` resolved to and why (in the run directory)
+PRECISION_FILE = "precision.json"
+
+
+def _save_float32(run: RunDir) -> None:
+    """Rewrite the checkpoints of a mixed-precision run as float32 models (same weights)."""
+    from kseg.models import load_model
+
+    for path in (run.best_model, run.last_model):
+        if path.is_file():
+            model = load_model(path)  # rebuilt in float32 by load_model
+            tmp = path.with_name(path.stem + ".f32.tmp.keras")
+            model.save(tmp)
+            tmp.replace(path)
 
 
 def eval_batch_size(n: int, batch_size: int, replicas: int) -> int:
@@ -240,6 +271,7 @@ def finish_run(
             "epochs_completed": len(history),
             "best_epoch": _best_epoch(history, monitor_for(config)),
             "train_seconds": round(train_seconds, 1) if train_seconds is not None else None,
+            "precision": _read_precision(run),
         }
     )
     write_json(run.metrics, metrics)
@@ -316,6 +348,16 @@ def _to_labels(probs: np.ndarray, threshold: float) -> np.ndarray:
 def default_out(config: Config) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{config.model.name}-{stamp}"
+
+
+def _read_precision(run: RunDir) -> str | None:
+    import json
+
+    path = run.root / PRECISION_FILE
+    try:
+        return json.loads(path.read_text())["policy"] if path.is_file() else None
+    except (ValueError, KeyError, OSError):
+        return None
 
 
 def _read_history(path: Path) -> list[dict[str, str]]:

@@ -1,0 +1,507 @@
+"""Experiment planning for a CPU time budget: fingerprint -> probe -> a config that fits.
+
+nnU-Net derives its recipe from the data fingerprint and the GPU memory; here the scarce resource
+is CPU time, so the planner measures this machine's training speed for a few candidate networks
+(a few steps each, under the precision ``train.precision: auto`` resolves to) and chooses the
+input size, width, depth, batch, epochs and schedule whose measured cost fits the budget:
+
+1. **Input size**: large enough that the smallest objects (10th percentile of equivalent
+   diameters) span >= :data:`MIN_OBJECT_PX` pixels, at most the images' median shorter side and
+   :data:`MAX_SIZE`; a multiple of 32.
+2. **Epochs wanted**: enough passes to see ~:data:`TARGET_IMAGES` training images (30..200 epochs).
+3. **Network**: ``unet`` depth 4, 16 filters (the CPU sweet spot of the zoo) at the largest size
+   that reaches the wanted epochs; smaller networks when even the smallest size does not, wider
+   ones when the budget leaves more than twice the wanted epochs.
+4. **Budget arithmetic**: ``startup + epochs x (train + validation per epoch) + final scoring
+   <= budget x (1 - margin)``, all from measured seconds; ``train.time_limit_minutes`` stops the
+   run should the machine get slower.
+5. **Up-sampling** (``--target``): each mode converted to INT8 and its latency estimated on the
+   device profile; the fastest wins. Without a target: transposed convolution (on this project's
+   CPU the three modes measured within 4 %, docs/benchmarks.md; on NPUs it is the fast one).
+
+Reference: Isensee et al., "nnU-Net", Nature Methods 18, 2021 (experiment planning).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kseg.config import Config, from_dict
+from kseg.errors import ConfigError
+
+MIN_OBJECT_PX = 16  #: the 10th-percentile object must span at least this many input pixels
+MAX_SIZE = 256  #: CPU training above this rarely pays within a budget of minutes
+MIN_SIZE = 96
+TARGET_IMAGES = 12000  #: training images to see (epochs x training images)
+MIN_EPOCHS, MAX_EPOCHS = 30, 200
+MARGIN = 0.08  #: share of the budget held back for what the probe cannot see
+#: networks in order of preference when the budget is short (first = default choice)
+NETS: tuple[tuple[int, int], ...] = ((4, 16), (3, 16), (3, 8))
+#: wider networks tried when the default leaves more than twice the wanted epochs
+WIDER: tuple[tuple[int, int], ...] = ((4, 32), (4, 24))
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Measured seconds per image of one network at one input size on this machine."""
+
+    depth: int
+    filters: int
+    size: int
+    train_s_per_image: float
+    eval_s_per_image: float
+    startup_s: float
+
+    def scaled(self, size: int) -> Probe:
+        """The same network at ``size``: convolution cost grows with the pixel count."""
+        k = (size / self.size) ** 2
+        return Probe(
+            self.depth,
+            self.filters,
+            size,
+            self.train_s_per_image * k,
+            self.eval_s_per_image * k,
+            self.startup_s,
+        )
+
+
+@dataclass
+class Plan:
+    """The chosen recipe, its cost arithmetic and the reasons (``to_yaml`` writes the config)."""
+
+    config: Config
+    fingerprint: dict[str, Any]
+    budget_minutes: float
+    estimate: dict[str, float]
+    reasons: dict[str, str]
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    upsampling: dict[str, Any] = field(default_factory=dict)
+    precision: str = "float32"
+
+    def as_dict(self) -> dict[str, Any]:
+        from kseg.config import to_dict
+
+        return {
+            "budget_minutes": self.budget_minutes,
+            "estimate": self.estimate,
+            "reasons": self.reasons,
+            "probes": self.probes,
+            "upsampling": self.upsampling,
+            "precision": self.precision,
+            "fingerprint": self.fingerprint,
+            "config": to_dict(self.config),
+        }
+
+
+# ------------------------------------------------------------------------------ arithmetic
+
+
+def choose_size(fp: dict[str, Any]) -> tuple[int, int, str]:
+    """``(smallest, largest, why)`` input sizes the data allows (multiples of 32)."""
+    short = min(fp["height"]["median"], fp["width"]["median"])
+    largest = max(MIN_SIZE, min(MAX_SIZE, int(short) // 32 * 32))
+    d10 = fp["object_diameter"]["p10"] or fp["object_diameter"]["median"]
+    need = MIN_SIZE if d10 <= 0 else math.ceil(MIN_OBJECT_PX / d10 / 32) * 32
+    smallest = min(max(MIN_SIZE, need), largest)
+    why = (
+        f"smallest objects (p10 diameter {100 * d10:.1f} % of the shorter side) need >= "
+        f"{need} px to span {MIN_OBJECT_PX} px; images' median shorter side {short:.0f} px, "
+        f"CPU cap {MAX_SIZE}"
+    )
+    return smallest, largest, why
+
+
+def wanted_epochs(n_train: int) -> int:
+    """Epochs to see about :data:`TARGET_IMAGES` images, clamped to [30, 200]."""
+    return int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_IMAGES / max(n_train, 1)))))
+
+
+def epoch_seconds(probe: Probe, n_train: int, n_val: int) -> float:
+    return n_train * probe.train_s_per_image + n_val * probe.eval_s_per_image
+
+
+def fit_epochs(
+    probe: Probe, n_train: int, n_val: int, budget_s: float, *, load_s: float = 0.0
+) -> tuple[int, dict[str, float]]:
+    """How many epochs fit ``budget_s`` and the cost breakdown (seconds).
+
+    ``startup + load + epochs * epoch + final <= budget * (1 - MARGIN)``; the final scoring is one
+    more pass over the validation images plus 10 s of plots and checkpoint rewriting.
+    """
+    per_epoch = epoch_seconds(probe, n_train, n_val)
+    final = n_val * probe.eval_s_per_image + 10.0
+    fixed = probe.startup_s + load_s + final
+    usable = budget_s * (1.0 - MARGIN) - fixed
+    epochs = int(usable // per_epoch) if per_epoch > 0 else 0
+    epochs = max(0, min(epochs, MAX_EPOCHS))
+    return epochs, {
+        "epoch_s": per_epoch,
+        "fixed_s": fixed,
+        "train_s": epochs * per_epoch,
+        "total_s": fixed + epochs * per_epoch,
+        "budget_s": budget_s,
+    }
+
+
+def choose_recipe(
+    probes: dict[tuple[int, int], Probe],
+    sizes: tuple[int, int],
+    n_train: int,
+    n_val: int,
+    budget_s: float,
+    *,
+    load_s: float = 0.0,
+) -> tuple[Probe, int, dict[str, float], str]:
+    """Pick ``(network at a size, epochs, cost, why)`` from measured probes (see module doc)."""
+    want = wanted_epochs(n_train)
+    smallest, largest = sizes
+    grid = list(range(largest, smallest - 1, -32)) or [smallest]
+    for depth, filters in NETS:
+        base = probes.get((depth, filters))
+        if base is None:
+            continue
+        for size in grid:
+            p = base.scaled(size)
+            epochs, cost = fit_epochs(p, n_train, n_val, budget_s, load_s=load_s)
+            if epochs >= want:
+                why = (
+                    f"unet depth {depth}, {filters} filters at {size} px reaches the {want} "
+                    f"epochs wanted ({epochs} fit)"
+                )
+                if (depth, filters) == NETS[0] and size == largest and epochs >= 2 * want:
+                    for wd, wf in WIDER:
+                        wide = probes.get((wd, wf))
+                        if wide is None:
+                            continue
+                        wp = wide.scaled(size)
+                        we, wc = fit_epochs(wp, n_train, n_val, budget_s, load_s=load_s)
+                        if we >= want:
+                            return (
+                                wp,
+                                we,
+                                wc,
+                                (
+                                    f"the budget leaves {epochs} epochs for 16 filters (> 2x the {want} "
+                                    f"wanted): widened to {wf} filters, {we} epochs"
+                                ),
+                            )
+                return p, epochs, cost, why
+    # nothing reaches the wanted epochs: the cheapest network at the smallest size, as many as fit
+    depth, filters = min(probes, key=lambda k: probes[k].train_s_per_image)
+    p = probes[(depth, filters)].scaled(smallest)
+    epochs, cost = fit_epochs(p, n_train, n_val, budget_s, load_s=load_s)
+    if epochs < 1:
+        raise ConfigError(
+            f"a budget of {budget_s / 60:.1f} min does not fit one epoch of the smallest network "
+            f"({cost['epoch_s']:.0f} s per epoch + {cost['fixed_s']:.0f} s fixed); raise "
+            "--budget-minutes"
+        )
+    return (
+        p,
+        epochs,
+        cost,
+        (
+            f"short budget: even the cheapest network at {smallest} px fits only {epochs} of the "
+            f"{want} epochs wanted"
+        ),
+    )
+
+
+# ------------------------------------------------------------------------------ measuring
+
+
+def probe_speed(
+    depth: int,
+    filters: int,
+    size: int,
+    channels: int,
+    batch: int,
+    *,
+    policy: str = "float32",
+    steps: int = 3,
+) -> Probe:
+    """Time ``steps`` training steps (after one untimed) and one evaluation batch of ``unet``."""
+    from kseg._keras import keras, tf
+    from kseg.losses import get_loss
+    from kseg.metrics import default_metrics
+    from kseg.models import create_model
+    from kseg.training.precision import precision_policy
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (batch, size, size, channels)).astype(np.float32)
+    y = (rng.random((batch, size, size, 1)) > 0.7).astype(np.float32)
+    started = time.perf_counter()
+    with precision_policy(policy):
+        model = create_model(
+            "unet", input_shape=(size, size, channels), depth=depth, filters=filters
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("combo"), metrics=default_metrics()
+        )
+    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)
+    model.predict(x, batch_size=batch, verbose=0)
+    startup = time.perf_counter() - started
+    t0 = time.perf_counter()
+    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+    train = (time.perf_counter() - t0) / (steps * batch)
+    t0 = time.perf_counter()
+    model.predict(x, batch_size=batch, verbose=0)
+    evaluate = (time.perf_counter() - t0) / batch
+    keras.backend.clear_session()
+    return Probe(depth, filters, size, train, evaluate, startup)
+
+
+def choose_upsampling(
+    target: str, depth: int, filters: int, size: int, channels: int
+) -> dict[str, Any]:
+    """Estimated INT8 latency of each up-sampling mode on device profile ``target``."""
+    import tempfile
+    from pathlib import Path
+
+    from kseg.bench.analyze import analyze_model
+    from kseg.bench.devices import load_profile
+    from kseg.bench.npu import emulate
+    from kseg.export import convert_model
+    from kseg.models import create_model
+    from kseg.models.options import Upsampling
+
+    profile = load_profile(target)
+    rep = np.random.default_rng(0).uniform(0, 255, (4, size, size, channels)).astype(np.float32)
+    est = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in Upsampling.values():
+            model = create_model(
+                "unet",
+                input_shape=(size, size, channels),
+                depth=depth,
+                filters=filters,
+                upsampling=mode,
+            )
+            path = Path(tmp) / f"{mode}.tflite"
+            path.write_bytes(convert_model(model, "int8", representative=rep))
+            est[mode] = emulate(analyze_model(path), profile).to_dict()["estimated_latency_ms"][
+                "total"
+            ]
+    best = min(est, key=est.get)
+    return {"target": profile.name, "estimated_ms": est, "choice": best}
+
+
+def _load_seconds(path: str, n: int, sample: int = 8) -> float:
+    """Seconds to decode and resize all ``n`` images, from timing ``sample`` of them."""
+    from kseg.data.folder import scan_folder
+    from kseg.data.io import read_image, read_mask
+
+    samples = scan_folder(path)[:sample]
+    t0 = time.perf_counter()
+    for s in samples:
+        read_image(s.image, 1)
+        read_mask(s.mask)
+    per = (time.perf_counter() - t0) / max(len(samples), 1)
+    return per * n * 1.5  # resizing and splitting on top of decoding
+
+
+def plan(
+    path: str,
+    budget_minutes: float,
+    *,
+    target: str | None = None,
+    group_regex: str | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 42,
+    probe_steps: int = 3,
+    probes: dict[tuple[int, int], Probe] | None = None,
+    include_planning: bool = False,
+    log=print,
+) -> Plan:
+    """Fingerprint ``path``, probe this machine, and return the :class:`Plan` for the budget.
+
+    Args:
+        budget_minutes: wall-clock minutes for the whole ``kseg train`` run.
+        target: device profile name or YAML (``kseg bench --npu`` names) to pick up-sampling for.
+        probes: measured probes to use instead of measuring (tests, re-planning).
+        include_planning: the budget also pays for this planning (``kseg train --budget``).
+    """
+    started = time.perf_counter()
+    from kseg.plan.fingerprint import fingerprint
+    from kseg.training.precision import resolve_precision
+
+    if budget_minutes <= 0:
+        raise ConfigError(f"--budget-minutes {budget_minutes}: use a positive number of minutes")
+    fp = fingerprint(path, group_regex=group_regex)
+    n = fp["n_images"]
+    n_val = max(1, round(n * val_fraction))
+    n_train = n - n_val
+    channels = fp["channels"]
+    batch = 8 if n_train >= 64 else 4
+    smallest, largest, size_why = choose_size(fp)
+    precision = resolve_precision("auto")
+    if probes is None:
+        probes = {}
+        for depth, filters in (*NETS, *WIDER):
+            log(f"probing unet depth {depth}, {filters} filters at {MIN_SIZE} px ...")
+            probes[(depth, filters)] = probe_speed(
+                depth,
+                filters,
+                MIN_SIZE,
+                channels,
+                batch,
+                policy=precision.policy,
+                steps=probe_steps,
+            )
+    load_s = _load_seconds(path, n)
+    budget_s = budget_minutes * 60.0 - (time.perf_counter() - started if include_planning else 0.0)
+    chosen, epochs, cost, net_why = choose_recipe(
+        probes, (smallest, largest), n_train, n_val, budget_s, load_s=load_s
+    )
+    up = {"choice": "transpose", "why": "no --target: transposed conv (CPU modes within 4 %)"}
+    if target:
+        up = choose_upsampling(target, chosen.depth, chosen.filters, chosen.size, channels)
+        up["why"] = f"fastest INT8 estimate on {up['target']}: " + ", ".join(
+            f"{k} {v:.2f} ms" for k, v in up["estimated_ms"].items()
+        )
+    warmup = 2 if epochs >= 60 else 1
+    # the last epoch may start just before the limit: stop early enough that it still fits
+    limit = max((budget_s * (1 - MARGIN) - cost["epoch_s"] - cost["fixed_s"]) / 60.0, 0.5)
+    raw = {
+        "data": {
+            "path": str(path),
+            "img_size": chosen.size,
+            "channels": channels,
+            "val_fraction": val_fraction,
+            "group_regex": group_regex,
+            "mean": fp["intensity"]["mean"],
+            "std": [max(s, 1e-3) for s in fp["intensity"]["std"]],
+        },
+        "model": {
+            "name": "unet",
+            "options": {
+                "depth": chosen.depth,
+                "filters": chosen.filters,
+                "upsampling": up["choice"],
+            },
+        },
+        "train": {
+            "epochs": epochs,
+            "batch_size": batch,
+            "learning_rate": 0.002 if batch >= 8 else 0.001,
+            "schedule": "cosine",
+            "warmup_epochs": warmup,
+            "early_stopping_patience": epochs,
+            "seed": seed,
+            "precision": "auto",
+            "time_limit_minutes": round(limit, 2),
+        },
+    }
+    config = from_dict(raw, source="kseg plan")
+    reasons = {
+        "data.img_size": size_why + f"; {chosen.size} px chosen",
+        "data.channels": "all images are gray" if channels == 1 else "colour images",
+        "data.mean": "z-score from the fingerprint's intensity statistics (pixel/255)",
+        "model.options": net_why,
+        "model.options.upsampling": up["why"],
+        "train.epochs": (
+            f"{cost['epoch_s']:.1f} s per epoch measured ({n_train} train + {n_val} val images) "
+            f"x {epochs} = {cost['train_s'] / 60:.1f} min + {cost['fixed_s'] / 60:.1f} min fixed "
+            f"<= {budget_minutes:g} min - {100 * MARGIN:.0f} % margin"
+        ),
+        "train.batch_size": f"{batch}: fast on CPU, {'>= 64' if batch == 8 else '< 64'} training images",
+        "train.schedule": "cosine with warm-up: the epoch count is known in advance",
+        "train.early_stopping_patience": "= epochs: the cosine schedule needs its full length",
+        "train.precision": f"auto -> {precision.policy} here ({precision.reason})",
+        "train.time_limit_minutes": "stops before the budget if the machine gets slower",
+    }
+    estimate = {
+        "minutes": cost["total_s"] / 60.0,
+        "epoch_seconds": cost["epoch_s"],
+        "fixed_seconds": cost["fixed_s"],
+        "wanted_epochs": wanted_epochs(n_train),
+        "n_train": n_train,
+        "n_val": n_val,
+    }
+    return Plan(
+        config=config,
+        fingerprint=fp,
+        budget_minutes=budget_minutes,
+        estimate=estimate,
+        reasons=reasons,
+        probes=[vars(p) for p in probes.values()],
+        upsampling=up,
+        precision=precision.policy,
+    )
+
+
+def to_yaml(p: Plan) -> str:
+    """The planned config as YAML whose comments give each chosen value's reason."""
+    import yaml
+
+    fp = p.fingerprint
+    lines = [
+        f"# kseg plan for {fp['path']} with a {p.budget_minutes:g}-minute CPU budget",
+        f"# data: {fp['n_images']} images in {fp['n_groups']} groups, median "
+        f"{fp['width']['median']:.0f}x{fp['height']['median']:.0f} px, {fp['channels']} channel(s), "
+        f"foreground {100 * fp['foreground_fraction']['mean']:.1f} % of pixels, "
+        f"{fp['objects_per_image']['median']:.0f} object(s) per image",
+        f"# estimated run: {p.estimate['minutes']:.1f} min "
+        f"({p.estimate['epoch_seconds']:.1f} s/epoch measured on this machine)",
+        "#   kseg train --config THIS_FILE --out runs/planned",
+    ]
+    plain = {
+        "data": {
+            k: v
+            for k, v in _section(p.config.data).items()
+            if k in ("path", "img_size", "channels", "val_fraction", "group_regex", "mean", "std")
+        },
+        "model": _section(p.config.model),
+        "train": {
+            k: v
+            for k, v in _section(p.config.train).items()
+            if k
+            in (
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "schedule",
+                "warmup_epochs",
+                "early_stopping_patience",
+                "seed",
+                "precision",
+                "time_limit_minutes",
+            )
+        },
+    }
+    for section, values in plain.items():
+        lines.append(f"{section}:")
+        for key, value in values.items():
+            text = yaml.safe_dump({key: value}, default_flow_style=True, sort_keys=False).strip()
+            text = text[1:-1] if text.startswith("{") else text
+            why = p.reasons.get(f"{section}.{key}")
+            if section == "model" and key == "options":
+                why = f"{p.reasons['model.options']}; upsampling: {p.reasons['model.options.upsampling']}"
+            lines.append(f"  {text}" + (f"  # {why}" if why else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _section(obj: Any) -> dict[str, Any]:
+    from kseg.config import _plain
+
+    return {k: _plain(v) for k, v in vars(obj).items()}
+
+
+__all__ = [
+    "Plan",
+    "Probe",
+    "choose_recipe",
+    "choose_size",
+    "choose_upsampling",
+    "fit_epochs",
+    "plan",
+    "probe_speed",
+    "to_yaml",
+    "wanted_epochs",
+]

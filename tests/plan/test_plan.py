@@ -1,0 +1,163 @@
+"""kseg plan: fingerprint numbers on constructed data, the budget arithmetic (epochs x measured
+time fits the budget), and the written YAML loads back as the planned config."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kseg.config import load_config
+from kseg.errors import ConfigError
+from kseg.plan.fingerprint import fingerprint, image_stats
+from kseg.plan.planner import (
+    MARGIN,
+    Probe,
+    choose_recipe,
+    choose_size,
+    fit_epochs,
+    plan,
+    to_yaml,
+    wanted_epochs,
+)
+
+
+def _write_folder(root, n=6, h=60, w=80):
+    """n gray images (value 100 + i) with masks holding two squares of 10x10 and 20x20 px."""
+    import cv2
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        img = np.full((h, w), 100 + i, np.uint8)
+        mask = np.zeros((h, w), np.uint8)
+        mask[5:15, 5:15] = 255
+        mask[30:50, 40:60] = 255
+        cv2.imwrite(str(root / "images" / f"p{i // 2}_{i}.png"), img)
+        cv2.imwrite(str(root / "masks" / f"p{i // 2}_{i}.png"), mask)
+    return root
+
+
+def test_image_stats_objects_and_gray():
+    img = np.zeros((40, 50, 3), np.uint8)
+    img[..., :] = 7
+    mask = np.zeros((40, 50), np.uint8)
+    mask[0:4, 0:4] = 1  # 16 px
+    mask[10:20, 10:20] = 1  # 100 px
+    s = image_stats(img, mask)
+    assert s["gray"] is True and s["objects"] == 2
+    assert s["foreground"] == pytest.approx(116 / 2000)
+    assert sorted(s["diameters"]) == pytest.approx(
+        [2 * math.sqrt(16 / math.pi) / 40, 2 * math.sqrt(100 / math.pi) / 40]
+    )
+    img[..., 2] = 9
+    assert image_stats(img, mask)["gray"] is False
+
+
+def test_fingerprint_numbers(tmp_path):
+    root = _write_folder(tmp_path / "d")
+    fp = fingerprint(root, group_regex=r"^(p\d+)_")
+    assert fp["n_images"] == 6 and fp["n_groups"] == 3 and fp["sampled"] == 6
+    assert fp["height"]["median"] == 60 and fp["width"]["max"] == 80
+    assert fp["channels"] == 1
+    # pixel values 100..105 -> mean 102.5/255, std of a uniform spread over 6 values
+    assert fp["intensity"]["mean"][0] == pytest.approx(102.5 / 255, abs=2e-3)
+    assert fp["intensity"]["std"][0] == pytest.approx(np.std(np.arange(100, 106)) / 255, abs=2e-3)
+    assert fp["foreground_fraction"]["mean"] == pytest.approx(500 / 4800)
+    assert fp["objects_per_image"]["median"] == 2 and fp["empty_masks"] == 0
+    small = 2 * math.sqrt(100 / math.pi) / 60
+    assert fp["object_diameter"]["min"] == pytest.approx(small)
+    assert fp["object_diameter"]["median"] == pytest.approx(
+        (small + 2 * math.sqrt(400 / math.pi) / 60) / 2
+    )
+
+
+def _fp(short=540, d10=0.4, n=400):
+    return {
+        "path": "x",
+        "n_images": n,
+        "n_groups": n,
+        "height": {"median": short},
+        "width": {"median": 800},
+        "object_diameter": {"p10": d10, "median": d10},
+    }
+
+
+def test_size_follows_objects_and_images():
+    assert choose_size(_fp(540, 0.4))[:2] == (96, 256)  # big objects: any size works
+    assert choose_size(_fp(540, 0.05))[:2] == (256, 256)  # would need 320 px: capped at 256
+    assert choose_size(_fp(150, 0.2))[:2] == (96, 128)  # small images: 150 -> 128
+    assert choose_size(_fp(512, 0.1))[:2] == (160, 256)  # 16 px / 0.1 = 160
+
+
+def test_budget_arithmetic_fits_and_uses_the_budget():
+    p = Probe(4, 16, 128, train_s_per_image=0.02, eval_s_per_image=0.005, startup_s=20.0)
+    budget = 15 * 60.0
+    epochs, cost = fit_epochs(p, 320, 80, budget, load_s=10.0)
+    per_epoch = 320 * 0.02 + 80 * 0.005
+    assert cost["epoch_s"] == pytest.approx(per_epoch)
+    assert cost["fixed_s"] == pytest.approx(20 + 10 + 80 * 0.005 + 10)
+    assert cost["fixed_s"] + epochs * per_epoch <= budget * (1 - MARGIN)
+    assert cost["fixed_s"] + (epochs + 1) * per_epoch > budget * (1 - MARGIN)  # no room wasted
+    # scaling to a larger input grows the cost with the pixel count
+    assert p.scaled(256).train_s_per_image == pytest.approx(0.08)
+
+
+def test_recipe_prefers_default_net_at_largest_size_that_reaches_wanted_epochs():
+    probes = {
+        (4, 16): Probe(4, 16, 96, 0.010, 0.003, 15.0),
+        (3, 16): Probe(3, 16, 96, 0.008, 0.002, 15.0),
+        (3, 8): Probe(3, 8, 96, 0.004, 0.001, 15.0),
+        (4, 32): Probe(4, 32, 96, 0.030, 0.008, 15.0),
+        (4, 24): Probe(4, 24, 96, 0.020, 0.005, 15.0),
+    }
+    want = wanted_epochs(320)
+    assert want == math.ceil(12000 / 320)
+    chosen, epochs, cost, why = choose_recipe(probes, (96, 256), 320, 80, 15 * 60.0)
+    assert (chosen.depth, chosen.filters) == (4, 16) and epochs >= want
+    # the next larger size would not reach the wanted epochs
+    if chosen.size < 256:
+        bigger = probes[(4, 16)].scaled(chosen.size + 32)
+        assert fit_epochs(bigger, 320, 80, 15 * 60.0)[0] < want
+    assert cost["total_s"] <= 15 * 60.0
+    # a tiny budget falls back to the cheapest network at the smallest size
+    chosen, epochs, _, why = choose_recipe(probes, (96, 256), 320, 80, 60.0)
+    assert (chosen.depth, chosen.filters, chosen.size) == (3, 8, 96) and "short budget" in why
+    with pytest.raises(ConfigError, match="does not fit one epoch"):
+        choose_recipe(probes, (96, 256), 320, 80, 20.0)
+    # a generous budget widens the network
+    chosen, epochs, _, why = choose_recipe(probes, (96, 128), 320, 80, 120 * 60.0)
+    assert chosen.filters > 16 and "widened" in why
+
+
+def test_plan_writes_yaml_that_loads_back(tmp_path):
+    root = _write_folder(tmp_path / "d", n=10, h=64, w=64)
+    probes = {
+        (4, 16): Probe(4, 16, 96, 0.01, 0.003, 5.0),
+        (3, 8): Probe(3, 8, 96, 0.004, 0.001, 5.0),
+    }
+    p = plan(str(root), 5.0, probes=probes, log=lambda m: None)
+    text = to_yaml(p)
+    assert "# " in text and "s per epoch measured" in text
+    path = tmp_path / "plan.yaml"
+    path.write_text(text)
+    assert load_config(path) == p.config
+    c = p.config
+    assert c.data.img_size % 32 == 0 and c.data.channels == 1
+    assert c.train.epochs * p.estimate["epoch_seconds"] + p.estimate["fixed_seconds"] <= 5 * 60
+    assert c.train.time_limit_minutes < 5.0
+    assert c.model.options["upsampling"] == "transpose"
+
+
+def test_plan_cli_refuses_existing_out_and_bad_budget(tmp_path):
+    from kseg.cli import main
+
+    root = _write_folder(tmp_path / "d")
+    existing = tmp_path / "x.yaml"
+    existing.write_text("a: 1\n")
+    res = CliRunner().invoke(main, ["plan", str(root), "--out", str(existing)])
+    assert res.exit_code == 2 and "exists" in res.output
+    res = CliRunner().invoke(main, ["plan", str(root), "--budget-minutes", "0"])
+    assert res.exit_code == 2 and "positive" in res.output
