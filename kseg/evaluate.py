@@ -189,7 +189,7 @@ def evaluate_model(
     resolved = resolve_data(model_path, predictor.input_size, predictor.channels, data)
     cfg = resolved.config
     splits = load_splits(
-        cfg.data, seed=cfg.train.seed, split_file=resolved.split_file, progress=False
+        cfg.data, seed=resolved.seed, split_file=resolved.split_file, progress=False
     )
     parts = {
         "val": [splits.val],
@@ -222,5 +222,6 @@ def evaluate_model(
     result["model"] = str(model_path)
     result["data"] = resolved.description
     result["split"] = split
+    result["provenance"] = resolved.provenance(splits, split)
     write_json(Path(out_dir) / "metrics.json", _json_safe(result))
     return result

@@ -23,7 +23,7 @@ from kseg.atomic import write_json, write_text
 from kseg.config import Config, Task
 from kseg.errors import ConfigError
 from kseg.training.callbacks import make_callbacks, make_optimizer
-from kseg.training.rundir import RunDir
+from kseg.training.rundir import RunDir, record_data_source
 from kseg.training.strategy import make_strategy
 
 
@@ -162,6 +162,7 @@ def train(
         run.root.mkdir(parents=True, exist_ok=True)
         cfgmod.save_config(config, run.config)
         save_split(run.split, splits.rows)
+        record_data_source(run, config, splits.rows)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
