@@ -195,6 +195,7 @@ def evaluate(model_path, data, split, out, runtime) -> None:
 
     out = out or model_path.parent / f"eval-{model_path.stem}"
     result = evaluate_model(model_path, data=data, split=split, out_dir=out, runtime=runtime)
+    _warn_provenance(result.get("provenance"))
     click.echo(f"wrote {out}/metrics.json, per_image.csv, worst_cases.png")
     click.echo(
         "  ".join(
@@ -206,6 +207,12 @@ def evaluate(model_path, data, split, out, runtime) -> None:
             else ""
         )
     )
+
+
+def _warn_provenance(prov: dict[str, Any] | None) -> None:
+    """One plain stderr line when the checked images may include training images."""
+    if prov and prov.get("warning"):
+        click.echo(f"warning: {prov['warning']}", err=True)
 
 
 # ---------------------------------------------------------------------------------- convert
@@ -278,6 +285,7 @@ def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_sampl
         representative_samples=calibration_samples,
     )
     t, p = card["tflite"], card["parity"]
+    _warn_provenance(card["data"].get("provenance"))
     click.echo(f"wrote {t['path']} ({t['size_bytes'] / 1024:.1f} KiB, {t['mode']}) and its card")
     click.echo(
         f"float Dice {p['float_dice']:.4f}  tflite Dice {p['tflite_dice']:.4f}  drop {p['dice_drop']:+.4f}  "

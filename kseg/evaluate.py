@@ -191,7 +191,7 @@ def evaluate_model(
     # raw images: the predictor applies the run's filter chain (data.preprocess) itself
     splits = load_splits(
         cfg.data,
-        seed=cfg.train.seed,
+        seed=resolved.seed,
         split_file=resolved.split_file,
         progress=False,
         preprocess=False,
@@ -237,5 +237,6 @@ def evaluate_model(
     result["model"] = str(model_path)
     result["data"] = resolved.description
     result["split"] = split
+    result["provenance"] = resolved.provenance(splits, split)
     write_json(Path(out_dir) / "metrics.json", _json_safe(result))
     return result

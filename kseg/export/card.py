@@ -98,6 +98,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         f"Data: {card.get('data', {}).get('description', 'n/a')} ({parity.get('n_images', 0)} validation images).",
         "",
+        *_provenance_lines((card.get("data") or {}).get("provenance")),
         "| | Dice | IoU |",
         "|---|---|---|",
         f"| float (Keras) | {_fmt(parity.get('float_dice'))} | {_fmt(parity.get('float_iou'))} |",
@@ -120,3 +121,18 @@ def render_markdown(card: dict[str, Any]) -> str:
             f"{cal['description']} ({cal['n_images']} images, sha256 `{cal['sha256'][:16]}…`).",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _provenance_lines(prov: dict[str, Any] | None) -> list[str]:
+    """The split's provenance, and a plain warning when the images may include training images."""
+    if not prov:
+        return []
+    where = f"run `{prov['run']}` (its `split.csv`)" if prov.get("run") else "a new split"
+    lines = [
+        f"Split: {prov['split']} of {where}, seed {prov['seed']}, {prov['n_images']} of "
+        f"{prov['n_files']} images, file list sha256 `{prov['files_sha256'][:16]}…`.",
+        "",
+    ]
+    if prov.get("warning"):
+        lines += [f"**Warning: {prov['warning']}.**", ""]
+    return lines

@@ -2,9 +2,14 @@
 
 Calibration and parity data are found the way a user expects:
 
-1. ``data=DIR``: the folder, split by group with the seed (train part calibrates, val part checks);
+1. ``data=DIR``: the model's run's saved split when that run trained on ``DIR`` (same resolved
+   path and files); else the folder split by group with the seed, and the card warns that the
+   parity images may include training images;
 2. else the run directory that holds the model (``RUN/best.keras``): its config and saved split;
 3. else the embedded synthetic set for the model's channel count (said so in the card).
+
+Calibration images come only from the training split; the card records the split's provenance
+(run, seed, sha256 of the file list, split, number of images).
 """
 
 from __future__ import annotations
@@ -165,11 +170,20 @@ def export_tflite(
             "activation": "sigmoid" if desc["output_shape"][-1] == 1 else "softmax",
             "threshold": threshold,
         },
-        "data": {"description": resolved.description, "n_val": len(splits.val.images)},
+        "data": {
+            "description": resolved.description,
+            "n_val": len(splits.val.images),
+            "provenance": resolved.provenance(splits, "val"),
+            "names": list(splits.val.names),
+        },
         "calibration": {
             "description": calibration_desc,
             "n_images": len(calibration),
             "sha256": sha256_bytes(np.ascontiguousarray(calibration).tobytes()),
+            "names": prep.calibration_names,
+            "provenance": resolved.provenance(splits, "train")
+            if prep.calibration_names is not None
+            else None,
         },
         "steps": list(steps or [])
         + [{"step": "convert", "mode": str(mode), "io_dtype": str(convert_io)}],
@@ -198,6 +212,7 @@ class ExportInputs:
     max_dice_drop: float | None
     calibration: np.ndarray
     calibration_desc: str
+    calibration_names: list[str] | None = None  # None: images given by the caller
 
 
 def prepare_export(
@@ -227,7 +242,7 @@ def prepare_export(
         max_dice_drop = None
     representative_samples = representative_samples or cfg.export.representative_samples
     # the run's own seed regenerates the same synthetic images it was trained and validated on
-    seed = cfg.train.seed if resolved.split_file is not None else seed
+    seed = resolved.seed
     # raw images: both predictors apply the run's filter chain themselves (parity sees the same
     # pixels as `kseg predict`); calibration images are filtered here, as training saw them
     splits = load_splits(
@@ -238,17 +253,26 @@ def prepare_export(
     chain = Chain.parse(cfg.data.preprocess)
     if len(splits.val.images) == 0:
         raise ConfigError(f"{resolved.description}: no validation images for the parity check")
-    if calibration is None:
+    calibration_names: list[str] | None = None
+    if calibration is None:  # only ever the training split: parity images stay unseen
+        pool = splits.train
+        if len(pool.images) == 0:
+            raise ConfigError(
+                f"{resolved.description}: no training images to calibrate on; "
+                "pass a folder with more images or another --data"
+            )
         rng = np.random.default_rng(seed)
-        pool = splits.train if len(splits.train.images) else splits.val
-        idx = rng.permutation(len(pool.images))[:representative_samples]
-        calibration = chain(pool.images[np.sort(idx)]) if chain else pool.images[np.sort(idx)]
+        idx = np.sort(rng.permutation(len(pool.images))[:representative_samples])
+        calibration = chain(pool.images[idx]) if chain else pool.images[idx]
+        calibration_names = [pool.names[i] for i in idx]
         calibration_desc = (
             f"{len(calibration)} images from the train split of {resolved.description}"
         )
     else:
         calibration_desc = f"{len(calibration)} images given by the caller"
-    return ExportInputs(resolved, cfg, splits, max_dice_drop, calibration, calibration_desc)
+    return ExportInputs(
+        resolved, cfg, splits, max_dice_drop, calibration, calibration_desc, calibration_names
+    )
 
 
 def graph_facts(tflite_path: Path) -> dict[str, Any]:

@@ -23,6 +23,8 @@ class FitData:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    #: where the split came from (:meth:`kseg.training.rundir.ModelData.provenance` of ``val``)
+    provenance: dict[str, Any] | None = None
 
     @classmethod
     def from_splits(cls, splits: Any) -> FitData:
@@ -43,6 +45,7 @@ class FitData:
             "train": int(len(self.x_train)),
             "val": int(len(self.x_val)),
             "shape": list(self.x_train.shape[1:]),
+            **({"provenance": self.provenance} if self.provenance else {}),
         }
 
 

@@ -25,6 +25,13 @@ def _load(model: Path) -> Any:
     return load_model(model)
 
 
+def _warn_data(fit_data: Any) -> None:
+    """One plain stderr line when the validation images may include training images."""
+    prov = fit_data.provenance or {}
+    if prov.get("warning"):
+        click.echo(f"warning: {prov['warning']}", err=True)
+
+
 def _echo_metrics(record: dict[str, Any]) -> None:
     m = record.get("metrics", {})
     if "before" in m:
@@ -93,6 +100,9 @@ def optimize(
     for rec in summary["steps"]:
         click.echo(f"{rec['step']}: {rec.get('model', '')}")
     click.echo(f"summary: {out / 'summary.md'}")
+    warning = ((summary.get("data") or {}).get("provenance") or {}).get("warning")
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @optimize.command()
@@ -127,6 +137,7 @@ def qat(
 
     keras_model = _load(model)
     fit_data, desc = load_data(model, keras_model, data, seed=seed)
+    _warn_data(fit_data)
     out = out or _default_out(model, "qat")
     res = run_qat(
         keras_model,
@@ -207,6 +218,7 @@ def prune(
 
     keras_model = _load(model)
     fit_data, desc = load_data(model, keras_model, data, seed=seed)
+    _warn_data(fit_data)
     out = out or _default_out(model, "prune")
     res = run_prune(
         keras_model,
@@ -301,6 +313,7 @@ def cluster(
     check_init(init)
     keras_model = _load(model)
     fit_data, desc = load_data(model, keras_model, data, seed=seed)
+    _warn_data(fit_data)
     out = out or _default_out(model, "cluster")
     res = run_cluster(
         keras_model,
@@ -401,6 +414,7 @@ def distill(
 
     t = _load(teacher)
     fit_data, desc = load_data(teacher, t, data, seed=seed)
+    _warn_data(fit_data)
     out = out or _default_out(teacher, f"distill_{student}")
     res = run_distill(
         t,

@@ -139,6 +139,8 @@ def run_recipe(recipe: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
         source_run = find_run_dir(model_path)
         # later steps write models outside that run: keep pointing at its data and split
         data_arg = str(source_run.root) if source_run is not None else None
+    elif data_arg is not None and model_path is not None:
+        data_arg = _faithful_data(model_path, str(data_arg))
     model = load_model(model_path) if model_path is not None else None
     data = None
     records: list[dict[str, Any]] = []
@@ -216,6 +218,27 @@ def run_recipe(recipe: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     return summary
 
 
+def _faithful_data(model_path: Path, data_arg: str) -> str:
+    """The source model's run directory when ``data_arg`` is the folder that run trained on (same
+    path and files): later steps write models outside the run and must keep its split."""
+    from kseg.training.rundir import find_run_dir, folder_mismatch
+
+    run = find_run_dir(model_path)
+    if (
+        run is None
+        or data_arg.startswith("synthetic:")
+        or (Path(data_arg) / "config.yaml").is_file()
+    ):
+        return data_arg
+    from kseg.config import load_config
+
+    return (
+        str(run.root)
+        if folder_mismatch(run, load_config(run.config), data_arg) is None
+        else data_arg
+    )
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -228,6 +251,9 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(
             f"Data: {summary['data'].get('description')} (train {summary['data'].get('train')}, val {summary['data'].get('val')})"
         )
+        warning = (summary["data"].get("provenance") or {}).get("warning")
+        if warning:
+            lines.append(f"\n**Warning: {warning}.**")
     lines += ["", "| # | step | settings | validation Dice | artifact |", "|---|---|---|---|---|"]
     for i, rec in enumerate(summary["steps"], start=1):
         settings = ", ".join(

@@ -43,7 +43,9 @@ def load_data(
     ``data``: a folder with ``images/`` and ``masks/``, a run directory, or ``synthetic:KIND[:N]``
     (e.g. ``synthetic:ultrasound:200``); ``None`` reuses the config and split of the run directory
     the model was trained in (``RUN/config.yaml``, ``RUN/split.csv``). The same resolution as
-    ``kseg convert`` and ``kseg evaluate`` (:func:`kseg.training.rundir.resolve_data`).
+    ``kseg convert`` and ``kseg evaluate`` (:func:`kseg.training.rundir.resolve_data`): a folder the
+    model's run trained on reuses that run's split; any other folder sets
+    ``FitData.provenance["warning"]`` (its validation images may be training images).
     """
     from kseg.data.pipeline import load_splits
     from kseg.models import model_spec
@@ -56,11 +58,12 @@ def load_data(
             f"{model_path}: no RUN/config.yaml beside the model; pass --data DIR or --data synthetic:ultrasound"
         )
     resolved = resolve_data(model_path, h, c, data, seed=seed)
-    run_seed = resolved.config.train.seed if resolved.split_file is not None else seed
     splits = load_splits(
-        resolved.config.data, seed=run_seed, split_file=resolved.split_file, progress=False
+        resolved.config.data, seed=resolved.seed, split_file=resolved.split_file, progress=False
     )
-    return FitData.from_splits(splits), f"{resolved.description} at {h}x{h}"
+    fit = FitData.from_splits(splits)
+    fit.provenance = resolved.provenance(splits, "val")
+    return fit, f"{resolved.description} at {h}x{h}"
 
 
 UNLABELED_SEED_OFFSET = 10_007  # synthetic transfer images never repeat the labeled ones

@@ -24,7 +24,7 @@ from kseg.config import Config, Task
 from kseg.errors import ConfigError
 from kseg.training.callbacks import make_callbacks, make_optimizer
 from kseg.training.precision import precision_policy, resolve_precision
-from kseg.training.rundir import RunDir
+from kseg.training.rundir import RunDir, record_data_source
 from kseg.training.strategy import make_strategy
 
 
@@ -187,6 +187,7 @@ def train(
         write_json(run.root / PRECISION_FILE, {**precision.as_dict(), "jit_compile": t.jit_compile})
         for name, text in (notes or {}).items():
             write_text(run.root / name, text)
+        record_data_source(run, config, splits.rows)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
