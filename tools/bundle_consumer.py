@@ -7,8 +7,9 @@
 Imports only numpy, OpenCV and the consumer (never kseg), prints one JSON object on stdout and
 exits 1 when the consumer disagrees with the golden files:
 
-- tflite_runtime: the output tensor of every golden input vs ``NAME.output.npy`` (max absolute
-  difference in quantization steps) and the mask vs ``NAME.mask.png`` (pixel agreement);
+- tflite_runtime: the output tensor of every golden input vs ``NAME.output_builtin.npy`` (TFLite's
+  builtin kernels, which tflite-runtime runs: must be equal) and its mask (pixel agreement); the
+  agreement with ``NAME.mask.png`` (LiteRT's XNNPACK path) is reported beside it;
 - mediapipe: ``ImageSegmenter`` built from the model file alone (input size, normalization and
   labels come from its metadata), fed the golden input as an SRGB image; its confidence mask,
   thresholded as the README says, vs ``NAME.mask.png``;
@@ -76,20 +77,27 @@ def check_tflite_runtime(bundle: Path, runs: int) -> dict:
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     scale, zp = out["quantization"]
     rows = []
-    for name, x, gold_out, gold_mask in _golden(bundle):
+    for name, x, gold_xnn, xnn_mask in _golden(bundle):
         it.set_tensor(inp["index"], x)
         it.invoke()
         y = it.get_tensor(out["index"])
-        # integer tensors: the difference is in quantization steps
-        diff = float(np.abs(y.astype(np.float64) - gold_out.astype(np.float64)).max())
-        conf = (y.astype(np.float32) - zp) * scale if scale else y.astype(np.float32)
-        mask = _mask(conf[0], card["output"]["threshold"])
+        # tflite-runtime runs TFLite's builtin kernels: output_builtin.npy is its golden tensor
+        gold = np.load(bundle / "golden" / f"{name}.output_builtin.npy")
+        thr = card["output"]["threshold"]
+
+        def conf(t):
+            return (t.astype(np.float32) - zp) * scale if scale else t.astype(np.float32)
+
+        mask = _mask(conf(y)[0], thr)
         rows.append(
             {
                 "name": name,
-                "exact": bool(np.array_equal(y, gold_out)),
-                "max_diff_steps" if scale else "max_abs_diff": diff,
-                "pixel_agreement": float((mask == gold_mask).mean()),
+                "exact": bool(np.array_equal(y, gold)),
+                # integer tensors: differences in quantization steps
+                "max_diff": float(np.abs(y.astype(np.float64) - gold).max()),
+                "pixel_agreement": float((mask == _mask(conf(gold)[0], thr)).mean()),
+                "max_diff_vs_xnnpack": float(np.abs(y.astype(np.float64) - gold_xnn).max()),
+                "pixel_agreement_vs_xnnpack": float((mask == xnn_mask).mean()),
             }
         )
     x0 = _golden(bundle)[0][1]
@@ -102,7 +110,9 @@ def check_tflite_runtime(bundle: Path, runs: int) -> dict:
     return {
         "consumer": f"tflite-runtime {tflite_runtime.__version__}, numpy {np.__version__}",
         "samples": rows,
+        "all_exact": all(r["exact"] for r in rows),
         "min_pixel_agreement": min(r["pixel_agreement"] for r in rows),
+        "min_pixel_agreement_vs_xnnpack": min(r["pixel_agreement_vs_xnnpack"] for r in rows),
         "latency_ms": _median_ms(call, runs),
     }
 
@@ -183,6 +193,8 @@ def main(argv: list[str]) -> int:
         ok = result["matches_metadata_json"] and result["labels_match"]
     else:
         ok = result["min_pixel_agreement"] >= args.min_agreement
+        if args.consumer == "tflite_runtime":
+            ok = ok and result["all_exact"]
         if args.consumer == "mediapipe":
             ok = ok and result["labels_match"]
     result["passed"] = bool(ok)

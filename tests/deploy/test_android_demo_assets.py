@@ -1,0 +1,69 @@
+"""The committed android_demo_assets/ is consistent: every file is the one the manifest names,
+LiteRT reproduces both golden outputs exactly (XNNPACK and builtin kernels), the metadata is embedded and parsable, the samples
+carry their attribution, and the bundle stays small."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from kseg.deploy import verify_manifest
+from kseg.deploy.metadata import read_metadata
+
+ASSETS = Path(__file__).resolve().parents[2] / "android_demo_assets"
+
+
+@pytest.fixture(scope="module")
+def card():
+    if not (ASSETS / "model.tflite").is_file():
+        pytest.fail(f"{ASSETS}: missing; make it with tools/make_android_assets.sh")
+    return json.loads((ASSETS / "model.json").read_text())
+
+
+def test_manifest_matches_every_file(card):
+    assert verify_manifest(ASSETS) == []
+    manifest = json.loads((ASSETS / "manifest.json").read_text())["files"]
+    assert sum(f["size_bytes"] for f in manifest.values()) < 2 * 1024 * 1024
+
+
+def test_golden_outputs_reproduce_with_litert(card):
+    from kseg.runtime import TFLiteModel
+
+    m = TFLiteModel(ASSETS / "model.tflite", runtime="litert")
+    builtin = TFLiteModel(ASSETS / "model.tflite", runtime="litert", delegate="none")
+    assert (m.input_dtype, m.channels) == (np.uint8, 3)
+    names = sorted(p.name[: -len(".input.npy")] for p in (ASSETS / "golden").glob("*.input.npy"))
+    assert names == sorted(card["bundle"]["samples"]) and len(names) >= 3
+    for name in names:
+        x = np.load(ASSETS / "golden" / f"{name}.input.npy")
+        assert x.dtype == np.uint8 and x.shape == tuple(card["input"]["shape"])
+        y = m.invoke_raw(x)
+        np.testing.assert_array_equal(y, np.load(ASSETS / "golden" / f"{name}.output.npy"))
+        ref = np.load(ASSETS / "golden" / f"{name}.output_builtin.npy")
+        np.testing.assert_array_equal(builtin.invoke_raw(x), ref)
+        prob = (y.astype(np.float32) - m.output_zero_point) * m.output_scale
+        mask = cv2.imread(str(ASSETS / "golden" / f"{name}.mask.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(mask, (prob[0, ..., 0] > card["output"]["threshold"]) * 255)
+        png = cv2.cvtColor(cv2.imread(str(ASSETS / "samples" / f"{name}.png")), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(png, x[0])
+
+
+def test_metadata_is_present_and_parsable(card):
+    found = read_metadata(ASSETS / "model.tflite")
+    assert found["has_metadata"]
+    assert found["associated_files"] == {"labels.txt": (ASSETS / "labels.txt").read_bytes()}
+    md = json.loads((ASSETS / "metadata.json").read_text())
+    assert md["writer"] == "tflite_support.metadata_writers.image_segmenter"
+    sub = md["metadata"]["subgraph_metadata"][0]
+    assert sub["input_tensor_metadata"][0]["content"]["content_properties"]["color_space"] == "RGB"
+    assert md["metadata"]["name"] in (ASSETS / "README.md").read_text()
+
+
+def test_demo_model_is_accurate_and_attributed(card):
+    assert card["parity"]["passed"] is True and card["tflite_dice"] > 0.9  # HC18 validation
+    attribution = (ASSETS / "samples" / "ATTRIBUTION.md").read_text()
+    assert "CC BY 4.0" in attribution and "van den Heuvel" in attribution
