@@ -281,33 +281,43 @@ def test_resize_rules_follow_vela_5_2(ih, oh, half, align, ok):
     assert (reasons == []) is ok, reasons
 
 
-def _keras_resize_model(path: Path) -> Path:
-    """INT8 model with a 2x (NPU) and a 4x (CPU on Ethos-U55) half-pixel bilinear upsampling."""
+def _keras_rules_model(path: Path) -> Path:
+    """INT8 model with ops at the edges of Ethos-U55's rules in Vela 5.2.
+
+    On the NPU: 2x half-pixel bilinear upsampling, a dilation-4 conv, a dilation-3 depthwise conv.
+    On the CPU: a 4x half-pixel bilinear upsampling, a stride-4 SAME conv.
+    """
     from kseg._keras import keras
     from kseg.export.convert import convert_model
 
     keras.utils.set_random_seed(0)
+    L = keras.layers
     inp = keras.Input((16, 16, 1))
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
-    a = keras.layers.UpSampling2D(2, interpolation="bilinear")(x)
-    a = keras.layers.Conv2D(8, 3, strides=2, padding="same")(a)
-    b = keras.layers.UpSampling2D(4, interpolation="bilinear")(a)
-    out = keras.layers.Conv2D(1, 1, activation="sigmoid")(b)
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    a = L.UpSampling2D(2, interpolation="bilinear")(x)
+    a = L.Conv2D(8, 3, strides=2, padding="same")(a)
+    b = L.UpSampling2D(4, interpolation="bilinear")(a)
+    b = L.Conv2D(8, 5, strides=4, padding="same")(b)  # back to 16x16
+    c = L.Conv2D(8, 3, dilation_rate=4, padding="same")(x)
+    d = L.DepthwiseConv2D(3, dilation_rate=3, padding="same")(x)
+    out = L.Conv2D(1, 1, activation="sigmoid")(L.Concatenate()([b, c, d]))
     rep = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 1)).astype(np.float32)
     path.write_bytes(convert_model(keras.Model(inp, out), "int8", representative=rep))
     return path
 
 
-def test_kseg_places_resize_ops_like_vela(tmp_path):
-    path = _keras_resize_model(tmp_path / "resize_int8.tflite")
+def test_kseg_places_ops_like_vela(tmp_path):
+    path = _keras_rules_model(tmp_path / "rules_int8.tflite")
     info = analyze_model(path)
     resizes = [op for op in info.ops if op.name == "RESIZE_BILINEAR"]
     assert len(resizes) == 2 and all(op.options["half_pixel_centers"] for op in resizes)
+    dilations = sorted(op.options["dilation"][0] for op in info.ops if "dilation" in op.options)
+    assert dilations[-2:] == [3, 4]
     rep = emulate(info, load_profile("ethos_u55_256"))
-    assert [(p.op.name, p.op.outputs[0].shape[1]) for p in rep.fallbacks] == [
-        ("RESIZE_BILINEAR", 64)
-    ]
+    fallbacks = sorted((p.op.name, p.op.outputs[0].shape[1]) for p in rep.fallbacks)
+    assert fallbacks == [("CONV_2D", 16), ("RESIZE_BILINEAR", 64)], rep.fallbacks
     if not V.vela_available():
         pytest.skip("Arm Vela not installed: kseg's placement checked, Vela's not compared")
     v = V.vela_report(path, "ethos-u55-256")
-    assert v["cpu_ops"] == ["RESIZE_BILINEAR"] and v["npu_ops"] == len(info.ops) - 1
+    assert sorted(v["cpu_ops"]) == ["CONV_2D", "RESIZE_BILINEAR"]
+    assert v["npu_ops"] == len(info.ops) - 2
