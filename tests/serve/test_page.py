@@ -52,11 +52,11 @@ def browser():
         b.close()
 
 
-def _api(served, png: bytes, threshold: float) -> dict:
+def _api(served, png: bytes, threshold: float, **params) -> dict:
     r = httpx.post(
         f"{served}/v1/segment",
         files={"file": ("sample.png", png, "image/png")},
-        params={"threshold": threshold},
+        params={"threshold": threshold, **params},
         headers=AUTH,
         timeout=30,
     )
@@ -131,13 +131,25 @@ def test_page_shows_the_overlay_and_the_apis_area(browser, served, sample_png, t
     assert int(page.text_content("#area-px").replace(",", "")) == api4["stats"]["area_px"]
     assert api4["stats"]["area_px"] > api["stats"]["area_px"]
 
+    # a pixel spacing gives the area in mm^2, as the API computes it
+    page.fill("#spacing", "0.5")
+    page.dispatch_event("#spacing", "change")
+    page.wait_for_function(
+        "!document.getElementById('area-mm2').textContent.startsWith('-')", timeout=30000
+    )
+    page.wait_for_selector("#status[data-state=done]", timeout=30000)
+    api_mm = _api(served, sample_png, 0.4, pixel_spacing_mm=0.5)
+    assert api_mm["stats"]["area_mm2"] == pytest.approx(0.25 * api4["stats"]["area_px"])
+    shown = float(page.text_content("#area-mm2").replace(",", ""))
+    assert shown == pytest.approx(api_mm["stats"]["area_mm2"], abs=0.005)
+
     # download buttons point at the mask and the GeoJSON
     assert page.get_attribute("#download-mask", "download") == "sample_mask.png"
     assert page.get_attribute("#download-geojson", "href").startswith("blob:")
     geo = page.evaluate(
         "fetch(document.getElementById('download-geojson').href).then(r => r.json())"
     )
-    assert geo == api4["geojson"]
+    assert geo == api_mm["geojson"]
 
     assert not errors, errors
     assert not offsite, offsite
