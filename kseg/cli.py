@@ -328,8 +328,9 @@ def _add_optional_commands() -> None:
     from kseg.bench.cli import bench
     from kseg.models.cli import models
     from kseg.optimize.cli import optimize
+    from kseg.preprocess.cli import preprocess
 
-    for cmd in (models, bench, optimize):
+    for cmd in (models, bench, optimize, preprocess):
         main.add_command(cmd)
 
 

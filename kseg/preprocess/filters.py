@@ -123,8 +123,9 @@ def lee(image: np.ndarray, *, size: int = 5, looks: float | None = None) -> np.n
 
 @FILTERS.register("kuan")
 def kuan(image: np.ndarray, *, size: int = 5, looks: float | None = None) -> np.ndarray:
-    """Kuan filter: the exact local LMMSE of the multiplicative model (Lee without the
-    first-order approximation): ``k = clip((1 - Cu^2/Ci^2) / (1 + Cu^2), 0, 1)``.
+    """Kuan filter: the exact local LMMSE estimate of the multiplicative speckle model.
+
+    Lee without the first-order approximation: ``k = clip((1 - Cu^2/Ci^2) / (1 + Cu^2), 0, 1)``.
 
     Args:
         size: odd window side.
