@@ -268,7 +268,7 @@ def run_ablation(
         overrides["data.path"] = source
     rows = []
     for label in picked:
-        chain = by_label.get(label) or Chain.parse(label)
+        chain = by_label[label] if label in by_label else Chain.parse(label)
         cfg = load_config(None, {**overrides, "data.preprocess": chain.to_list()})
         start = time.perf_counter()
         metrics = train(cfg, out / label.replace("+", "_").replace(":", "-"), verbose=0)
