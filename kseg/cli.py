@@ -469,9 +469,10 @@ def _add_optional_commands() -> None:
     from kseg.models.cli import models
     from kseg.optimize.cli import optimize
     from kseg.plan.cli import plan_command
+    from kseg.preprocess.cli import preprocess
     from kseg.serve.cli import serve
 
-    for cmd in (models, bench, optimize, export, serve, plan_command):
+    for cmd in (models, bench, optimize, export, serve, plan_command, preprocess):
         main.add_command(cmd)
 
 

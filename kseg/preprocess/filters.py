@@ -82,11 +82,18 @@ def local_stats(x: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, var
 
 
+def _median(x: np.ndarray) -> float:
+    """Median of a large map from a regular subsample (every 2nd row and column): the noise
+    level it estimates is a smooth statistic, and this makes it 4x cheaper."""
+    sub = x[::2, ::2] if x.shape[0] >= 64 and x.shape[1] >= 64 else x
+    return float(np.median(sub))
+
+
 def _cu2(ci2: np.ndarray, looks: float | None) -> float:
     """Squared noise coefficient of variation: ``1/looks``, else the median local ``Ci^2``."""
     if looks is not None:
         return 1.0 / float(looks)
-    return float(np.median(ci2))
+    return _median(ci2)
 
 
 def _ci2(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -123,8 +130,9 @@ def lee(image: np.ndarray, *, size: int = 5, looks: float | None = None) -> np.n
 
 @FILTERS.register("kuan")
 def kuan(image: np.ndarray, *, size: int = 5, looks: float | None = None) -> np.ndarray:
-    """Kuan filter: the exact local LMMSE of the multiplicative model (Lee without the
-    first-order approximation): ``k = clip((1 - Cu^2/Ci^2) / (1 + Cu^2), 0, 1)``.
+    """Kuan filter: the exact local LMMSE estimate of the multiplicative speckle model.
+
+    Lee without the first-order approximation: ``k = clip((1 - Cu^2/Ci^2) / (1 + Cu^2), 0, 1)``.
 
     Args:
         size: odd window side.
@@ -207,14 +215,18 @@ def frost(image: np.ndarray, *, size: int = 5, damping: float = 1.0) -> np.ndarr
         m, v = local_stats(x, size)
         # normalised by the image's median Ci^2 so the damping does not depend on the noise level
         ci2 = _ci2(m, v)
-        a = damping * ci2 / max(float(np.median(ci2)), _EPS)
+        a = damping * ci2 / max(_median(ci2), _EPS)
         pad = cv2.copyMakeBorder(x, r, r, r, r, cv2.BORDER_REFLECT)
         h, w = x.shape
         num = np.zeros_like(x)
         den = np.zeros_like(x)
+        weights: dict[float, np.ndarray] = {}  # one exp per distinct distance, not per offset
         for dy in range(-r, r + 1):
             for dx in range(-r, r + 1):
-                wgt = np.exp(-a * np.float32(np.hypot(dy, dx)))
+                d = float(np.hypot(dy, dx))
+                wgt = weights.get(d)
+                if wgt is None:
+                    wgt = weights[d] = np.exp(-a * np.float32(d))
                 num += wgt * pad[r + dy : r + dy + h, r + dx : r + dx + w]
                 den += wgt
         return num / den
@@ -257,7 +269,7 @@ def srad(image: np.ndarray, *, iterations: int = 20, dt: float = 0.15) -> np.nda
             lap = (dn + ds + dw + de) / img
             q2 = (0.5 * g2 - lap * lap / 16.0) / np.square(1.0 + 0.25 * lap)
             q2 = np.maximum(q2, 0.0)
-            q02 = max(float(np.median(q2)), _EPS)
+            q02 = max(_median(q2), _EPS)
             c = 1.0 / (1.0 + (q2 - q02) / (q02 * (1.0 + q02)))
             c = np.clip(c, 0.0, 1.0)
             cp = np.pad(c, 1, mode="edge")

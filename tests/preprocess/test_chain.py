@@ -57,3 +57,15 @@ def test_empty_chain_is_identity():
     assert Chain.parse(None)(x) is not None
     np.testing.assert_array_equal(Chain.parse(None)(x), x)
     assert not Chain.parse([]) and Chain.parse(["lee"]).describe() == "lee(size=5, looks=None)"
+
+
+def test_load_splits_applies_the_chain_exactly_once():
+    from kseg.config import DataConfig
+    from kseg.data.pipeline import load_splits
+
+    cfg = DataConfig(synthetic_n=8, img_size=32, preprocess=parse_chain(["lee", "clahe"]))
+    raw = load_splits(cfg, 0, preprocess=False)
+    pre = load_splits(cfg, 0)
+    np.testing.assert_array_equal(pre.train.images, Chain.parse(cfg.preprocess)(raw.train.images))
+    np.testing.assert_array_equal(pre.val.clean, raw.val.clean)  # the clean target is untouched
+    np.testing.assert_array_equal(pre.val.masks, raw.val.masks)
