@@ -244,16 +244,21 @@ def probe_speed(
             optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("combo"), metrics=default_metrics()
         )
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
-    model.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)
-    model.predict(x, batch_size=batch, verbose=0)
-    startup = time.perf_counter() - started
-    t0 = time.perf_counter()
-    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
-    train = (time.perf_counter() - t0) / (steps * batch)
-    t0 = time.perf_counter()
-    model.predict(x, batch_size=batch, verbose=0)
-    evaluate = (time.perf_counter() - t0) / batch
-    keras.backend.clear_session()
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")  # one predict function per probed model is expected, not a retrace bug
+    try:
+        model.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)
+        model.predict(x, batch_size=batch, verbose=0)
+        startup = time.perf_counter() - started
+        t0 = time.perf_counter()
+        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+        train = (time.perf_counter() - t0) / (steps * batch)
+        t0 = time.perf_counter()
+        model.predict(x, batch_size=batch, verbose=0)
+        evaluate = (time.perf_counter() - t0) / batch
+    finally:
+        logger.setLevel(level)
+        keras.backend.clear_session()
     return Probe(depth, filters, size, train, evaluate, startup)
 
 
