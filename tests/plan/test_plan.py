@@ -201,3 +201,19 @@ def test_train_budget_end_to_end_writes_plan_into_run(tmp_path, monkeypatch):
     assert info["budget_minutes"] == 1.5 and info["estimate"]["minutes"] <= 1.5
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_seconds"] <= 1.5 * 60
+
+
+def test_unmeasured_networks_priced_linearly_in_macs():
+    from kseg.plan.planner import interpolate_probes
+
+    measured = {
+        (4, 16): Probe(4, 16, 96, 0.010, 0.004, 9.0),
+        (3, 8): Probe(3, 8, 96, 0.002, 0.001, 5.0),
+    }
+    macs = {(4, 16): 1000, (3, 8): 200, (3, 16): 600, (4, 32): 3400}
+    probes = interpolate_probes(measured, macs)
+    assert probes[(4, 16)] is measured[(4, 16)]
+    assert probes[(3, 16)].train_s_per_image == pytest.approx(0.006)  # halfway in MACs
+    assert probes[(3, 16)].eval_s_per_image == pytest.approx(0.0025)
+    assert probes[(4, 32)].train_s_per_image == pytest.approx(0.010 + 0.008 * 3)  # extrapolated
+    assert probes[(4, 32)].startup_s == 9.0
