@@ -3,7 +3,8 @@
 nnU-Net derives its recipe from the data fingerprint and the GPU memory; here the scarce resource
 is CPU time, so the planner measures this machine's training speed for two networks (a few steps
 each, under the precision ``train.precision: auto`` resolves to; the other candidates are priced
-by their MACs between the two) and chooses the input size, width, depth, batch, epochs and schedule whose measured cost fits the budget:
+by their MACs between the two) and chooses the input size, width, depth, batch, epochs and
+schedule whose measured cost fits the budget:
 
 1. **Input size**: large enough that the smallest objects (10th percentile of equivalent
    diameters) span >= :data:`MIN_OBJECT_PX` pixels, at most the images' median shorter side and
