@@ -133,16 +133,16 @@ def train(
 
 def _planned_config(data, budget, config_path, out, overrides):
     """``kseg train --budget``: plan for ``data`` (the budget pays for planning) -> a temp config."""
+    if data is None or str(data).startswith("synthetic"):
+        raise KsegError("--budget plans for a folder: give --data DIR (images/ and masks/)")
+    if config_path is not None:
+        raise KsegError("--budget writes its own config; drop --config (or use kseg plan --out)")
     import tempfile
 
     from kseg.plan.cli import plan_notes
     from kseg.plan.planner import plan, to_yaml
     from kseg.training.rundir import RunDir
 
-    if data is None or str(data).startswith("synthetic"):
-        raise KsegError("--budget plans for a folder: give --data DIR (images/ and masks/)")
-    if config_path is not None:
-        raise KsegError("--budget writes its own config; drop --config (or use kseg plan --out)")
     if out is not None:
         RunDir.for_new_run(out)  # fail before minutes of probing
     p = plan(str(data), budget, include_planning=True, log=lambda m: click.echo(m, err=True))

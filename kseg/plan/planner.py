@@ -1,9 +1,10 @@
 """Experiment planning for a CPU time budget: fingerprint -> probe -> a config that fits.
 
 nnU-Net derives its recipe from the data fingerprint and the GPU memory; here the scarce resource
-is CPU time, so the planner measures this machine's training speed for a few candidate networks
-(a few steps each, under the precision ``train.precision: auto`` resolves to) and chooses the
-input size, width, depth, batch, epochs and schedule whose measured cost fits the budget:
+is CPU time, so the planner measures this machine's training speed for two networks (a few steps
+each, under the precision ``train.precision: auto`` resolves to; the other candidates are priced
+by their MACs between the two) and chooses the input size, width, depth, batch, epochs and
+schedule whose measured cost fits the budget:
 
 1. **Input size**: large enough that the smallest objects (10th percentile of equivalent
    diameters) span >= :data:`MIN_OBJECT_PX` pixels, at most the images' median shorter side and
@@ -244,17 +245,79 @@ def probe_speed(
             optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("combo"), metrics=default_metrics()
         )
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
-    model.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)
-    model.predict(x, batch_size=batch, verbose=0)
-    startup = time.perf_counter() - started
-    t0 = time.perf_counter()
-    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
-    train = (time.perf_counter() - t0) / (steps * batch)
-    t0 = time.perf_counter()
-    model.predict(x, batch_size=batch, verbose=0)
-    evaluate = (time.perf_counter() - t0) / batch
-    keras.backend.clear_session()
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")  # one predict function per probed model is expected, not a retrace bug
+    try:
+        model.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)
+        model.predict(x, batch_size=batch, verbose=0)
+        startup = time.perf_counter() - started
+        t0 = time.perf_counter()
+        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+        train = (time.perf_counter() - t0) / (steps * batch)
+        t0 = time.perf_counter()
+        model.predict(x, batch_size=batch, verbose=0)
+        evaluate = (time.perf_counter() - t0) / batch
+    finally:
+        logger.setLevel(level)
+        keras.backend.clear_session()
     return Probe(depth, filters, size, train, evaluate, startup)
+
+
+def unet_macs(depth: int, filters: int, size: int, channels: int) -> int:
+    """Multiply-accumulates of one ``unet`` forward pass (from the Keras graph)."""
+    from kseg._keras import keras
+    from kseg.models import create_model
+    from kseg.models.complexity import count_macs
+
+    model = create_model("unet", input_shape=(size, size, channels), depth=depth, filters=filters)
+    macs = count_macs(model)
+    keras.backend.clear_session()
+    return macs
+
+
+def measure_probes(
+    channels: int, batch: int, *, policy: str, steps: int = 3, log=print
+) -> dict[tuple[int, int], Probe]:
+    """Probe the cheapest and the default network; the others by their MACs in between.
+
+    Time per image is close to linear in MACs for one architecture family (a fixed cost per
+    step plus the convolutions), so two measured points give a line that prices the rest without
+    spending a probe (build, trace, steps) on each.
+    """
+    measured = {}
+    for depth, filters in (NETS[0], NETS[-1]):
+        log(f"probing unet depth {depth}, {filters} filters at {MIN_SIZE} px ...")
+        measured[(depth, filters)] = probe_speed(
+            depth, filters, MIN_SIZE, channels, batch, policy=policy, steps=steps
+        )
+    macs = {net: unet_macs(*net, MIN_SIZE, channels) for net in (*NETS, *WIDER)}
+    return interpolate_probes(measured, macs)
+
+
+def interpolate_probes(
+    measured: dict[tuple[int, int], Probe], macs: dict[tuple[int, int], int]
+) -> dict[tuple[int, int], Probe]:
+    """Fill in every network of ``macs`` from two measured probes, linearly in MACs."""
+    (a, pa), (b, pb) = sorted(measured.items(), key=lambda kv: macs[kv[0]])
+    span = max(macs[b] - macs[a], 1)
+    out = dict(measured)
+    for net, m in macs.items():
+        if net in out:
+            continue
+        t = (m - macs[a]) / span
+
+        def lerp(x: float, y: float, t: float = t) -> float:
+            return max(x + (y - x) * t, min(x, y) * 0.5)
+
+        out[net] = Probe(
+            net[0],
+            net[1],
+            pa.size,
+            lerp(pa.train_s_per_image, pb.train_s_per_image),
+            lerp(pa.eval_s_per_image, pb.eval_s_per_image),
+            max(pa.startup_s, pb.startup_s),
+        )
+    return out
 
 
 def choose_upsampling(
@@ -342,18 +405,9 @@ def plan(
     smallest, largest, size_why = choose_size(fp)
     precision = resolve_precision("auto")
     if probes is None:
-        probes = {}
-        for depth, filters in (*NETS, *WIDER):
-            log(f"probing unet depth {depth}, {filters} filters at {MIN_SIZE} px ...")
-            probes[(depth, filters)] = probe_speed(
-                depth,
-                filters,
-                MIN_SIZE,
-                channels,
-                batch,
-                policy=precision.policy,
-                steps=probe_steps,
-            )
+        probes = measure_probes(
+            channels, batch, policy=precision.policy, steps=probe_steps, log=log
+        )
     load_s = _load_seconds(path, n)
     budget_s = budget_minutes * 60.0 - (time.perf_counter() - started if include_planning else 0.0)
     chosen, epochs, cost, net_why = choose_recipe(
@@ -502,6 +556,8 @@ __all__ = [
     "fit_epochs",
     "plan",
     "probe_speed",
+    "measure_probes",
+    "interpolate_probes",
     "to_yaml",
     "wanted_epochs",
 ]

@@ -272,7 +272,7 @@ def finish_run(
             "epochs_completed": len(history),
             "best_epoch": _best_epoch(history, monitor_for(config)),
             "train_seconds": round(train_seconds, 1) if train_seconds is not None else None,
-            "precision": _read_precision(run),
+            "train_precision": _read_precision(run),
         }
     )
     write_json(run.metrics, metrics)

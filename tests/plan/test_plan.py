@@ -161,3 +161,59 @@ def test_plan_cli_refuses_existing_out_and_bad_budget(tmp_path):
     assert res.exit_code == 2 and "exists" in res.output
     res = CliRunner().invoke(main, ["plan", str(root), "--budget-minutes", "0"])
     assert res.exit_code == 2 and "positive" in res.output
+
+
+def test_train_budget_needs_a_folder_and_no_config(tmp_path):
+    from kseg.cli import main
+
+    res = CliRunner().invoke(main, ["train", "--budget", "5"])
+    assert res.exit_code == 2 and "--data DIR" in res.output
+    root = _write_folder(tmp_path / "d")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train: {epochs: 1}\n")
+    res = CliRunner().invoke(
+        main, ["train", "--data", str(root), "--budget", "5", "--config", str(cfg)]
+    )
+    assert res.exit_code == 2 and "drop --config" in res.output
+
+
+@pytest.mark.slow
+def test_train_budget_end_to_end_writes_plan_into_run(tmp_path, monkeypatch):
+    import json
+
+    from kseg.cli import main
+    from kseg.plan import planner
+
+    def fake_probe(depth, filters, size, channels, batch, **kw):
+        return Probe(depth, filters, size, 0.002 * filters / 16, 0.0005, 3.0)
+
+    monkeypatch.setattr(planner, "probe_speed", fake_probe)
+    root = _write_folder(tmp_path / "d", n=16, h=96, w=96)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(
+        main, ["train", "--data", str(root), "--budget", "1.5", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    saved = load_config(out / "config.yaml")
+    planned = load_config(out / "plan.yaml")
+    assert saved == planned
+    info = json.loads((out / "plan.json").read_text())
+    assert info["budget_minutes"] == 1.5 and info["estimate"]["minutes"] <= 1.5
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_seconds"] <= 1.5 * 60
+
+
+def test_unmeasured_networks_priced_linearly_in_macs():
+    from kseg.plan.planner import interpolate_probes
+
+    measured = {
+        (4, 16): Probe(4, 16, 96, 0.010, 0.004, 9.0),
+        (3, 8): Probe(3, 8, 96, 0.002, 0.001, 5.0),
+    }
+    macs = {(4, 16): 1000, (3, 8): 200, (3, 16): 600, (4, 32): 3400}
+    probes = interpolate_probes(measured, macs)
+    assert probes[(4, 16)] is measured[(4, 16)]
+    assert probes[(3, 16)].train_s_per_image == pytest.approx(0.006)  # halfway in MACs
+    assert probes[(3, 16)].eval_s_per_image == pytest.approx(0.0025)
+    assert probes[(4, 32)].train_s_per_image == pytest.approx(0.010 + 0.008 * 3)  # extrapolated
+    assert probes[(4, 32)].startup_s == 9.0

@@ -128,7 +128,7 @@ def test_bfloat16_run_saves_float32_models_that_convert(tmp_path):
     metrics = train(load_config(None, overrides), out, verbose=0)
     recorded = json.loads((out / "precision.json").read_text())
     assert recorded["policy"] == "mixed_bfloat16" and recorded["requested"] == "mixed_bfloat16"
-    assert metrics["precision"] == "mixed_bfloat16"
+    assert metrics["train_precision"] == "mixed_bfloat16"
     for name in ("best.keras", "last.keras"):
         dtypes = _saved_dtypes(out / name)
         assert dtypes and not any("bfloat16" in d for d in dtypes), dtypes
