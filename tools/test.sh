@@ -13,6 +13,7 @@ if [ "$#" -gt 0 ]; then
   exec "$KSEG_PY" -m pytest "$@"
 fi
 bash tools/setup_deploy_env.sh  # venvs: metadata writer (tflite-support), MediaPipe, edge
+KSEG_MAIN_PYTHON="$KSEG_PY" bash tools/vela_check.sh --self-test  # Arm Vela (own venv, also used by tests/bench/test_vela.py): every op on Ethos-U55-128/256
 "$KSEG_PY" -m pytest
 echo "[edge] device emulation: tflite-runtime 2.14 + numpy<2, no TensorFlow"
 KSEG_MAIN_PYTHON="$KSEG_PY" bash tools/edge_env_check.sh --self-test

@@ -8,6 +8,8 @@ No TensorFlow anywhere here, so ``kseg bench`` runs on the device itself.
 - :mod:`~kseg.bench.latency`: measured init, first inference, percentiles, peak RSS, INT8 peak.
 - :mod:`~kseg.bench.report`: JSON, Markdown and PNG charts.
 - :mod:`~kseg.bench.run`: :func:`run_benchmark`, what ``kseg bench`` calls.
+- :mod:`~kseg.bench.vela`: Arm's Vela compiler (optional, run as a subprocess) for Ethos-U
+  profiles: its cycle estimate beside kseg's, and calibration of the profile from it.
 
 Example:
     >>> from kseg.bench import run_benchmark, to_markdown

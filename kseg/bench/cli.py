@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from kseg.errors import KsegError
+from kseg.errors import ConfigError, KsegError
 
 
 @click.command("bench")
@@ -32,6 +32,21 @@ from kseg.errors import KsegError
     "npu",
     multiple=True,
     help="Device profile name or YAML path to emulate (repeat or comma-separate); 'all' for every profile.",
+)
+@click.option(
+    "--vela",
+    type=click.Choice(["auto", "yes", "no"]),
+    default="auto",
+    show_default=True,
+    help="Arm Ethos-U profiles: add Vela's cycle estimate (auto: when ethos-u-vela is installed).",
+)
+@click.option(
+    "--vela-calibrate",
+    "vela_calibrate",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Fit the (one) Ethos-U profile's utilization and bandwidth to Vela's latencies of FILES "
+    "and write the calibrated profile YAML here (needs ethos-u-vela).",
 )
 @click.option(
     "--baseline", type=click.Path(path_type=Path), default=None, help="File the ratios are against."
@@ -83,6 +98,8 @@ def bench(
     runtime: str,
     delegate: str | None,
     npu: tuple[str, ...],
+    vela: str,
+    vela_calibrate: Path | None,
     baseline: Path | None,
     cpus: str | None,
     json_out: Path | None,
@@ -109,6 +126,13 @@ def bench(
         names = [n.strip() for item in npu for n in item.split(",") if n.strip()]
         if "all" in names:
             names = sorted(available_profiles())
+        if vela_calibrate is not None:
+            if vela == "no":
+                raise ConfigError("--vela-calibrate needs Vela; drop --vela no")
+            from kseg.bench.vela import one_ethos_profile
+
+            one_ethos_profile(names)
+            vela = "yes"
         report = run_benchmark(
             files,
             threads=parse_int_list(threads, "--threads") or [1],
@@ -122,8 +146,13 @@ def bench(
             isolate=isolate,
             calibrate=calibrate,
             measure_latency=not static_only,
+            vela=vela,
         )
         click.echo(to_markdown(report))
+        if vela_calibrate is not None:
+            from kseg.bench.vela import calibrate_from_report
+
+            click.echo(calibrate_from_report(report, names, vela_calibrate))
         if json_out:
             write_json_report(report, json_out)
             click.echo(f"wrote {json_out}")

@@ -23,7 +23,16 @@ used by :mod:`kseg.bench.npu` to emulate partitioning without the device. Fields
 ``ops``
     ``all``, or a mapping from TFLite builtin op name to constraints (all optional):
     ``dtypes``, ``kernel_max``, ``kernel_sizes``, ``strides``, ``dilations``, ``activations``,
-    ``align_corners``, ``half_pixel_centers``, ``max_channels``, ``max_rank``, ``note``.
+    ``align_corners``, ``half_pixel_centers``, ``max_channels``, ``max_rank``, ``note``;
+    ``scale_factors`` (integer upscale factors a RESIZE_* op may use, output / input height, or
+    (output - 1) / (input - 1) with align_corners) and ``half_pixel_scale_factors`` (the same
+    with half_pixel_centers).
+``extends``
+    the name (or path) of a profile whose fields this one starts from; its own keys replace them.
+``vela_accelerator``, ``vela_system_config``, ``vela_memory_mode``
+    an Arm Ethos-U profile's Vela ``--accelerator-config`` (``ethos-u55-256``) and optional
+    ``Arm/vela.ini`` sections: with ``ethos-u-vela`` installed, ``kseg bench`` reports Vela's cycle
+    estimate beside kseg's (:mod:`kseg.bench.vela`).
 
 Peak figures are public datasheet-level numbers, rounded; treat estimates as such.
 """
@@ -51,6 +60,8 @@ _RULE_KEYS = {
     "half_pixel_centers": list,
     "max_channels": int,
     "max_rank": int,
+    "scale_factors": list,
+    "half_pixel_scale_factors": list,
     "note": str,
 }
 _PROFILE_KEYS = {
@@ -58,6 +69,7 @@ _PROFILE_KEYS = {
     "memory_bandwidth_bytes_per_s", "utilization", "sram_bytes", "handoff_cost_us",
     "cpu_peak_ops_per_s", "cpu_float_peak_ops_per_s", "cpu_memory_bandwidth_bytes_per_s",
     "dtypes", "static_shapes", "max_rank", "partition_policy", "max_partitions", "ops",
+    "extends", "vela_accelerator", "vela_system_config", "vela_memory_mode",
 }  # fmt: skip
 
 
@@ -76,6 +88,8 @@ class OpRule:
     half_pixel_centers: tuple[bool, ...] | None = None
     max_channels: int | None = None
     max_rank: int | None = None
+    scale_factors: tuple[int, ...] | None = None
+    half_pixel_scale_factors: tuple[int, ...] | None = None
     note: str = ""
 
 
@@ -103,6 +117,9 @@ class DeviceProfile:
     max_partitions: int | None = None
     all_ops: bool = False
     ops: dict[str, OpRule] = field(default_factory=dict)
+    vela_accelerator: str | None = None
+    vela_system_config: str | None = None
+    vela_memory_mode: str | None = None
 
     @property
     def is_cpu(self) -> bool:
@@ -121,6 +138,7 @@ class DeviceProfile:
             "partition_policy": self.partition_policy,
             "max_partitions": self.max_partitions,
             "supported_ops": "all" if self.all_ops else sorted(self.ops),
+            "vela_accelerator": self.vela_accelerator,
         }
 
 
@@ -164,26 +182,15 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
         ConfigError: missing file, unknown key, bad value, or an op name that is not a TFLite
             builtin (one line naming the file, the op and the valid names).
     """
-    import yaml
-
     from kseg.bench.analyze import valid_op_names
 
     path = resolve_profile(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(
-            f"{path}: cannot read device profile ({str(e).splitlines()[0]})"
-        ) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a device profile must be a mapping of fields")
-    unknown = sorted(set(raw) - _PROFILE_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(_PROFILE_KEYS))}"
-        )
+    raw = load_raw_profile(path)
     kw: dict[str, Any] = {"name": str(raw.get("name", path.stem)), "path": str(path)}
-    for key in ("description", "kind", "partition_policy"):
+    for key in (
+        "description", "kind", "partition_policy", "vela_accelerator", "vela_system_config",
+        "vela_memory_mode",
+    ):  # fmt: skip
         if key in raw:
             kw[key] = str(raw[key])
     for key in (
@@ -208,6 +215,13 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
         raise ConfigError(
             f"{path}: partition_policy {kw['partition_policy']!r} is not valid; use one of: {', '.join(_POLICIES)}"
         )
+    if kw.get("vela_accelerator"):
+        from kseg.bench.vela import ACCELERATORS
+
+        if kw["vela_accelerator"] not in ACCELERATORS:
+            raise ConfigError(
+                f"{path}: vela_accelerator {kw['vela_accelerator']!r} is not valid; use one of: {', '.join(ACCELERATORS)}"
+            )
     if not 0 < kw.get("utilization", 0.5) <= 1:
         raise ConfigError(f"{path}: utilization must be in (0, 1]")
     ops = raw.get("ops", {})
@@ -231,6 +245,45 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
     else:
         raise ConfigError(f"{path}: 'ops' must be 'all' or a mapping of op name -> constraints")
     return DeviceProfile(**kw)
+
+
+def load_raw_profile(
+    name_or_path: str | os.PathLike[str], _seen: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The profile's YAML mapping with ``extends:`` resolved (the base's keys, then its own).
+
+    Raises:
+        ConfigError: unreadable file, not a mapping, unknown key, or an ``extends`` cycle.
+    """
+    import yaml
+
+    path = resolve_profile(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(
+            f"{path}: cannot read device profile ({str(e).splitlines()[0]})"
+        ) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a device profile must be a mapping of fields")
+    unknown = sorted(set(raw) - _PROFILE_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(_PROFILE_KEYS))}"
+        )
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if str(path.resolve()) in _seen:
+        raise ConfigError(f"{path}: 'extends' loops back to this profile; remove the cycle")
+    if Path(str(base)).suffix not in (".yaml", ".yml") and Path(str(base)).name == str(base):
+        sibling = path.parent / f"{base}.yaml"
+        base = sibling if sibling.is_file() else base
+    merged = load_raw_profile(base, (*_seen, str(path.resolve())))
+    merged.pop("name", None)
+    merged.pop("description", None)
+    merged.update(raw)
+    return merged
 
 
 def _number(value: Any, key: str, path: Path, tp: type) -> Any:

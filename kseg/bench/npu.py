@@ -70,6 +70,7 @@ def check_op(profile: DeviceProfile, op: OpInfo) -> list[str]:
         allowed_vals = getattr(rule, key)
         if allowed_vals is not None and key in o and o[key] not in allowed_vals:
             reasons.append(f"{key}={o[key]} not supported")
+    reasons += _resize_reasons(rule, op)
     if rule.max_channels is not None and op.outputs and op.outputs[0].shape:
         c = op.outputs[0].shape[-1]
         if c > rule.max_channels:
@@ -77,6 +78,38 @@ def check_op(profile: DeviceProfile, op: OpInfo) -> list[str]:
     if reasons and rule.note:
         reasons.append(f"note: {rule.note}")
     return reasons
+
+
+def _resize_reasons(rule: OpRule, op: OpInfo) -> list[str]:
+    """``scale_factors`` / ``half_pixel_scale_factors`` of a RESIZE_* op (Vela's rule)."""
+    if rule.scale_factors is None and rule.half_pixel_scale_factors is None:
+        return []
+    if not op.inputs or not op.outputs:
+        return []
+    ifm, ofm = op.inputs[0].shape, op.outputs[0].shape
+    if len(ifm) != 4 or len(ofm) != 4:
+        return []
+    (ih, iw), (oh, ow) = ifm[1:3], ofm[1:3]
+    if (ih == iw == 1) or tuple(ifm) == tuple(ofm):
+        return []
+    align = bool(op.options.get("align_corners"))
+
+    def factor(i: int, o: int) -> float | None:
+        if align:
+            return (o - 1) / (i - 1) if i > 1 else None
+        return o / i
+
+    fh, fw = factor(ih, oh), factor(iw, ow)
+    if fh is None or fw is None or fh != fw:
+        return [f"scale {ih}x{iw} -> {oh}x{ow} differs between height and width"]
+    half = bool(op.options.get("half_pixel_centers"))
+    allowed = rule.half_pixel_scale_factors if half else rule.scale_factors
+    if allowed is None:
+        allowed = rule.scale_factors if half else None
+    if allowed is not None and (fh != int(fh) or int(fh) not in allowed):
+        mode = "with half_pixel_centers " if half else ""
+        return [f"scale factor {fh:g} {mode}not in {list(allowed)}"]
+    return []
 
 
 @dataclass

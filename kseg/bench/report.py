@@ -108,11 +108,61 @@ def to_markdown(report: dict[str, Any]) -> str:
                 f"| {n['estimated_latency_ms']['total']:.2f} | {top or '-'} |"
             )
         lines.append("")
+        lines += _vela_markdown(npu)
         for n in npu:
             for w in n["warnings"]:
                 lines.append(f"- warning ({Path(n['file']).name} on {n['profile']}): {w}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _vela_markdown(npu: list[dict[str, Any]]) -> list[str]:
+    """Arm Ethos-U rows: Vela's cycle estimate beside kseg's roofline estimate, or a note."""
+    rows = [n for n in npu if "vela" in n]
+    if not rows:
+        return []
+    lines: list[str] = []
+    with_vela = [n for n in rows if n["vela"] and "error" not in n["vela"]]
+    if with_vela:
+        v0 = with_vela[0]["vela"]
+        lines += [
+            f"### Arm Ethos-U: Vela {v0['vela_version']} beside kseg's estimate",
+            "",
+            f"Vela: {v0['label']}; {v0['system_config']}, {v0['memory_mode']}, "
+            f"{v0['clock_hz'] / 1e6:.0f} MHz. kseg: per-op roofline from the device profile.",
+            "",
+            "| model | profile | accelerator | Vela ms | kseg est. ms | kseg / Vela | Vela NPU ops "
+            "| kseg device ops | Vela SRAM KiB | off-chip read KiB | off-chip write KiB |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for n in with_vela:
+            v, c = n["vela"], n["vela"]["comparison"]
+            ratio = c["ratio_kseg_over_vela"]
+            vela_ms = f"{v['latency_ms']:.2f}" if v["npu_ops"] else "- (nothing on the NPU)"
+            lines.append(
+                f"| {Path(n['file']).name} | {n['profile']} | {v['accelerator']} "
+                f"| {vela_ms} | {c['kseg_estimate_ms']:.2f} "
+                f"| {'-' if ratio is None else f'{ratio:.2f}'} | {v['npu_ops']}/{v['ops_total']} "
+                f"| {n['ops_on_device']}/{n['ops_total']} | {v['sram_bytes'] / 1024:.0f} "
+                f"| {v['offchip_read_bytes'] / 1024:.0f} | {v['offchip_write_bytes'] / 1024:.0f} |"
+            )
+        lines.append("")
+        for n in with_vela:
+            if n["vela"]["cpu_ops"]:
+                lines.append(
+                    f"- Vela leaves {len(n['vela']['cpu_ops'])} op(s) of {Path(n['file']).name} on the "
+                    f"CPU ({n['vela']['accelerator']}): {', '.join(n['vela']['cpu_ops'][:8])}"
+                )
+    for n in rows:
+        if n["vela"] is None:
+            lines.append(
+                f"- {Path(n['file']).name} on {n['profile']}: {n.get('vela_note', '')}; the latency "
+                "above is kseg's estimate."
+            )
+        elif "error" in n["vela"]:
+            lines.append(f"- {Path(n['file']).name} on {n['profile']}: {n['vela']['error']}")
+    lines.append("")
+    return lines
 
 
 def write_json_report(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:

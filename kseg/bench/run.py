@@ -55,8 +55,13 @@ def run_benchmark(
     isolate: bool = True,
     calibrate: bool = True,
     measure_latency: bool = True,
+    vela: str = "auto",
 ) -> dict[str, Any]:
-    """Benchmark ``files`` and return the report dict (see :mod:`kseg.bench.report`)."""
+    """Benchmark ``files`` and return the report dict (see :mod:`kseg.bench.report`).
+
+    ``vela``: for device profiles with a ``vela_accelerator`` (Arm Ethos-U), ``"auto"`` adds Vela's
+    cycle estimate when ``ethos-u-vela`` is installed, ``"yes"`` requires it, ``"no"`` skips it.
+    """
     paths = [check_tflite_file(f) for f in files]
     if not paths:
         raise ConfigError("no model given; pass one or more FILE.tflite")
@@ -66,6 +71,15 @@ def run_benchmark(
         if base.resolve() not in [p.resolve() for p in paths]:
             paths.insert(0, base)
     profiles = [load_profile(n) for n in npu]  # validate before spending time measuring
+    if vela not in ("auto", "yes", "no"):
+        raise ConfigError(f"vela must be auto, yes or no; got {vela!r}")
+    use_vela = vela != "no" and any(p.vela_accelerator for p in profiles)
+    if use_vela:
+        from kseg.bench import vela as vela_mod
+
+        if vela == "yes":
+            vela_mod._require_vela()
+        use_vela = vela_mod.vela_available()
     cpu_list = list(cpus) if cpus else None
     report: dict[str, Any] = {
         "format": "kseg-bench/1",
@@ -136,10 +150,37 @@ def run_benchmark(
         for prof in profiles:
             d = emulate(infos[p], prof).to_dict()
             d["file"] = str(p)
+            if prof.vela_accelerator:
+                d["vela"] = _vela_entry(p, prof, d) if use_vela else None
+                if not use_vela:
+                    d["vela_note"] = (
+                        "Vela skipped (--vela no)"
+                        if vela == "no"
+                        else "ethos-u-vela not installed: kseg's roofline estimate only "
+                        "(pip install 'kseg[vela]' for Vela's cycle estimate)"
+                    )
             report["npu"].append(d)
     if profiles and any(i is None for i in infos.values()):
         raise ModelError("device emulation needs the 'tflite' package; pip install tflite")
     return report
+
+
+def _vela_entry(path: Path, prof: Any, kseg_npu: dict[str, Any]) -> dict[str, Any]:
+    """Vela's report for ``path`` on ``prof``'s accelerator, with the comparison to kseg's."""
+    from kseg.bench.vela import compare, vela_report
+
+    try:
+        v = vela_report(
+            path,
+            prof.vela_accelerator,
+            prof.vela_system_config,
+            prof.vela_memory_mode,
+        )
+    except ModelError as e:  # Vela rejected this file (e.g. float); keep the rest of the report
+        return {"error": str(e), "accelerator": prof.vela_accelerator}
+    v.pop("summary", None)
+    v["comparison"] = compare(kseg_npu, v)
+    return v
 
 
 def _card_summary(card: dict[str, Any] | None) -> dict[str, Any] | None:
