@@ -129,6 +129,7 @@ def row(name, size, bundle, plain, nbytes, export_s, convert_s, args, *, trained
             "latency_ms": tr["latency_ms"],
             "min_pixel_agreement": tr["min_pixel_agreement"],
             "exact_outputs": sum(s["exact"] for s in tr["samples"]),
+            "reproduced": tr["all_reproduced"],
             "max_diff_steps": max(s["max_diff"] for s in tr["samples"]),
             "min_pixel_agreement_vs_xnnpack": tr["min_pixel_agreement_vs_xnnpack"],
             "max_diff_steps_vs_xnnpack": max(s["max_diff_vs_xnnpack"] for s in tr["samples"]),

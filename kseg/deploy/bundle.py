@@ -561,8 +561,8 @@ compare:
   requantization differently by one step on some elements, which grows over a deep network: here
   up to {gk["max_diff"]:.0f} steps, mask agreement >= {gk["min_mask_agreement"]:.4f}.
 
-The same interpreter path should reproduce its tensor exactly; mask agreement >= 0.999 with the
-matching golden mask is the bar. A clearly lower figure means a pipeline bug (BGR instead of RGB,
+The same interpreter path should reproduce its tensor exactly (a float output: within 1e-5);
+mask agreement >= 0.999 with the matching golden mask is the bar. A clearly lower figure means a pipeline bug (BGR instead of RGB,
 normalizing twice, resizing, wrong threshold).
 
 ## Speed

@@ -27,7 +27,16 @@ TINY_MACS = (
     + 32 * 32 * 8 * 9 * 16
     + 32 * 32 * 8
 )
-ALL_PROFILES = {"generic_npu", "edgetpu", "ethos_u", "hexagon", "nnapi", "cortex_a53"}
+ALL_PROFILES = {
+    "generic_npu",
+    "edgetpu",
+    "ethos_u",
+    "ethos_u55_128",
+    "ethos_u55_256",
+    "hexagon",
+    "nnapi",
+    "cortex_a53",
+}
 
 
 def _chain(ops: list[str], dtype: str = "float32", side: int = 8) -> bytes:

@@ -49,6 +49,13 @@ def test_float_mode_with_uint8_input_casts_inside_the_graph(gray_model, tmp_path
     np.testing.assert_allclose(
         m.invoke_raw(x), wrapped.predict(x.astype(np.float32), verbose=0), atol=1e-5
     )
+    from kseg.deploy.metadata import read_metadata
+
+    assert read_metadata(path) == {
+        "has_metadata": False,
+        "metadata_bytes": 0,
+        "associated_files": {},
+    }
     # without the request a float model keeps its float input (kseg convert is unchanged)
     path.write_bytes(convert_model(wrapped, "float32"))
     assert TFLiteModel(path, runtime="litert").input_dtype == np.float32
