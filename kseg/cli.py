@@ -145,13 +145,38 @@ def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
     show_default=True,
     help="For .tflite: litert, tflite_runtime, tf or auto.",
 )
-def evaluate(model_path, data, split, out, runtime) -> None:
-    """Per-image and aggregate Dice, IoU, precision, recall and HD95 (pixels)."""
+@click.option(
+    "--store-threshold",
+    is_flag=True,
+    help="Store the best validation threshold for the model (its card, or MODEL.threshold.json).",
+)
+@inference_flags
+def evaluate(model_path, data, split, out, runtime, store_threshold, **flags) -> None:
+    """Per-image and aggregate Dice, IoU, precision, recall and HD95 (pixels).
+
+    Images go through the same inference path as kseg predict (same flags).
+    """
     from kseg.evaluate import evaluate_model
 
+    options = options_from_flags(flags)
     out = out or model_path.parent / f"eval-{model_path.stem}"
-    result = evaluate_model(model_path, data=data, split=split, out_dir=out, runtime=runtime)
+    result = evaluate_model(
+        model_path,
+        data=data,
+        split=split,
+        out_dir=out,
+        runtime=runtime,
+        options=options,
+        store_threshold=store_threshold,
+    )
     click.echo(f"wrote {out}/metrics.json, per_image.csv, worst_cases.png")
+    sel = result.get("threshold_selection")
+    if sel:
+        click.echo(
+            f"threshold {result['threshold']:.2f} ({result['threshold_source']}); best on this "
+            f"split {sel['threshold']:.2f}: Dice {sel['dice']:.4f}"
+            + (f", stored in {result['threshold_stored']}" if "threshold_stored" in result else "")
+        )
     click.echo(
         "  ".join(
             f"{k}={result[k]:.4f}" for k in ("dice", "iou", "precision", "recall") if k in result
@@ -210,8 +235,16 @@ def evaluate(model_path, data, split, out, runtime) -> None:
     default=None,
     help="Calibration images (default: export.representative_samples, 64).",
 )
-def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_samples) -> None:
-    """Convert to TFLite, check Dice parity with LiteRT, and write the model card."""
+@click.option(
+    "--keep-threshold",
+    is_flag=True,
+    help="Keep the training threshold instead of choosing the best one on the validation split.",
+)
+def convert(
+    model_path, mode, uint8, data, out, max_dice_drop, calibration_samples, keep_threshold
+) -> None:
+    """Convert to TFLite, check Dice parity with LiteRT, choose the threshold on the validation
+    split, and write the model card."""
     from kseg.export import export_tflite
 
     if uint8 and mode != "int8":
@@ -224,6 +257,7 @@ def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_sampl
         io_dtype="uint8" if uint8 else None,
         max_dice_drop=max_dice_drop,
         representative_samples=calibration_samples,
+        select_threshold=not keep_threshold,
     )
     t, p = card["tflite"], card["parity"]
     click.echo(f"wrote {t['path']} ({t['size_bytes'] / 1024:.1f} KiB, {t['mode']}) and its card")
@@ -231,6 +265,12 @@ def convert(model_path, mode, uint8, data, out, max_dice_drop, calibration_sampl
         f"float Dice {p['float_dice']:.4f}  tflite Dice {p['tflite_dice']:.4f}  drop {p['dice_drop']:+.4f}  "
         f"pixel agreement {p['pixel_agreement']:.4f}  ({p['n_images']} images)"
     )
+    sel = card.get("threshold_selection")
+    if sel:
+        click.echo(
+            f"threshold {sel['threshold']:.2f} chosen on validation: Dice {sel['dice']:.4f} "
+            f"(at {sel['default']}: {sel['dice_at_default']:.4f})"
+        )
     if t["mode"] == "int8" and t.get("float_ops"):
         click.echo(
             f"warning: float ops left inside the INT8 graph: {', '.join(t['float_ops'])}", err=True

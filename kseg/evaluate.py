@@ -46,6 +46,8 @@ def evaluate(
     threshold: float = 0.5,
     worst_k: int = 8,
     spacing: float = 1.0,
+    postprocess: Callable[[np.ndarray], np.ndarray] | None = None,
+    sweep_thresholds: bool = True,
 ) -> dict[str, Any]:
     """Score ``predict_fn`` on ``items`` and write the evaluation files.
 
@@ -57,6 +59,10 @@ def evaluate(
         threshold: foreground probability threshold (``p > threshold``) for K = 1.
         worst_k: rows in ``worst_cases.png`` (0: no figure).
         spacing: pixel spacing for HD95 (1.0: pixels).
+        postprocess: ``label mask -> label mask`` applied after thresholding (the options of
+            :func:`kseg.inference.postprocess`), so scores match what ``kseg predict`` writes.
+        sweep_thresholds: for one-class models, also report the threshold with the best Dice on
+            these images (``threshold_selection``, raw probabilities, no postprocessing).
 
     Returns:
         The contents of ``metrics.json`` (with NaN kept as float NaN).
@@ -65,6 +71,7 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     worst: list[tuple[float, int, str, np.ndarray, np.ndarray, np.ndarray]] = []
     num_classes: int | None = None
+    sweep = None
     for index, (name, image, true) in enumerate(items):
         true = np.asarray(true)
         if true.ndim == 3 and true.shape[-1] == 1:
@@ -83,6 +90,14 @@ def evaluate(
                 f"{name}: predictor returned {k} channels, earlier images {num_classes}"
             )
         pred = binarize(prob, threshold)
+        if postprocess is not None:
+            pred = postprocess(np.asarray(pred, np.uint8))
+        if sweep_thresholds and k == 1:
+            if sweep is None:
+                from kseg.inference.threshold import ThresholdSweep
+
+                sweep = ThresholdSweep(default=threshold)
+            sweep.add(prob, true)
         if k == 1:
             scores = image_scores(pred, true > 0, spacing)
         else:
@@ -114,6 +129,8 @@ def evaluate(
             "worst_cases": [e[2] for e in worst_sorted],
         }
     )
+    if sweep is not None:
+        result["threshold_selection"] = sweep.best().to_dict()
     write_json(out / "metrics.json", _json_safe(result))
     write_text(out / "per_image.csv", _csv(rows))
     if worst_sorted:
@@ -152,7 +169,7 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["evaluate", "evaluate_model", "CSV_COLUMNS"]
+__all__ = ["evaluate", "evaluate_model", "store_model_threshold", "CSV_COLUMNS"]
 
 
 def evaluate_model(
@@ -163,29 +180,39 @@ def evaluate_model(
     out_dir: str | os.PathLike[str],
     runtime: str = "auto",
     worst_k: int = 8,
+    options=None,
+    store_threshold: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a saved model on a split of its data (see :func:`kseg.training.rundir.resolve_data`).
 
     Folder data is scored at each image's original size (HD95 in original pixels); synthetic data at
-    its generated size. ``split`` is ``val``, ``test`` or ``all``.
+    its generated size. ``split`` is ``val``, ``test`` or ``all``. Images go through the same path
+    as ``kseg predict`` (:func:`kseg.inference.predict_prob` with ``options``: tiling, flips; then
+    the threshold and postprocessing of ``options``).
+
+    ``store_threshold`` (``split="val"`` only) stores the threshold with the best validation Dice
+    for the model: in the card of a ``.tflite``, in ``MODEL.threshold.json`` beside a Keras model;
+    ``kseg predict`` and ``kseg serve`` then use it by default.
     """
     from kseg.data.folder import scan_folder
     from kseg.data.io import read_image, read_mask
     from kseg.data.pipeline import load_splits
-    from kseg.runtime import predict_image
+    from kseg.inference import InferenceOptions, load_predictor, predict_prob
+    from kseg.inference.postprocess import needs_postprocess
+    from kseg.inference.postprocess import postprocess as clean
+    from kseg.inference.segment import model_threshold
     from kseg.training.rundir import resolve_data
 
     model_path = Path(model_path)
     if not model_path.exists():
         raise DataError(f"{model_path}: model file not found")
-    if model_path.suffix == ".tflite":
-        from kseg.runtime import TFLiteModel
-
-        predictor = TFLiteModel(model_path, runtime=runtime)
-    else:
-        from kseg.export.predictor import KerasPredictor
-
-        predictor = KerasPredictor.from_file(model_path)
+    if store_threshold and split != "val":
+        raise DataError(
+            f"--store-threshold chooses the threshold on held-out validation data; use --split val "
+            f"(not {split!r})"
+        )
+    opts = options or InferenceOptions()
+    predictor = load_predictor(model_path, runtime=runtime, num_threads=None)
     resolved = resolve_data(model_path, predictor.input_size, predictor.channels, data)
     cfg = resolved.config
     splits = load_splits(
@@ -203,7 +230,7 @@ def evaluate_model(
         )
 
     def predict_fn(image: np.ndarray) -> np.ndarray:
-        return predict_image(predictor, image)
+        return predict_prob(predictor, image, opts)[0]
 
     if cfg.data.path is not None:
         samples = {s.name: s for s in scan_folder(cfg.data.path, cfg.data.group_regex)}
@@ -218,9 +245,64 @@ def evaluate_model(
             for part in chosen
             for n, img, mask in zip(part.names, part.images, part.masks, strict=True)
         )
-    result = evaluate(predict_fn, items, out_dir, threshold=predictor.threshold, worst_k=worst_k)
+    threshold = opts.threshold if opts.threshold is not None else model_threshold(predictor)
+    result = evaluate(
+        predict_fn,
+        items,
+        out_dir,
+        threshold=threshold,
+        worst_k=worst_k,
+        postprocess=(lambda m: clean(m, opts)) if needs_postprocess(opts) else None,
+    )
     result["model"] = str(model_path)
     result["data"] = resolved.description
     result["split"] = split
+    result["inference"] = opts.to_dict()
+    result["threshold_source"] = (
+        "option"
+        if opts.threshold is not None
+        else getattr(predictor, "threshold_source", "default")
+    )
+    if store_threshold:
+        sel = result.get("threshold_selection")
+        if sel is None:
+            raise DataError(f"{model_path}: a multi-class model has no threshold to store")
+        sel["split"] = f"val of {resolved.description}"
+        result["threshold_stored"] = str(store_model_threshold(model_path, sel))
     write_json(Path(out_dir) / "metrics.json", _json_safe(result))
     return result
+
+
+def store_model_threshold(model_path: str | os.PathLike[str], selection: dict[str, Any]) -> Path:
+    """Record a validated threshold for a model; returns the file written.
+
+    ``.tflite``: its card's ``output.threshold`` (``threshold_source: validation``) and
+    ``threshold_selection``; Keras: ``MODEL.threshold.json`` beside it (read by
+    :meth:`kseg.export.predictor.KerasPredictor.from_file`).
+    """
+    import json
+
+    p = Path(model_path)
+    if p.suffix == ".tflite":
+        card_path = p.with_suffix(".json")
+        if not card_path.is_file():
+            raise DataError(
+                f"{card_path}: no model card to store the threshold in; convert with kseg convert"
+            )
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        card.setdefault("output", {})["threshold"] = selection["threshold"]
+        card["output"]["threshold_source"] = "validation"
+        card["threshold_selection"] = selection
+        write_json(card_path, card)
+        return card_path
+    path = p.with_suffix(".threshold.json")
+    write_json(
+        path,
+        {
+            "format": "kseg-threshold/1",
+            "threshold": selection["threshold"],
+            "source": "validation",
+            "selection": selection,
+        },
+    )
+    return path

@@ -167,8 +167,10 @@ def test_predict_keras_and_tflite_agree(trained_run, tmp_path):
     result = run("convert", "--model", trained_run / "best.keras", "--int8", "--out", tfl)
     assert result.exit_code == 0, result.output
     assert "tflite Dice" in result.output
-    r1 = run("predict", "--model", trained_run / "best.keras", *inputs, "--out", tmp_path / "k")
-    r2 = run("predict", "--model", tfl, *inputs, "--out", tmp_path / "t")
+    # the card holds a threshold chosen for the .tflite on validation data: compare at one threshold
+    t = ("--threshold", "0.5")
+    r1 = run("predict", "--model", trained_run / "best.keras", *inputs, "--out", tmp_path / "k", *t)
+    r2 = run("predict", "--model", tfl, *inputs, "--out", tmp_path / "t", *t)
     assert r1.exit_code == 0 and r2.exit_code == 0, (r1.output, r2.output)
     for p in inputs:
         a = cv2.imread(str(tmp_path / "k" / f"{p.stem}_mask.png"), cv2.IMREAD_UNCHANGED)

@@ -96,6 +96,17 @@ def render_markdown(card: dict[str, Any]) -> str:
             "",
             f"Review: `{Path(parity['review_png']).name}` (image | float | tflite | difference).",
         ]
+    sel = card.get("threshold_selection")
+    if sel:
+        lines += [
+            "",
+            "## Threshold",
+            "",
+            f"{sel['threshold']} chosen on {sel.get('split', 'the validation split')} "
+            f"({sel['n_images']} images): Dice {_fmt(sel['dice'])} against "
+            f"{_fmt(sel['dice_at_default'])} at {sel['default']}. "
+            "`kseg predict`/`kseg serve` use it unless given `--threshold`.",
+        ]
     cal = card.get("calibration")
     if cal:
         lines += [

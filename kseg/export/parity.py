@@ -25,6 +25,8 @@ class ParityError(KsegError):
 class ParityResult:
     summary: dict[str, Any]
     per_image: list[dict[str, Any]]
+    #: the candidate's probabilities (N, S, S, K) on the images, for threshold selection
+    candidate_probs: np.ndarray | None = None
 
 
 def _labels(probs: np.ndarray, threshold: float) -> np.ndarray:
@@ -109,4 +111,4 @@ def check_parity(
             names=[names[i] for i in order],
         )
         summary["review_png"] = str(review_png)
-    return ParityResult(summary, rows)
+    return ParityResult(summary, rows, cand)

@@ -39,6 +39,26 @@ def native_scale(data_cfg, max_images: int = 8) -> bool | None:
     return bool(sizes) and max(sizes) <= int(data_cfg.img_size)
 
 
+def read_stored_threshold(model_path: str | Path) -> float | None:
+    """The validated threshold in ``MODEL.threshold.json`` (``kseg evaluate --store-threshold``)."""
+    import json
+
+    from kseg.errors import ModelError
+
+    p = Path(model_path).with_suffix(".threshold.json")
+    if not p.is_file():
+        return None
+    try:
+        t = float(json.loads(p.read_text(encoding="utf-8"))["threshold"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ModelError(
+            f"{p}: unreadable threshold file; delete it or run kseg evaluate --store-threshold"
+        ) from None
+    if not 0.0 <= t < 1.0:
+        raise ModelError(f"{p}: threshold {t} is not in [0, 1); delete the file")
+    return t
+
+
 class KerasPredictor:
     """Wraps a Keras segmentation model (raw pixels in, probabilities out).
 
@@ -74,22 +94,26 @@ class KerasPredictor:
 
     @classmethod
     def from_file(cls, path: str | Path) -> KerasPredictor:
-        """Load a model; threshold and resize mode come from its run directory when it has one."""
+        """Load a model; threshold and resize mode come from its run directory when it has one,
+        a validated threshold from ``MODEL.threshold.json`` when present."""
         from kseg.config import load_config
         from kseg.models import load_model
 
         model = load_model(path)
         run = find_run_dir(path)
-        if run is None:
-            return cls(model)
-        cfg = load_config(run.config)
-        return cls(
-            model,
-            threshold=cfg.train.threshold,
-            resize_mode=str(cfg.data.resize),
-            native_scale=native_scale(cfg.data),
-            threshold_source="config",
-        )
+        kw: dict = {}
+        if run is not None:
+            cfg = load_config(run.config)
+            kw = {
+                "threshold": cfg.train.threshold,
+                "resize_mode": str(cfg.data.resize),
+                "native_scale": native_scale(cfg.data),
+                "threshold_source": "config",
+            }
+        stored = read_stored_threshold(path)
+        if stored is not None:
+            kw.update(threshold=stored, threshold_source="validation")
+        return cls(model, **kw)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, np.float32)

@@ -40,6 +40,7 @@ def export_tflite(
     steps: list[dict[str, Any]] | None = None,
     model=None,
     calibration: np.ndarray | None = None,
+    select_threshold: bool = True,
 ) -> dict[str, Any]:
     """Convert ``model_path``, check it against the Keras model, and write the card.
 
@@ -57,12 +58,15 @@ def export_tflite(
         steps: earlier optimization steps (distill, prune, qat) recorded in the card.
         model: an already-loaded model (skips loading ``model_path``).
         calibration: calibration images (N, S, S, C) uint8 to use instead of the train split.
+        select_threshold: choose the threshold with the best Dice of the ``.tflite`` on the
+            validation split (grid 0.05..0.95) and store it as the card's ``output.threshold``
+            (one-class models); ``False`` keeps the training threshold.
 
     Returns:
         The card dict (also written as ``FILE.json`` and ``FILE.md``).
     """
     from kseg.data.pipeline import load_splits
-    from kseg.export.predictor import KerasPredictor
+    from kseg.export.predictor import KerasPredictor, native_scale
     from kseg.models import load_model, model_spec
     from kseg.models.complexity import count_macs, count_params
     from kseg.runtime import TFLiteModel
@@ -108,7 +112,7 @@ def export_tflite(
     threshold = cfg.train.threshold
     reference = KerasPredictor(model, threshold=threshold, resize_mode=str(cfg.data.resize))
     candidate = TFLiteModel(out)
-    parity = check_parity(
+    checked = check_parity(
         reference,
         candidate,
         splits.val.images,
@@ -117,7 +121,17 @@ def export_tflite(
         threshold=threshold,
         max_dice_drop=max_dice_drop,
         review_png=out.with_name(out.stem + ".parity.png"),
-    ).summary
+    )
+    parity = checked.summary
+    selection = None
+    if select_threshold and checked.candidate_probs is not None:
+        if checked.candidate_probs.shape[-1] == 1:
+            from kseg.inference.threshold import choose_threshold
+
+            selection = choose_threshold(
+                checked.candidate_probs, splits.val.masks, default=threshold
+            ).to_dict()
+            selection["split"] = f"val of {resolved.description}"
 
     facts = graph_facts(out)
     spec = model_spec(model)
@@ -153,6 +167,7 @@ def export_tflite(
                 "applied": "in_model",
             },
             "resize": str(cfg.data.resize),
+            "native_scale": native_scale(cfg.data),
             "channels": desc["input_shape"][-1],
         },
         "output": {
@@ -161,8 +176,10 @@ def export_tflite(
             "scale": desc["output_scale"],
             "zero_point": desc["output_zero_point"],
             "activation": "sigmoid" if desc["output_shape"][-1] == 1 else "softmax",
-            "threshold": threshold,
+            "threshold": selection["threshold"] if selection else threshold,
+            "threshold_source": "validation" if selection else "config",
         },
+        "threshold_selection": selection,
         "data": {"description": resolved.description, "n_val": len(splits.val.images)},
         "calibration": {
             "description": calibration_desc,

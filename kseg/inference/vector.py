@@ -29,19 +29,18 @@ def _boundary_edges(binary: np.ndarray):
     coordinates): start x, y, end x, y, and the pixel each edge belongs to."""
     b = np.pad(binary.astype(bool), 1)
     fg = b[1:-1, 1:-1]
-    h, w = fg.shape
-    rows, cols = np.mgrid[0:h, 0:w]
+    w = fg.shape[1]
     parts = []
     # (neighbour is background, start (dx, dy), end (dx, dy)) relative to the pixel's top-left corner
     sides = (
-        (~b[:-2, 1:-1], (1, 0), (0, 0)),  # top: right -> left
-        (~b[1:-1, :-2], (0, 0), (0, 1)),  # left: top -> bottom
-        (~b[2:, 1:-1], (0, 1), (1, 1)),  # bottom: left -> right
-        (~b[1:-1, 2:], (1, 1), (1, 0)),  # right: bottom -> top
+        (b[:-2, 1:-1], (1, 0), (0, 0)),  # top: right -> left
+        (b[1:-1, :-2], (0, 0), (0, 1)),  # left: top -> bottom
+        (b[2:, 1:-1], (0, 1), (1, 1)),  # bottom: left -> right
+        (b[1:-1, 2:], (1, 1), (1, 0)),  # right: bottom -> top
     )
-    for open_side, (sx, sy), (ex, ey) in sides:
-        sel = fg & open_side
-        r, c = rows[sel], cols[sel]
+    for neighbour, (sx, sy), (ex, ey) in sides:
+        r, c = np.nonzero(fg & ~neighbour)
+        r, c = r.astype(np.int64), c.astype(np.int64)
         parts.append((c + sx, r + sy, c + ex, r + ey, r * w + c))
     return [np.concatenate([p[i] for p in parts]) for i in range(5)]
 

@@ -230,3 +230,19 @@ def test_bad_runtime_and_delegate(tiny_tflite, tmp_path):
     a = TFLiteModel(tiny_tflite["float"], delegate="none").predict(_pixels(1))
     b = TFLiteModel(tiny_tflite["float"]).predict(_pixels(1))
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "per_call"), [("int8", 1), ("int8_dynamic", 8)])
+def test_windows_batched_where_the_model_allows(tiny_tflite, name, per_call):
+    """A fixed-batch-1 .tflite runs the windows one by one; a dynamic-batch one 8 at a time."""
+    from kseg.inference import InferenceOptions, segment_image
+
+    m = TFLiteModel(tiny_tflite[name])
+    calls = []
+    raw = m.invoke_raw
+    m.invoke_raw = lambda x: calls.append(len(x)) or raw(x)
+    img = np.random.default_rng(0).integers(0, 256, (70, 50)).astype(np.uint8)
+    res = segment_image(m, img, InferenceOptions(tile="on", overlap=0.25, batch_size=8))
+    assert res.tiled and res.prob.shape == (70, 50, 1)
+    assert sum(calls) == res.windows and max(calls) == per_call
+    assert len(calls) == (res.windows if per_call == 1 else -(-res.windows // 8))
