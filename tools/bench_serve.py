@@ -305,7 +305,7 @@ Model: `{Path(str(model)).name}`; images: {source} (mean {result["image_bytes_me
 
 RSS every 50 requests: {", ".join(f"{m:.0f}" for _, m in rss)} MiB.
 
-Command: `python tools/bench_serve.py --seconds {args.seconds:g} --clients {args.clients} --workers {args.workers}`
+Command: `python tools/bench_serve.py {" ".join(sys.argv[1:])}`
 """
     write_text(args.out / "serve.md", md)
     print(md)
