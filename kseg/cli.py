@@ -168,7 +168,7 @@ def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
     "model_path",
     required=True,
     type=click.Path(path_type=Path),
-    help=".keras/.h5 model or .tflite file.",
+    help=".keras/.h5 model, .tflite or .onnx file.",
 )
 @click.option(
     "--data",
