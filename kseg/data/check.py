@@ -10,7 +10,8 @@ Checks (each finding names its files):
 - ``exact_duplicate`` (same decoded pixels) and ``near_duplicate`` (perceptual difference hash
   within ``hash_bits`` bits); ``group_leak`` when the copies sit in different groups, i.e. they
   could land in training and validation;
-- ``outlier``: per-image statistics (log mean, log std, log pixel count, aspect ratio) with a
+- ``outlier``: per-image statistics (mean, log std, 50/95 % quantiles of the intensity scaled
+  to the type's range, log pixel count, aspect ratio) with a
   robust z-score above ``z_max`` (median/MAD), or noise of a DBSCAN on their first two principal
   components;
 - ``stray_mask_values`` (a lossless mask with more than two values), ``empty_mask``,
@@ -45,7 +46,10 @@ from kseg.data.folder import MANIFEST, MANIFEST_COLUMNS
 from kseg.data.io import _LOSSY, DEFAULT_MAX_PIXELS, _imread, header_size, is_image_file
 from kseg.errors import DataError
 
-_FEATURES = ("log_mean", "log_std", "log_pixels", "aspect")
+_FEATURES = ("mean", "log_std", "q50", "q95", "log_pixels", "aspect")
+#: MAD floors per feature: a MAD near 0 (all images the same size, or all with a black border)
+#: must not turn a small difference into a huge z-score
+_FLOORS = np.array([0.02, 0.05, 0.02, 0.02, 0.05, 0.05])
 
 
 @dataclass
@@ -176,9 +180,22 @@ def check_folder(
             np.ascontiguousarray(arr).tobytes() + str(arr.shape).encode()
         ).hexdigest()
         it.dhash = dhash(g)
-        lo = max(float(g.mean()), 1e-3)
+        # the same range as kseg.data.io reads it: uint16 full range, float 0..1 or 0..255
+        scale = {"u1": 255.0, "u2": 65535.0}.get(f"{arr.dtype.kind}{arr.dtype.itemsize}", 0.0)
+        if not scale:
+            scale = 1.0 if float(g.max()) <= 1.0 else 255.0
+        q50, q95 = np.quantile(
+            g[:: max(1, g.shape[0] // 256), :: max(1, g.shape[1] // 256)], [0.5, 0.95]
+        )
         it.feats = np.array(
-            [np.log(lo), np.log(max(float(g.std()), 1e-3)), np.log(g.size), g.shape[1] / g.shape[0]]
+            [
+                float(g.mean()) / scale,
+                np.log(max(float(g.std()) / scale, 1e-4)),
+                q50 / scale,
+                q95 / scale,
+                np.log(g.size),
+                g.shape[1] / g.shape[0],
+            ]
         )
         _check_mask(it, add, max_pixels)
 
@@ -292,9 +309,7 @@ def _outliers(items: list[_Image], add, z_max: float, min_samples: int) -> None:
     if len(items) < max(8, min_samples + 2):
         return
     x = np.stack([it.feats for it in items])  # type: ignore[misc]
-    # floors: 5 % in log units, 0.05 in aspect: a MAD of 0 (all the same size) must not make
-    # a 2 % size difference an outlier
-    z = _robust_z(x, np.array([0.05, 0.05, 0.05, 0.05]))
+    z = _robust_z(x, _FLOORS)
     flagged: set[int] = set()
     for i, it in enumerate(items):
         bad = [
