@@ -438,7 +438,7 @@ def _expand_inputs(inputs: tuple[Path, ...]) -> list[Path]:
 
 @main.group()
 def data() -> None:
-    """Embedded synthetic data sets."""
+    """Synthetic data sets and checks of your own folders."""
 
 
 @data.command("synth")
@@ -460,6 +460,43 @@ def data_synth(kind, n, size, seed, out) -> None:
         raise KsegError("--n must be >= 1 and --size >= 16")
     path = write_synthetic(kind, n, out, size=size, seed=seed)
     click.echo(f"wrote {n} {kind} samples to {path}")
+
+
+@data.command("check")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Report folder (default runs/data-check-<time>)."
+)
+@click.option(
+    "--fix",
+    "fix_out",
+    type=click.Path(path_type=Path),
+    help="Write a cleaned folder here (links to kept files + manifest.csv); originals untouched.",
+)
+@click.option("--group-regex", help="Regex whose first group on the file stem names the group.")
+@click.option("--group-column", help="manifest.csv column naming the group.")
+@click.option("--max-pixels", type=int, default=100_000_000, show_default=True)
+def data_check(folder, out, fix_out, group_regex, group_column, max_pixels) -> None:
+    """Corrupt files, NaN, constant images, duplicates and leaks across groups, outliers, mask
+    problems, sizes: writes check.json and check.md (and with --fix a cleaned folder)."""
+    import time
+
+    from kseg.atomic import write_json, write_text
+    from kseg.data.check import check_folder, public, render_markdown, write_fixed
+
+    report = check_folder(
+        folder, group_regex=group_regex, group_column=group_column, max_pixels=max_pixels
+    )
+    out = out or Path("runs") / f"data-check-{time.strftime('%Y%m%d-%H%M%S')}"
+    if fix_out is not None:
+        write_fixed(report, fix_out)
+    write_json(out / "check.json", public(report))
+    write_text(out / "check.md", render_markdown(report))
+    counts = ", ".join(f"{k} {v}" for k, v in report["counts"].items()) or "no problems found"
+    click.echo(f"{report['n_images']} images: {counts}")
+    click.echo(f"wrote {out}/check.json, check.md")
+    if fix_out is not None:
+        click.echo(f"wrote a cleaned folder with {report['n_kept']} images to {fix_out}")
 
 
 def _add_optional_commands() -> None:
