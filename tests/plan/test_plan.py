@@ -217,3 +217,20 @@ def test_unmeasured_networks_priced_linearly_in_macs():
     assert probes[(3, 16)].eval_s_per_image == pytest.approx(0.0025)
     assert probes[(4, 32)].train_s_per_image == pytest.approx(0.010 + 0.008 * 3)  # extrapolated
     assert probes[(4, 32)].startup_s == 9.0
+
+
+def test_noisy_probes_never_make_a_bigger_network_cheaper():
+    from kseg.plan.planner import interpolate_probes
+
+    # on a loaded machine the larger network measured faster than the smaller one
+    measured = {
+        (4, 16): Probe(4, 16, 96, 0.002, 0.001, 9.0),
+        (3, 8): Probe(3, 8, 96, 0.010, 0.004, 5.0),
+    }
+    macs = {(4, 16): 1000, (3, 8): 200, (4, 32): 3400}
+    probes = interpolate_probes(measured, macs)
+    assert probes[(4, 32)].train_s_per_image == pytest.approx(0.010)
+    assert probes[(4, 32)].eval_s_per_image == pytest.approx(0.004)
+    # and a short budget falls back to the smallest network, not the one that measured fastest
+    chosen, *_ = choose_recipe(probes, (96, 96), 320, 80, 30.0)
+    assert (chosen.depth, chosen.filters) == (3, 8)
