@@ -22,6 +22,7 @@ from kseg._keras import keras
 from kseg.atomic import write_json, write_text
 from kseg.config import Config, Task
 from kseg.errors import ConfigError
+from kseg.training import finetune
 from kseg.training.callbacks import make_callbacks, make_optimizer
 from kseg.training.rundir import RunDir, record_data_source
 from kseg.training.strategy import make_strategy
@@ -112,6 +113,7 @@ def train(
     else:
         run = RunDir.for_new_run(out_dir or default_out(config))
     prepare(config)
+    finetune.check(config.train)
     denoise = config.train.task is Task.DENOISE
 
     from kseg.data.augment import build_augment
@@ -156,13 +158,17 @@ def train(
         model = build_model(
             config
         )  # bad options or input size fail here, before anything is written
-        compile_model(model, config, steps)
+        # --init weights and a frozen encoder (before compiling); None without them
+        init = finetune.prepare(model, t, lambda: compile_model(model, config, steps))
 
     if not resume:
         run.root.mkdir(parents=True, exist_ok=True)
         cfgmod.save_config(config, run.config)
         save_split(run.split, splits.rows)
         record_data_source(run, config, splits.rows)
+    if init is not None:
+        finetune.write_report(run.init, init)
+        print(init.summary(), file=sys.stderr)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
@@ -171,7 +177,7 @@ def train(
         validation_data=val_ds,
         epochs=t.epochs,
         steps_per_epoch=steps,
-        callbacks=make_callbacks(t, run, monitor=monitor_for(config)),
+        callbacks=make_callbacks(t, run, monitor=monitor_for(config)) + finetune.callbacks(t),
         verbose=verbose,
     )
     seconds = time.perf_counter() - started
