@@ -55,6 +55,16 @@ def main() -> None:
     "--resume", type=click.Path(path_type=Path), help="Continue an interrupted run directory."
 )
 @click.option(
+    "--init",
+    "init",
+    type=click.Path(path_type=Path),
+    help="Start from this model (or run directory): layers matching by name and shape are loaded.",
+)
+@click.option("--freeze-encoder", is_flag=True, help="With --init: keep the encoder fixed.")
+@click.option(
+    "--unfreeze-after", type=int, help="With --freeze-encoder: train the encoder from epoch N on."
+)
+@click.option(
     "--set",
     "sets",
     multiple=True,
@@ -80,10 +90,17 @@ def train(
     seed,
     out,
     resume,
+    init,
+    freeze_encoder,
+    unfreeze_after,
     sets,
     budget,
 ) -> None:
-    """Train a segmentation model; writes a self-describing run directory."""
+    """Train a segmentation model; writes a self-describing run directory.
+
+    --init MODEL fine-tunes: every layer of MODEL whose name and weight shapes match is loaded (the
+    first convolution also across gray/RGB), the rest is listed in RUN/init.json.
+    """
     from kseg.config import load_config
 
     if resume is not None:
@@ -94,6 +111,9 @@ def train(
                 "--data": data,
                 "--model": model,
                 "--out": out,
+                "--init": init,
+                "--freeze-encoder": freeze_encoder,
+                "--unfreeze-after": unfreeze_after,
             }.items()
             if v
         ]
@@ -116,6 +136,9 @@ def train(
         "data.img_size": img_size,
         "train.batch_size": batch_size,
         "train.seed": seed,
+        "train.init": str(init) if init else None,
+        "train.freeze_encoder": True if freeze_encoder else None,
+        "train.unfreeze_after": unfreeze_after,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}  # flags not given
     overrides.update(parse_key_values(sets, flag="--set", example="train.learning_rate=3e-4"))

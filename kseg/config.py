@@ -175,6 +175,9 @@ class TrainConfig:
         time_limit_minutes: stop after the epoch during which this wall-clock budget runs out.
         precision: ``auto``, ``float32``, ``mixed_bfloat16`` or ``mixed_float16`` (GPU).
         jit_compile: compile the training step with XLA.
+        init: start from the weights of this model file (or run directory) where layer names and
+            shapes match (``kseg.training.finetune``); ``freeze_encoder`` keeps its encoder fixed,
+            ``unfreeze_after`` trains it too from that epoch on.
     """
 
     task: Task = Task.SEGMENT
@@ -188,6 +191,9 @@ class TrainConfig:
     early_stopping_patience: int = 8
     loss: str = "combo"
     loss_options: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
+    freeze_encoder: bool = False
+    unfreeze_after: int | None = None
     seed: int = 42
     strategy: Strategy = Strategy.DEFAULT
     steps_per_epoch: int | None = None

@@ -6,6 +6,9 @@ SHAPE / PACK / STRIDED_SLICE ops around transposed convolutions, which NPUs reje
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -55,6 +58,34 @@ def fixed_batch_function(model: keras.Model, batch: int = 1, input_dtype=None):
         return model(image, training=False)
 
     return serve.get_concrete_function(tf.TensorSpec(shape, dtype, name="image"))
+
+
+@contextlib.contextmanager
+def quiet_converter() -> Iterator[None]:
+    """Silence the converter's own log lines (TF/absl Python loggers, and the native MLIR
+    converter, which writes lines such as ``fully_quantize: 0, ...`` straight to file descriptor
+    2). Errors still arrive as exceptions; ``KSEG_VERBOSE=1`` keeps everything."""
+    import logging
+
+    if os.environ.get("KSEG_VERBOSE"):
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("tensorflow", "absl", "h5py")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def convert_model(

@@ -32,18 +32,27 @@ def profile_architecture(
     """Measure one architecture at ``size x size``.
 
     Returns ``{"name", "description", "options", "params", "macs", "float32_bytes",
-    "int8_bytes", "int8_ok", "int8_reason", "ops"}``. A conversion failure is reported in
-    ``int8_ok``/``int8_reason`` (never raised); sizes are ``None`` when not converted.
-    ``model`` reuses an already built model of that architecture.
+    "int8_bytes", "est_float32_bytes", "est_int8_bytes", "int8_ok", "int8_reason", "ops"}``. A
+    conversion failure is reported in ``int8_ok``/``int8_reason`` (never raised); the measured
+    sizes are ``None`` when not converted, the ``est_`` sizes come from
+    :func:`~kseg.models.complexity.estimate_tflite_bytes` (no conversion). The converter's log
+    lines are silenced. ``model`` reuses an already built model of that architecture.
 
     INT8 calibration uses ``calibration`` synthetic ultrasound images (sizes and op coverage do
     not depend on the calibration data).
     """
     from kseg.models import MODELS, create_model
-    from kseg.models.complexity import count_macs, count_params, int8_problems, tflite_report
+    from kseg.models.complexity import (
+        count_macs,
+        count_params,
+        estimate_tflite_bytes,
+        int8_problems,
+        tflite_report,
+    )
 
     if model is None:
         model = create_model(name, input_shape=(size, size, channels), **(options or {}))
+    estimate = estimate_tflite_bytes(model)
     row: dict[str, Any] = {
         "name": name,
         "description": MODELS.description(name),
@@ -52,23 +61,27 @@ def profile_architecture(
         "macs": count_macs(model),
         "float32_bytes": None,
         "int8_bytes": None,
+        "est_float32_bytes": estimate["float32"],
+        "est_int8_bytes": estimate["int8"],
         "int8_ok": None,
         "int8_reason": "not converted",
         "ops": [],
     }
     if not convert:
         return row
-    from kseg.export.convert import convert_model
+    from kseg.export.convert import convert_model, quiet_converter
 
     try:
-        row["float32_bytes"] = len(convert_model(model, "float32"))
+        with quiet_converter():
+            row["float32_bytes"] = len(convert_model(model, "float32"))
     except KsegError as exc:
         row["int8_ok"], row["int8_reason"] = False, f"float conversion failed: {exc}"
         return row
     try:
-        int8 = convert_model(
-            model, "int8", representative=_calibration(size, channels, calibration)
-        )
+        with quiet_converter():
+            int8 = convert_model(
+                model, "int8", representative=_calibration(size, channels, calibration)
+            )
     except KsegError as exc:
         row["int8_ok"], row["int8_reason"] = False, str(exc)
         return row
@@ -101,8 +114,10 @@ def _calibration(size: int, channels: int, n: int):
     return images
 
 
-def _mb(n: int | None) -> str:
-    return "-" if n is None else f"{n / 1e6:.2f} MB"
+def _mb(n: int | None, estimate: int | None = None) -> str:
+    if n is None:
+        return "-" if estimate is None else f"~{estimate / 1e6:.2f} MB"
+    return f"{n / 1e6:.2f} MB"
 
 
 def _row_cells(row: dict[str, Any]) -> list[str]:
@@ -113,8 +128,8 @@ def _row_cells(row: dict[str, Any]) -> list[str]:
         row["name"],
         f"{row['params'] / 1e6:.2f} M",
         f"{row['macs'] / 1e9:.2f} G",
-        _mb(row["float32_bytes"]),
-        _mb(row["int8_bytes"]),
+        _mb(row["float32_bytes"], row.get("est_float32_bytes")),
+        _mb(row["int8_bytes"], row.get("est_int8_bytes")),
         ok,
         row["description"],
     ]
@@ -158,30 +173,41 @@ def models() -> None:
 )
 @click.option("--channels", type=click.IntRange(1, 3), default=1, show_default=True)
 @click.option(
-    "--no-convert", is_flag=True, help="Skip TFLite conversion (params and MACs only; fast)."
+    "--measure",
+    is_flag=True,
+    help="Convert every model for exact .tflite sizes and INT8 convertibility (minutes).",
 )
+@click.option("--no-convert", is_flag=True, hidden=True, help="The default now; kept for scripts.")
 @click.option(
     "--json", "json_path", type=click.Path(path_type=Path), help="Also write the rows as JSON."
 )
-def list_models(size: int, channels: int, no_convert: bool, json_path: Path | None) -> None:
+def list_models(
+    size: int, channels: int, measure: bool, no_convert: bool, json_path: Path | None
+) -> None:
     """Every architecture with parameters, MACs, float32/INT8 .tflite sizes and INT8 convertibility.
 
-    Sizes come from converting each default model at --size (a few seconds per model); a model
-    that fails to convert shows "no" and the reason.
+    Sizes marked ~ are estimated from the weights and layer count in a few seconds (within 10 %
+    of the converted size on the zoo); --measure converts each default model at --size for exact
+    sizes and INT8 convertibility (a model that fails shows "no" and the reason).
     """
     from kseg.models import MODELS
 
+    if measure and no_convert:
+        raise KsegError("--measure converts; drop --no-convert")
     names = MODELS.names()
     rows = []
-    with click.progressbar(names, label="measuring", file=sys.stderr, show_pos=True) as bar:
+    label = "converting" if measure else "estimating"
+    with click.progressbar(names, label=label, file=sys.stderr, show_pos=True) as bar:
         for name in bar:
             try:
                 rows.append(
-                    profile_architecture(name, size=size, channels=channels, convert=not no_convert)
+                    profile_architecture(name, size=size, channels=channels, convert=measure)
                 )
             except KsegError as exc:
                 click.echo(f"\n{name}: {exc}", err=True)
     click.echo(format_table(rows, size))
+    if not measure:
+        click.echo("~ estimated size (kseg models list --measure converts for exact sizes)")
     if json_path is not None:
         from kseg.atomic import write_json
 

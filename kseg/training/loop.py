@@ -22,6 +22,7 @@ from kseg._keras import keras
 from kseg.atomic import write_json, write_text
 from kseg.config import Config, Task
 from kseg.errors import ConfigError
+from kseg.training import finetune
 from kseg.training.callbacks import make_callbacks, make_optimizer
 from kseg.training.precision import precision_policy, resolve_precision
 from kseg.training.rundir import RunDir, record_data_source
@@ -123,6 +124,7 @@ def train(
     else:
         run = RunDir.for_new_run(out_dir or default_out(config))
     prepare(config)
+    finetune.check(config.train)
     denoise = config.train.task is Task.DENOISE
 
     from kseg.data.augment import build_augment
@@ -178,7 +180,8 @@ def train(
         model = build_model(
             config
         )  # bad options or input size fail here, before anything is written
-        compile_model(model, config, steps)
+        # --init weights and a frozen encoder (before compiling); None without them
+        init = finetune.prepare(model, t, lambda: compile_model(model, config, steps))
 
     if not resume:
         run.root.mkdir(parents=True, exist_ok=True)
@@ -188,6 +191,9 @@ def train(
         for name, text in (notes or {}).items():
             write_text(run.root / name, text)
         record_data_source(run, config, splits.rows)
+    if init is not None:
+        finetune.write_report(run.init, init)
+        print(init.summary(), file=sys.stderr)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
@@ -196,7 +202,7 @@ def train(
         validation_data=val_ds,
         epochs=t.epochs,
         steps_per_epoch=steps,
-        callbacks=make_callbacks(t, run, monitor=monitor_for(config)),
+        callbacks=make_callbacks(t, run, monitor=monitor_for(config)) + finetune.callbacks(t),
         verbose=verbose,
     )
     seconds = time.perf_counter() - started

@@ -32,6 +32,10 @@ class RunDir:
         return self.root / "split.csv"
 
     @property
+    def init(self) -> Path:
+        return self.root / "init.json"
+
+    @property
     def data_source(self) -> Path:
         return self.root / "data_source.json"
 
