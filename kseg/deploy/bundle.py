@@ -375,7 +375,7 @@ def _bench(tflite: Path, runs: int) -> dict[str, Any]:
     from kseg.bench.latency import machine_info, measure
     from kseg.bench.npu import emulate
 
-    result: dict[str, Any] = {"machine": machine_info()}
+    result: dict[str, Any] = {"machine": machine_info(), "load_average_1min": os.getloadavg()[0]}
     if runs > 0:
         m = measure(tflite, threads=1, runs=runs, warmup=3, runtime="litert")
         result["cpu"] = {
@@ -475,7 +475,8 @@ def _readme(card, fields, sample_rows, bench, labels) -> str:
     cpu = bench.get("cpu")
     cpu_line = (
         f"- CPU ({bench['machine'].get('cpu', 'this machine')}, {cpu['backend']} "
-        f"{cpu['backend_version']}, 1 thread, {cpu['runs']} runs): p50 "
+        f"{cpu['backend_version']}, 1 thread, {cpu['runs']} runs, measured at export with "
+        f"load average {bench['load_average_1min']:.1f} on {bench['machine'].get('cpu_count')} cores): p50 "
         f"{cpu['latency_ms']['p50']:.2f} ms, p90 {cpu['latency_ms']['p90']:.2f} ms (`kseg bench`)."
         if cpu
         else "- CPU latency: not measured (`kseg bench model.tflite --threads 1` measures it)."
