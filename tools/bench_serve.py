@@ -215,7 +215,7 @@ def main() -> None:
         )
 
         # 1. overhead: alternate library rounds and sequential HTTP rounds
-        direct, direct_infer, served = [], [], []
+        direct, direct_infer, served, per_round = [], [], [], []
 
         async def overhead() -> None:
             from kseg.data.io import decode_image
@@ -226,6 +226,7 @@ def main() -> None:
                 for _ in range(len(images)):
                     library_call(pred, images[_], opts)
                 for r in range(args.rounds):
+                    n0 = len(direct)
                     for i in range(args.per_round):
                         data = images[(r * args.per_round + i) % len(images)]
                         t0 = time.perf_counter()
@@ -235,7 +236,10 @@ def main() -> None:
                         t0 = time.perf_counter()
                         segment_image(pred, img, opts)
                         direct_infer.append((time.perf_counter() - t0) * 1e3)
-                    served.extend(await sequential(client, url, images, args.per_round))
+                    got = await sequential(client, url, images, args.per_round)
+                    served.extend(got)
+                    lib = statistics.median(direct[n0:])
+                    per_round.append(100.0 * (statistics.median(got) - lib) / lib)
 
         asyncio.run(overhead())
         d_med, s_med, i_med = (statistics.median(x) for x in (direct, served, direct_infer))
@@ -261,6 +265,7 @@ def main() -> None:
             "library_segment_only_ms_p50": i_med,
             "service_ms_p50": s_med,
             "overhead_pct": overhead_pct,
+            "overhead_pct_per_round": per_round,
             "n_each": len(direct),
             "target_pct": 15.0,
         },
@@ -296,6 +301,9 @@ Model: `{Path(str(model)).name}`; images: {source} (mean {result["image_bytes_me
 | library: `segment_image` alone | {o["library_segment_only_ms_p50"]:.1f} |
 | service: HTTP POST -> JSON, measured at the client | {o["service_ms_p50"]:.1f} |
 | **service overhead** | **{o["overhead_pct"]:+.1f} %** (target <= 15 %) |
+
+Overhead per round (median of {args.per_round} against median of {args.per_round}): {", ".join(f"{x:+.1f}" for x in per_round)} %
+(median {statistics.median(per_round):+.1f} %).
 
 ## Bounded load ({ld["clients"]} concurrent clients, {ld["seconds"]:.0f} s)
 

@@ -38,3 +38,24 @@ def test_missing_extra_says_what_to_install(monkeypatch, tiny_tflite):
     r = CliRunner().invoke(main, ["serve", "--model", str(tiny_tflite["float"])])
     assert r.exit_code == 2
     assert "pip install 'kseg[serve]'" in r.output and "uvicorn" in r.output
+
+
+def test_serve_builds_the_app_and_runs_uvicorn_with_the_flags(monkeypatch, tiny_tflite):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    args = ["serve", "--model", str(tiny_tflite["float"]), "--port", "9123", "--workers", "2"]
+    r = CliRunner().invoke(main, [*args, "--max-megapixels", "1.5"])
+    assert r.exit_code == 0, r.output
+    app, kw = calls[0]
+    assert (kw["host"], kw["port"]) == ("127.0.0.1", 9123)
+    s = app.state.settings
+    assert (s.workers, s.max_pixels, s.token) == (2, 1_500_000, None)
+    assert "warning" not in r.stderr
+
+    r = CliRunner().invoke(main, [*args, "--host", "0.0.0.0"])
+    assert "without --token" in r.stderr
+    r = CliRunner().invoke(main, [*args, "--host", "0.0.0.0"], env={"KSEG_SERVE_TOKEN": "abc"})
+    assert "warning" not in r.stderr
+    assert calls[-1][0].state.settings.token == "abc"
