@@ -367,8 +367,9 @@ def _add_optional_commands() -> None:
     from kseg.bench.cli import bench
     from kseg.models.cli import models
     from kseg.optimize.cli import optimize
+    from kseg.sweep.cli import sweep
 
-    for cmd in (models, bench, optimize):
+    for cmd in (models, bench, optimize, sweep):
         main.add_command(cmd)
 
 
