@@ -531,8 +531,9 @@ def _add_optional_commands() -> None:
     from kseg.plan.cli import plan_command
     from kseg.preprocess.cli import preprocess
     from kseg.serve.cli import serve
+    from kseg.sweep.cli import sweep
 
-    for cmd in (models, bench, optimize, export, serve, plan_command, preprocess):
+    for cmd in (models, bench, optimize, export, serve, plan_command, preprocess, sweep):
         main.add_command(cmd)
 
 

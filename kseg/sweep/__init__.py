@@ -1,0 +1,5 @@
+"""Architecture x loss sweeps under one protocol and budget (``kseg sweep``)."""
+
+from kseg.sweep.runner import SweepPlan, cell_name, load_cells, run_sweep
+
+__all__ = ["SweepPlan", "cell_name", "load_cells", "run_sweep"]

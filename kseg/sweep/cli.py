@@ -1,0 +1,100 @@
+"""The ``kseg sweep`` click command (TensorFlow is imported when it runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kseg._cli import parse_key_values
+
+
+@click.command("sweep")
+@click.option(
+    "--models",
+    required=True,
+    help="Comma-separated architectures, e.g. segnet,unet,unet2,dilated_unet.",
+)
+@click.option(
+    "--losses", required=True, help="Comma-separated losses, e.g. bce,focal,dice,tversky,combo."
+)
+@click.option(
+    "--data",
+    default=None,
+    help="Folder with images/ and masks/, or synthetic:KIND[:N] (default: the config's).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML config shared by every cell.",
+)
+@click.option("--epochs", type=int, default=None, help="Epochs per cell.")
+@click.option(
+    "--budget-minutes",
+    type=float,
+    default=None,
+    help="Wall-clock budget per cell (stops after the epoch it runs out in).",
+)
+@click.option("--seeds", default="0", show_default=True, help="Training seeds, e.g. 0,1.")
+@click.option(
+    "--int8/--no-int8",
+    default=True,
+    show_default=True,
+    help="Convert each cell to INT8 TFLite and record its Dice.",
+)
+@click.option(
+    "--hd95/--no-hd95",
+    default=True,
+    show_default=True,
+    help="Evaluate each cell for HD95 at the original size.",
+)
+@click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config key for every cell."
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Sweep folder (rerun the same command to resume).",
+)
+def sweep(
+    models, losses, data, config_path, epochs, budget_minutes, seeds, int8, hd95, sets, out
+) -> None:
+    """Train every model x loss (x seed) cell under one split, schedule and budget; resumable.
+
+    Writes OUT/results.csv|json|md, heatmap.png (models x losses), curves.png (every cell) and
+    TensorBoard HParams logs; each cell is a run directory under OUT/cells/.
+    """
+    from kseg.sweep.runner import SweepPlan, parse_names, parse_seeds, run_sweep
+
+    plan = SweepPlan(
+        models=parse_names(models, "--models"),
+        losses=parse_names(losses, "--losses"),
+        seeds=parse_seeds(seeds),
+        int8=int8,
+        hd95=hd95,
+    )
+    overrides: dict = {}
+    if data:
+        if str(data).startswith("synthetic:"):
+            from kseg.training.rundir import parse_synthetic_spec
+
+            kind, n = parse_synthetic_spec(str(data), "--data")
+            overrides.update(
+                {"data.path": None, "data.synthetic_kind": str(kind), "data.synthetic_n": n}
+            )
+        else:
+            overrides["data.path"] = str(data)
+    if epochs is not None:
+        overrides["train.epochs"] = epochs
+    if budget_minutes is not None:
+        overrides["train.time_limit_minutes"] = budget_minutes
+    overrides.update(parse_key_values(sets, flag="--set", example="train.batch_size=8"))
+    records = run_sweep(
+        plan, out, config_path=config_path, base_overrides=overrides, log=click.echo
+    )
+    click.echo(
+        f"{len(records)} cells done; wrote {out}/results.md, results.csv, results.json, heatmap.png, curves.png"
+    )

@@ -1,0 +1,231 @@
+"""A resumable architecture x loss (x seed) sweep: one training run per cell, one after another.
+
+Every cell gets the same data, the same train/validation split (``SWEEP/split.csv``, made once),
+the same augmentation, optimizer and schedule (the config's; ReduceLROnPlateau by default) and the
+same budget (``train.epochs`` and/or ``train.time_limit_minutes``); only ``model.name``,
+``train.loss`` and ``train.seed`` differ. A cell is a normal kseg run directory
+(``SWEEP/cells/<model>__<loss>__seed<k>/``) and is finished when its ``cell.json`` exists, so a
+killed sweep, started again with the same command, skips finished cells and continues the cell in
+progress from its last completed epoch (``kseg train --resume``): at most that epoch is lost.
+
+Example:
+    >>> plan = SweepPlan(models=("unet", "segnet"), losses=("dice", "bce"), seeds=(0,))
+    >>> run_sweep(plan, "runs/sweep", base_overrides={"train.epochs": 20})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from kseg.atomic import write_json
+from kseg.errors import ConfigError
+
+PLAN_FILE = "sweep.json"
+CELL_FILE = "cell.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPlan:
+    """Which cells a sweep trains.
+
+    Args:
+        models: registry names (``kseg models list``).
+        losses: loss names (``kseg.losses.LOSSES``).
+        seeds: training seeds; each (model, loss) is trained once per seed.
+        int8: also convert every cell's best model to INT8 TFLite and record its Dice.
+        hd95: evaluate every cell at the images' original size for HD95 (``kseg evaluate``).
+    """
+
+    models: tuple[str, ...]
+    losses: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)
+    int8: bool = True
+    hd95: bool = True
+
+    def cells(self) -> list[tuple[str, str, int]]:
+        return [(m, lo, s) for m in self.models for lo in self.losses for s in self.seeds]
+
+    def validate(self) -> None:
+        from kseg.losses import LOSSES
+        from kseg.models import MODELS
+
+        for name in self.models:
+            MODELS.get(name)  # unknown names raise with the valid ones listed
+        for name in self.losses:
+            LOSSES.get(name)
+        if not self.models or not self.losses or not self.seeds:
+            raise ConfigError("a sweep needs at least one model, one loss and one seed")
+
+
+def cell_name(model: str, loss: str, seed: int) -> str:
+    return f"{model}__{loss}__seed{seed}"
+
+
+def _plan_record(plan: SweepPlan, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "format": "kseg-sweep/1",
+        "plan": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(plan).items()
+        },
+        "overrides": dict(overrides),
+    }
+
+
+def run_sweep(
+    plan: SweepPlan,
+    out: str | Path,
+    *,
+    config_path: str | Path | None = None,
+    base_overrides: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Train every cell not finished yet, then write the results; returns one record per cell.
+
+    ``config_path`` and ``base_overrides`` make the shared config (data, schedule, budget).
+    Starting again on the same ``out`` with a different plan or config is refused, so a results
+    table never mixes two protocols.
+    """
+    from kseg.config import load_config, save_config
+    from kseg.data.pipeline import load_splits
+    from kseg.data.split import save_split
+    from kseg.sweep.results import write_results
+
+    plan.validate()
+    out = Path(out)
+    overrides = dict(base_overrides or {})
+    if config_path is not None:
+        overrides["_config_file"] = str(config_path)
+    record = _plan_record(plan, overrides)
+    plan_path = out / PLAN_FILE
+    if plan_path.is_file():
+        before = json.loads(plan_path.read_text(encoding="utf-8"))
+        if before != json.loads(json.dumps(record)):
+            raise ConfigError(
+                f"{out}: holds a sweep with another plan or config ({plan_path}); "
+                "resume it with the same flags or choose a new --out"
+            )
+        log(f"resuming sweep {out}")
+    elif out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out}: folder is not empty and holds no sweep; choose a new --out")
+    overrides.pop("_config_file", None)
+    base = load_config(config_path, overrides)
+    split = out / "split.csv"
+    if not plan_path.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        splits = load_splits(base.data, seed=base.train.seed, progress=False)
+        save_split(split, splits.rows)
+        save_config(base, out / "base_config.yaml")
+        write_json(plan_path, record)
+
+    cells = plan.cells()
+    for i, (model, loss, seed) in enumerate(cells, 1):
+        cell = out / "cells" / cell_name(model, loss, seed)
+        if (cell / CELL_FILE).is_file():
+            continue
+        log(f"[{i}/{len(cells)}] {cell.name}")
+        _run_cell(base, cell, split, model, loss, seed, plan)
+    records = load_cells(out, plan)
+    write_results(records, out, plan)
+    return records
+
+
+def _run_cell(base, cell: Path, split: Path, model: str, loss: str, seed: int, plan) -> None:
+    from kseg.config import save_config
+    from kseg.training import train
+
+    cfg = dataclasses.replace(
+        base,
+        model=dataclasses.replace(base.model, name=model),
+        train=dataclasses.replace(base.train, loss=loss, seed=seed),
+    )
+    if not (cell / "config.yaml").is_file():
+        # a fresh cell: the sweep's split, then a "resume" that starts at epoch 0; a cell killed
+        # mid-way has its config and backup and continues from its last completed epoch
+        if cell.exists():
+            shutil.rmtree(cell)
+        cell.mkdir(parents=True)
+        shutil.copyfile(split, cell / "split.csv")
+        save_config(cfg, cell / "config.yaml")
+    started = time.perf_counter()
+    metrics = train(None, cell, resume=True, verbose=0)
+    seconds = time.perf_counter() - started
+    record = _cell_record(cell, model, loss, seed, metrics, seconds, plan)
+    write_json(cell / CELL_FILE, record)
+
+
+def _cell_record(cell: Path, model_name, loss, seed, metrics, seconds, plan) -> dict[str, Any]:
+    from kseg.models import load_model
+    from kseg.models.complexity import count_macs, count_params
+
+    best = cell / "best.keras"
+    model = load_model(best)
+    rec: dict[str, Any] = {
+        "cell": cell.name,
+        "model": model_name,
+        "loss": loss,
+        "seed": seed,
+        "dice": metrics.get("dice"),
+        "iou": metrics.get("iou"),
+        "precision": metrics.get("precision"),
+        "recall": metrics.get("recall"),
+        "params": int(count_params(model)),
+        "macs": int(count_macs(model)),
+        "train_seconds": seconds,
+        "epochs": _epochs_done(cell),
+        "hd95": None,
+        "int8_dice": None,
+    }
+    if plan.hd95:
+        from kseg.evaluate import evaluate_model
+
+        ev = evaluate_model(best, split="val", out_dir=cell / "eval")
+        rec["hd95"] = ev.get("hd95_mean")
+    if plan.int8:
+        from kseg.errors import KsegError
+        from kseg.export import export_tflite
+
+        try:
+            card = export_tflite(best, "int8", out=cell / "best.int8.tflite", max_dice_drop=-1)
+            rec["int8_dice"] = card["tflite_dice"]
+        except KsegError as e:  # a model that does not convert is a result, not a crash
+            rec["int8_error"] = str(e)
+    return rec
+
+
+def _epochs_done(cell: Path) -> int:
+    hist = cell / "history.csv"
+    if not hist.is_file():
+        return 0
+    return max(0, len(hist.read_text(encoding="utf-8").strip().splitlines()) - 1)
+
+
+def load_cells(out: Path, plan: SweepPlan) -> list[dict[str, Any]]:
+    """The finished cells' records, in plan order."""
+    rows = []
+    for m, lo, s in plan.cells():
+        p = out / "cells" / cell_name(m, lo, s) / CELL_FILE
+        if p.is_file():
+            rows.append(json.loads(p.read_text(encoding="utf-8")))
+    return rows
+
+
+def parse_names(text: str, flag: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in str(text).split(",") if n.strip())
+    if not names:
+        raise ConfigError(f"{flag}: give comma-separated names, e.g. {flag} unet,segnet")
+    return names
+
+
+def parse_seeds(text: str | Sequence[int]) -> tuple[int, ...]:
+    if not isinstance(text, str):
+        return tuple(int(t) for t in text)
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ConfigError(f"--seeds {text}: give comma-separated integers like 0,1") from None
