@@ -391,6 +391,29 @@ def data_report_cmd(
     click.echo(f"wrote {out}/report.png and report.json")
 
 
+@data.command("from-geojson")
+@click.option("--images", required=True, type=click.Path(path_type=Path), help="Image folder.")
+@click.option(
+    "--annotations",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of <stem>.geojson files, or one GeoJSON whose features name their image.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="New dataset folder.")
+def data_from_geojson(images, annotations, out) -> None:
+    """Polygons and multipolygons (with holes) -> masks, one label per class; writes a kseg folder
+    dataset (images/, masks/, classes.json, report.json)."""
+    from kseg.data.geojson import from_geojson
+
+    rep = from_geojson(images, annotations, out)
+    click.echo(f"wrote {rep['n_masks']} masks to {out}/masks; classes {rep['classes']}")
+    for key in ("images_without_annotation", "unmatched_annotations", "invalid_geometries"):
+        items = rep[key]
+        if items:
+            shown = ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
+            click.echo(f"warning: {len(items)} {key.replace('_', ' ')}: {shown}", err=True)
+
+
 def _add_optional_commands() -> None:
     """Command groups owned by their packages (each imports TensorFlow lazily)."""
     from kseg.bench.cli import bench
