@@ -522,6 +522,60 @@ def data_check(folder, out, fix_out, group_regex, group_column, max_pixels) -> N
         click.echo(f"wrote a cleaned folder with {report['n_kept']} images to {fix_out}")
 
 
+@data.command("report")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Folder for report.png/json."
+)
+@click.option("--group-regex", help="Regex whose first group on the file stem names the group.")
+@click.option("--group-column", help="manifest.csv column naming the group.")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True)
+@click.option("--test-fraction", type=float, default=0.0, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+def data_report_cmd(
+    folder, out, group_regex, group_column, val_fraction, test_fraction, seed
+) -> None:
+    """EDA sheet: intensity histograms and quantiles per split, sizes, foreground and lesion
+    sizes, images per group, examples with masks (report.png + report.json)."""
+    from kseg.data.report import data_report
+
+    rep = data_report(
+        folder,
+        out,
+        group_regex=group_regex,
+        group_column=group_column,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    parts = ", ".join(f"{k} {v['n_images']}" for k, v in rep["splits"].items())
+    click.echo(f"{rep['n_images']} images ({parts}); {rep['groups']['n']} groups")
+    click.echo(f"wrote {out}/report.png and report.json")
+
+
+@data.command("from-geojson")
+@click.option("--images", required=True, type=click.Path(path_type=Path), help="Image folder.")
+@click.option(
+    "--annotations",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of <stem>.geojson files, or one GeoJSON whose features name their image.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="New dataset folder.")
+def data_from_geojson(images, annotations, out) -> None:
+    """Polygons and multipolygons (with holes) -> masks, one label per class; writes a kseg folder
+    dataset (images/, masks/, classes.json, report.json)."""
+    from kseg.data.geojson import from_geojson
+
+    rep = from_geojson(images, annotations, out)
+    click.echo(f"wrote {rep['n_masks']} masks to {out}/masks; classes {rep['classes']}")
+    for key in ("images_without_annotation", "unmatched_annotations", "invalid_geometries"):
+        items = rep[key]
+        if items:
+            shown = ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
+            click.echo(f"warning: {len(items)} {key.replace('_', ' ')}: {shown}", err=True)
+
+
 def _add_optional_commands() -> None:
     """Command groups owned by their packages (each imports TensorFlow lazily)."""
     from kseg.bench.cli import bench

@@ -240,8 +240,10 @@ def srad(image: np.ndarray, *, iterations: int = 20, dt: float = 0.15) -> np.nda
 
     Diffusion coefficient ``c(q) = 1 / (1 + (q^2 - q0^2) / (q0^2 (1 + q0^2)))`` from the
     instantaneous coefficient of variation ``q`` (an edge detector for speckle); ``q0``, the
-    speckle scale, is the median ``q`` of each iteration (robust to edges). Explicit scheme with
-    reflected borders; ``dt <= 0.25`` keeps it stable.
+    speckle scale, is re-estimated each iteration as the median local (5x5) coefficient of
+    variation of the imaged area (the paper's homogeneous-region estimate, without picking a
+    region by hand; it decays as the speckle is smoothed). Explicit scheme with replicated
+    borders; ``dt <= 0.25`` keeps it stable.
 
     Args:
         iterations: diffusion steps.
@@ -269,7 +271,11 @@ def srad(image: np.ndarray, *, iterations: int = 20, dt: float = 0.15) -> np.nda
             lap = (dn + ds + dw + de) / img
             q2 = (0.5 * g2 - lap * lap / 16.0) / np.square(1.0 + 0.25 * lap)
             q2 = np.maximum(q2, 0.0)
-            q02 = max(_median(q2), _EPS)
+            # speckle scale: median local (5x5) Ci^2 of the imaged area (black outside a sector
+            # scan would otherwise pull it to 0 and stop all diffusion); it falls as speckle goes
+            m, v = local_stats(img, 5)
+            lit = m > 0.05
+            q02 = max(float(np.median(_ci2(m, v)[lit])) if lit.any() else _median(q2), _EPS)
             c = 1.0 / (1.0 + (q2 - q02) / (q02 * (1.0 + q02)))
             c = np.clip(c, 0.0, 1.0)
             cp = np.pad(c, 1, mode="edge")

@@ -69,3 +69,25 @@ def test_load_splits_applies_the_chain_exactly_once():
     np.testing.assert_array_equal(pre.train.images, Chain.parse(cfg.preprocess)(raw.train.images))
     np.testing.assert_array_equal(pre.val.clean, raw.val.clean)  # the clean target is untouched
     np.testing.assert_array_equal(pre.val.masks, raw.val.masks)
+
+
+def test_denoising_ae_stage_runs_the_model_and_keeps_dtype(tmp_path):
+    from kseg.models import create_model
+
+    model = create_model("denoising_ae", input_shape=(32, 32, 1), num_classes=1, depth=1, filters=4)
+    path = tmp_path / "dae.keras"
+    model.save(path)
+    chain = Chain.parse([{"denoising_ae": {"model": str(path)}}, "median"])
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (2, 32, 32, 1)).astype(np.uint8)
+    out = chain(batch)
+    assert out.shape == batch.shape and out.dtype == np.uint8
+    want_ae = np.clip(np.rint(model.predict(batch.astype(np.float32), verbose=0)), 0, 255)
+    from kseg.preprocess.filters import median
+
+    want = np.stack([median(im) for im in want_ae.astype(np.uint8)])
+    assert np.abs(out.astype(int) - want.astype(int)).max() <= 1
+    # an image of another size is resized to the model input and back
+    assert chain(batch[0, :20, :24]).shape == (20, 24, 1)
+    with pytest.raises(Exception, match="denoising_ae model file not found"):
+        Chain.parse([{"denoising_ae": {"model": str(tmp_path / "nope.keras")}}])(batch)
