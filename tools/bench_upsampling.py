@@ -126,12 +126,13 @@ def train_dice(name: str, dataset: str, args: argparse.Namespace) -> dict[str, A
     from kseg.training.loop import score_split
     from kseg.training.precision import precision_policy, resolve_precision
 
-    keras.utils.set_random_seed(0)
+    seed = args.seed
+    keras.utils.set_random_seed(seed)
     if dataset == "hc18":
         data_cfg = DataConfig(path=str(HC18), img_size=args.train_size)
     else:
         data_cfg = DataConfig(path=None, synthetic_n=args.synthetic_n, img_size=args.train_size)
-    splits = load_splits(data_cfg, seed=0, progress=False)
+    splits = load_splits(data_cfg, seed=seed, progress=False)
     batch = 8
     steps = max(len(splits.train.images) // batch, 1)
     train_cfg = TrainConfig(
@@ -180,7 +181,7 @@ def train_dice(name: str, dataset: str, args: argparse.Namespace) -> dict[str, A
 
 def to_markdown(r: dict[str, Any]) -> str:
     lat = r["latency"]
-    names = list(lat)
+    names = list(lat) or list(r.get("dice", {}))
     peer = lat.get(PEER)
     lines = [
         "# U-Net up-sampling: INT8 latency and Dice",
@@ -208,7 +209,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         lines += [
             "",
             f"Dice: {proto['epochs']} epochs, {proto['size']} px, batch 8, combo loss, cosine, "
-            f"seed 0, best epoch's validation Dice; precision {proto.get('precision', '?')}.",
+            f"seed {proto.get('seed', 0)}, best epoch's validation Dice; precision {proto.get('precision', '?')}.",
             "",
             "| model | " + " | ".join(r["dice_sets"]) + " |",
             "|---|" + "---:|" * len(r["dice_sets"]),
@@ -234,10 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-size", type=int, default=128)
     ap.add_argument("--synthetic-n", type=int, default=240)
     ap.add_argument("--datasets", default="hc18,synthetic")
+    ap.add_argument("--seed", type=int, default=0, help="seed of data split, weights, shuffling")
+    ap.add_argument("--models", default=None, help="comma list (default: all modes and the peer)")
+    ap.add_argument("--no-latency", dest="latency", action="store_false")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = list(MODES) + ([PEER] if peer_available() else [])
+    if args.models:
+        names = [n for n in args.models.split(",") if n in names]
     result: dict[str, Any] = {
         **{k: getattr(args, k) for k in ("size", "depth", "filters", "runs")},
         "peer": PEER
@@ -245,13 +251,17 @@ def main(argv: list[str] | None = None) -> int:
         else "not installed (pip install --no-deps keras-unet-collection)",
         "command": "python tools/bench_upsampling.py " + " ".join(argv or sys.argv[1:]),
     }
-    result["latency"] = latency(names, args, out)
+    result["latency"] = latency(names, args, out) if args.latency else {}
     write_json(out / "upsampling.json", result)
     write_text(out / "upsampling.md", to_markdown(result))
     if args.train:
         sets = [s for s in args.datasets.split(",") if s and (s != "hc18" or HC18.is_dir())]
         result["dice_sets"], result["dice"] = sets, {}
-        result["dice_protocol"] = {"epochs": args.epochs, "size": args.train_size}
+        result["dice_protocol"] = {
+            "epochs": args.epochs,
+            "size": args.train_size,
+            "seed": args.seed,
+        }
         for ds in sets:
             for name in names:
                 row = train_dice(name, ds, args)
