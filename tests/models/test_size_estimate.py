@@ -19,7 +19,10 @@ TOLERANCE = 0.10  # relative; the zoo's models at their defaults are within 1 %
 
 @pytest.mark.parametrize(
     ("name", "options"),
-    [("unet", {"depth": 2, "filters": 4}), ("mobile_unet", {"depth": 2, "width": 0.5})],
+    [
+        ("unet", {"depth": 2, "filters": 4}),
+        pytest.param("mobile_unet", {"depth": 2, "width": 0.5}, marks=pytest.mark.slow),
+    ],
 )
 def test_estimate_is_within_tolerance_of_the_converted_size(name, options, capfd):
     model = create_model(name, input_shape=(32, 32, 1), **options)
