@@ -181,3 +181,26 @@ def test_optimize_data_uses_the_runs_split(seeded_run, tmp_path):
     assert fit.provenance["warning"] is None and "split.csv" in desc
     foreign, _ = load_data(run / "best.keras", model, _foreign_copy(folder, tmp_path), seed=42)
     assert "may include images the model was trained on" in foreign.provenance["warning"]
+
+
+def test_older_run_without_data_source_matches_on_its_config_path(seeded_run):
+    run, folder = seeded_run
+    saved = (run / "data_source.json").read_text()
+    (run / "data_source.json").unlink()
+    try:
+        resolved = resolve_data(run / "best.keras", 32, 1, folder)
+        assert resolved.run == run and resolved.warning is None and resolved.seed == RUN_SEED
+    finally:
+        (run / "data_source.json").write_text(saved)
+
+
+def test_recipe_keeps_the_runs_split_for_models_written_outside_the_run(seeded_run, tmp_path):
+    from kseg.optimize.recipe import _faithful_data
+
+    run, folder = seeded_run
+    assert _faithful_data(run / "best.keras", str(folder)) == str(run)
+    other = str(_foreign_copy(folder, tmp_path))
+    assert _faithful_data(run / "best.keras", other) == other
+    # a later step's model lives outside the run; with the run as data its split is kept
+    resolved = resolve_data(tmp_path / "student.keras", 32, 1, run)
+    assert resolved.run == run and resolved.warning is None
