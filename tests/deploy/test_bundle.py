@@ -49,7 +49,7 @@ def test_manifest_lists_every_file_and_detects_a_change(bundle, tmp_path):
         "metadata.json",
     }
     assert expected <= set(manifest) and summary["files"] == len(manifest)
-    assert len([n for n in manifest if n.startswith("golden/")]) == 3 * 3
+    assert len([n for n in manifest if n.startswith("golden/")]) == 3 * 4  # in, 2 out, mask
     assert verify_manifest(out) == []
     import shutil
 
