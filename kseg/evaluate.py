@@ -11,7 +11,7 @@
 
 No TensorFlow here: the predictor is a plain callable. :func:`evaluate_model` evaluates a model
 file (``.keras``/``.h5`` or ``.tflite``) on its run's data or a folder, at each image's original
-size, through :func:`kseg.runtime.predict_image` (the same resize contract as ``kseg predict``).
+size, through :func:`kseg.inference.predict_prob` (the same path and flags as ``kseg predict``).
 
 Example:
     >>> evaluate_model("runs/demo/best.int8.tflite", split="val", out_dir="runs/demo/eval-int8")

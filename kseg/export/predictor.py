@@ -1,7 +1,7 @@
 """A Keras model behind the same :class:`kseg.runtime.Predictor` interface as a ``.tflite``.
 
 ``kseg predict`` and the parity gate therefore pre- and post-process both model kinds with the
-same code (``kseg.runtime.predict_files`` / ``predict_image``).
+same code (:func:`kseg.inference.segment_image`).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A segmentation model has a fixed input side ``S``. :func:`predict_prob` either brings the whole image
 to ``S`` with :func:`kseg.data.io.fit_to_size` and the prediction back with
 :func:`~kseg.data.io.restore_size` (the training contract of every kseg model), or works at native
-resolution: the image is padded by mirroring (half the overlap on each side, and up to ``S`` when
-it is smaller), cut into overlapping ``S x S`` windows, and the window probabilities are averaged
+resolution: the image (zero-padded up to ``S`` only when it is smaller) is cut into overlapping
+``S x S`` windows, the last one flush with the border, and the window probabilities are averaged
 with a weight that falls towards each window's border, so seams do not show (overlap-tile, Ronneberger
 et al., "U-Net", MICCAI 2015; Gaussian importance weighting as in Isensee et al., "nnU-Net", Nature
 Methods 2021). Windows go to the model in batches; a ``.tflite`` with a fixed batch of 1 runs them
@@ -118,11 +118,11 @@ def sliding_window(
     Returns the probabilities, the number of windows and the number of ``predict`` calls.
     """
     h, w = image.shape[:2]
-    margin = int(round(size * overlap / 2))
-    pad_b, pad_r = max(0, size - (h + 2 * margin)), max(0, size - (w + 2 * margin))
-    padded = np.pad(
-        image, ((margin, margin + pad_b), (margin, margin + pad_r), (0, 0)), mode="symmetric"
-    )
+    # windows start flush with the image's own borders, as the whole images the model was trained
+    # on did; only an image smaller than a window is padded (zeros, bottom/right, as nnU-Net pads
+    # to the patch size). A mirrored margin was measured to cost agreement: the model never saw
+    # mirrored content at a window border (docs/benchmarks.md).
+    padded = np.pad(image, ((0, max(0, size - h)), (0, max(0, size - w)), (0, 0)))
     ph, pw = padded.shape[:2]
     boxes = [(y, x) for y in tile_starts(ph, size, overlap) for x in tile_starts(pw, size, overlap)]
     weight = window_weights(size, blend)
@@ -142,10 +142,7 @@ def sliding_window(
             acc[y : y + size, x : x + size] += p * weight[..., None]
             norm[y : y + size, x : x + size] += weight
     assert acc is not None
-    out = (
-        acc[margin : margin + h, margin : margin + w]
-        / norm[margin : margin + h, margin : margin + w, None]
-    )
+    out = acc[:h, :w] / norm[:h, :w, None]
     return out, len(boxes), calls
 
 

@@ -75,9 +75,11 @@ def test_tiled_equals_whole_on_images_that_fit(shape):
     np.testing.assert_allclose(tiled[..., 0], img / 255.0, atol=1e-6)
     if shape == (32, 32):  # no resize: whole is the identity too
         np.testing.assert_allclose(whole, tiled, atol=1e-6)
-    # 32x32 with a 8 px mirror margin per side (0.5 * 32 / 2) -> 48 px: starts 0, 16 per axis
-    if shape == (32, 32):
-        assert ti.windows == len(tile_starts(48, 32, 0.5)) ** 2 == 4
+    # an image that fits is one window (zero-padded up to 32 when smaller): the same pixels
+    assert ti.windows == 1 and len(m.batches) == 2
+    a = _img(70, 45, seed=2)
+    ta = predict_prob(m, a, InferenceOptions(tile="on", overlap=0.5))[1]
+    assert ta.windows == len(tile_starts(70, 32, 0.5)) * len(tile_starts(45, 32, 0.5)) == 4 * 2
 
 
 @pytest.mark.parametrize("blend", ["gaussian", "linear"])
