@@ -232,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cpus", default="0", help="CPU ids to pin to ('' for none)")
     ap.add_argument("--full-width", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write onnx.json/onnx.md from the rows finished so far (partial.json); no measuring",
+    )
     args = ap.parse_args(argv)
     args.cpu_list = [int(c) for c in args.cpus.split(",") if c.strip()] or None
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
@@ -246,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
 
     partial = args.out / "partial.json"
     rows: list[dict[str, Any]] = json.loads(partial.read_text()) if partial.is_file() else []
+    for r in rows:  # rows from before the "input" key was recorded
+        r.setdefault("input", args.train_size if r["kind"] == "trained" else args.size)
     done = {(r["arch"], r["kind"]) for r in rows}  # a killed run resumes after its last row
+    if args.report_only:
+        archs, args.full_width = [], False
     for arch in archs:
         if (arch, "trained") in done:
             continue
@@ -268,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                 timings,
                 {
                     "gmacs": macs / 1e9,
+                    "input": args.train_size,
                     "options": {} if arch == "mobile_unet" else {"filters": args.filters},
                     "train_seconds": metrics.get("train_seconds", float("nan")),
                     "val_dice_keras": metrics.get("dice"),
@@ -296,7 +306,13 @@ def main(argv: list[str] | None = None) -> int:
             timings = time_files(files, args)
             macs = count_macs(load_model(model_path))
             rows.append(
-                row_for(arch, "default width, untrained", cards, timings, {"gmacs": macs / 1e9})
+                row_for(
+                    arch,
+                    "default width, untrained",
+                    cards,
+                    timings,
+                    {"gmacs": macs / 1e9, "input": args.size},
+                )
             )
             write_json(partial, rows)
 
@@ -308,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['arch']} ({r['kind']}): TFLite INT8 is {r['int8_tflite_over_onnx']:.2f}x ONNX "
                 "Runtime's INT8 latency (target not met)."
             )
+    if args.report_only:
+        notes.append("report written from the rows finished so far (--report-only)")
     result = {
         "format": "kseg-bench-onnx/1",
         "machine": machine_info(),

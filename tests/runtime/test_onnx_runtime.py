@@ -26,9 +26,9 @@ def tiny_onnx(tmp_path_factory, tiny_tflite) -> dict:
     """The tiny Keras model of tests/runtime/tiny_models.py as .onnx (with a card) and its Keras model."""
     pytest.importorskip("onnxruntime", reason=NEEDS_EXTRA)
     pytest.importorskip("tf2onnx", reason=NEEDS_EXTRA)
-    from kseg.export.onnx import convert_onnx
-
     import importlib.util
+
+    from kseg.export.onnx import convert_onnx
 
     spec = importlib.util.spec_from_file_location(
         "kseg_tiny_models_onnx", Path(__file__).with_name("tiny_models.py")
