@@ -62,22 +62,22 @@ def worker(args: argparse.Namespace) -> None:
         model = create_model(
             "unet", input_shape=(args.size, args.size, 1), filters=args.filters, depth=args.depth
         )
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-3),
-            loss=get_loss("combo"),
-            metrics=default_metrics(),
-            jit_compile=jit,
-        )
-        ds = tf.data.Dataset.from_tensors((x, y)).repeat()
-        it = iter(ds)
-        started = time.perf_counter()
-        model.fit(ds, steps_per_epoch=args.warmup, epochs=1, verbose=0)
-        warm = time.perf_counter() - started
-        started, cpu0 = time.perf_counter(), time.process_time()
-        model.fit(ds, steps_per_epoch=args.steps, epochs=1, verbose=0)
-        timed = time.perf_counter() - started
-        cpu = time.process_time() - cpu0
-        del it
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=get_loss("combo"),
+        metrics=default_metrics(),
+        jit_compile=jit,
+    )
+    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+    it = iter(ds)
+    started = time.perf_counter()
+    model.fit(ds, steps_per_epoch=args.warmup, epochs=1, verbose=0)
+    warm = time.perf_counter() - started
+    started, cpu0 = time.perf_counter(), time.process_time()
+    model.fit(ds, steps_per_epoch=args.steps, epochs=1, verbose=0)
+    timed = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
+    del it
     print(
         "RESULT "
         + json.dumps(

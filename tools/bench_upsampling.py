@@ -144,11 +144,11 @@ def train_dice(name: str, dataset: str, args: argparse.Namespace) -> dict[str, A
     policy = resolve_precision("auto").policy
     with precision_policy(policy):
         model = build(name, args.train_size, args)
-        model.compile(
-            optimizer=make_optimizer(train_cfg, steps),
-            loss=get_loss("combo"),
-            metrics=default_metrics(),
-        )
+    model.compile(
+        optimizer=make_optimizer(train_cfg, steps),
+        loss=get_loss("combo"),
+        metrics=default_metrics(),
+    )
     best, best_weights = -1.0, None
 
     class Keep(keras.callbacks.Callback):
