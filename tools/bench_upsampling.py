@@ -196,7 +196,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         "| model | GMAC | KiB | CPU ms | wall ms | vs peer (CPU) | slowest op types (share) |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for n in names:
+    for n in lat:
         row = lat[n]
         ratio = f"{row['cpu_ms'] / peer['cpu_ms']:.2f}x" if peer else "-"
         slow = ", ".join(f"{t['op']} {100 * t['share']:.0f}%" for t in row["profile_by_type"][:3])
