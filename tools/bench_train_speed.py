@@ -196,9 +196,8 @@ def to_markdown(r: dict[str, Any]) -> str:
     lines += [
         "",
         f"Fastest: **{r['fastest']}** ({r['fastest_ratio']:.2f}x float32 in CPU time per image). "
-        "The machine was shared with other jobs: wall-clock images/s carry their load, CPU "
-        "seconds per image (all threads of the process) do not, so the CPU ratio is the "
-        "comparison to trust; wall ratios are from the same interleaved rounds.",
+        "On a shared machine wall-clock images/s carry the other jobs' load and CPU seconds per "
+        "image (all threads of the process) carry thread-pool waiting; report both.",
     ]
     if r.get("dice"):
         d = r["dice_protocol"]
