@@ -144,11 +144,11 @@ def train_dice(name: str, dataset: str, args: argparse.Namespace) -> dict[str, A
     policy = resolve_precision("auto").policy
     with precision_policy(policy):
         model = build(name, args.train_size, args)
-        model.compile(
-            optimizer=make_optimizer(train_cfg, steps),
-            loss=get_loss("combo"),
-            metrics=default_metrics(),
-        )
+    model.compile(
+        optimizer=make_optimizer(train_cfg, steps),
+        loss=get_loss("combo"),
+        metrics=default_metrics(),
+    )
     best, best_weights = -1.0, None
 
     class Keep(keras.callbacks.Callback):
@@ -196,7 +196,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         "| model | GMAC | KiB | CPU ms | wall ms | vs peer (CPU) | slowest op types (share) |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for n in names:
+    for n in lat:
         row = lat[n]
         ratio = f"{row['cpu_ms'] / peer['cpu_ms']:.2f}x" if peer else "-"
         slow = ", ".join(f"{t['op']} {100 * t['share']:.0f}%" for t in row["profile_by_type"][:3])

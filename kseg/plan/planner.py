@@ -242,9 +242,9 @@ def probe_speed(
         model = create_model(
             "unet", input_shape=(size, size, channels), depth=depth, filters=filters
         )
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("combo"), metrics=default_metrics()
-        )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("combo"), metrics=default_metrics()
+    )
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
     logger, level = tf.get_logger(), tf.get_logger().level
     logger.setLevel("ERROR")  # one predict function per probed model is expected, not a retrace bug

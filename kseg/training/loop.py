@@ -176,11 +176,12 @@ def train(
         train_ds, val_ds = (ds.map(lambda x, y: (x, y * 255.0)) for ds in (train_ds, val_ds))
 
     precision = resolve_precision(t.precision)
-    with strategy.scope(), precision_policy(precision.policy):
-        model = build_model(
-            config
-        )  # bad options or input size fail here, before anything is written
-        # --init weights and a frozen encoder (before compiling); None without them
+    with strategy.scope():
+        with precision_policy(precision.policy):  # the layers compute in the policy's dtype
+            model = build_model(config)  # bad options or input size fail here, before any file
+        # metrics and losses are built under float32 (a metric created under a mixed policy holds
+        # auto-casting variables, which MirroredStrategy cannot read back); --init weights and a
+        # frozen encoder come before compiling (None without them)
         init = finetune.prepare(model, t, lambda: compile_model(model, config, steps))
 
     if not resume:

@@ -234,3 +234,14 @@ def test_noisy_probes_never_make_a_bigger_network_cheaper():
     # and a short budget falls back to the smallest network, not the one that measured fastest
     chosen, *_ = choose_recipe(probes, (96, 96), 320, 80, 30.0)
     assert (chosen.depth, chosen.filters) == (3, 8)
+
+
+@pytest.mark.slow
+def test_target_profile_picks_the_fastest_upsampling_there():
+    from kseg.plan.planner import choose_upsampling
+
+    up = choose_upsampling("ethos_u", 2, 4, 32, 1)
+    assert up["target"] == "ethos_u"
+    assert set(up["estimated_ms"]) == {"transpose", "nearest", "bilinear"}
+    assert all(v > 0 for v in up["estimated_ms"].values())
+    assert up["choice"] == min(up["estimated_ms"], key=up["estimated_ms"].get)
