@@ -377,6 +377,7 @@ def _convert_onnx(model_path, mode, uint8, data, out, max_dice_drop, calibration
         representative_samples=calibration_samples,
     )
     t, p = card["onnx"], card["parity"]
+    _warn_provenance(card["data"].get("provenance"))
     click.echo(
         f"wrote {t['path']} ({t['size_bytes'] / 1024:.1f} KiB, onnx {t['mode']}, opset {t['opset']}) and its card"
     )

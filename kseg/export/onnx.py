@@ -247,8 +247,14 @@ def export_onnx(
     write_bytes(out, data_bytes)
 
     threshold = cfg.train.threshold
-    reference = KerasPredictor(model, threshold=threshold, resize_mode=str(cfg.data.resize))
+    from kseg.preprocess import Chain
+
+    chain = Chain.parse(cfg.data.preprocess)  # parity on raw images, as `kseg predict` sees them
+    reference = KerasPredictor(
+        model, threshold=threshold, resize_mode=str(cfg.data.resize), preprocess=chain
+    )
     candidate = ONNXModel(out)
+    candidate.filters = chain  # the card (written below) records it for the runtime
     raw = check_parity(
         reference,
         candidate,
@@ -312,6 +318,7 @@ def export_onnx(
             },
             "resize": str(cfg.data.resize),
             "channels": desc["input_shape"][-1],
+            "preprocess": chain.to_list(),
         },
         "output": {
             "name": OUTPUT_NAME,
@@ -322,11 +329,20 @@ def export_onnx(
             "activation": "sigmoid" if desc["output_shape"][-1] == 1 else "softmax",
             "threshold": threshold,
         },
-        "data": {"description": prep.resolved.description, "n_val": len(splits.val.images)},
+        "data": {
+            "description": prep.resolved.description,
+            "n_val": len(splits.val.images),
+            "provenance": prep.resolved.provenance(splits, "val"),
+            "names": list(splits.val.names),
+        },
         "calibration": {
             "description": prep.calibration_desc,
             "n_images": len(prep.calibration),
             "sha256": sha256_bytes(np.ascontiguousarray(prep.calibration).tobytes()),
+            "names": prep.calibration_names,
+            "provenance": prep.resolved.provenance(splits, "train")
+            if prep.calibration_names is not None
+            else None,
         }
         if mode is OnnxMode.INT8
         else None,

@@ -129,6 +129,10 @@ class ONNXModel:
         self.output_activation: str = str(
             card_out.get("activation", "sigmoid" if self.num_classes == 1 else "softmax")
         )
+        from kseg.preprocess.chain import chain_from_card  # numpy + OpenCV, no TensorFlow
+
+        #: the filter chain the model was trained with (card ``input.preprocess``)
+        self.filters = chain_from_card(self.card)
 
     def preprocess(self, batch: np.ndarray) -> np.ndarray:
         """Raw pixels -> the input tensor (float32; a QDQ graph quantizes inside)."""
@@ -149,7 +153,7 @@ class ONNXModel:
                 f"{self.path}: input batch shape {tuple(batch.shape)} does not match the model "
                 f"(N, {expected[0]}, {expected[1]}, {expected[2]})"
             )
-        x = self.preprocess(batch)
+        x = self.preprocess(self.filters.apply_pixels(batch) if self.filters else batch)
         if self.dynamic_batch:
             return np.asarray(self.invoke_raw(x), np.float32)
         parts = [self.invoke_raw(x[i : i + self._batch]) for i in range(0, len(x), self._batch)]

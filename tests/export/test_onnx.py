@@ -65,6 +65,11 @@ def test_int8_onnx_passes_gate_on_the_tflite_calibration(onnx_int8_card, trained
     prep = prepare_export(trained_run / "best.keras", load_model(trained_run / "best.keras"), None)
     assert card["calibration"]["sha256"] == sha256_bytes(prep.calibration.tobytes())
     assert card["calibration"]["n_images"] == len(prep.calibration) > 0
+    # split-faithful: parity on the run's validation images, calibration from its training split
+    assert card["data"]["names"] == list(prep.splits.val.names)
+    assert set(card["calibration"]["names"]) <= set(prep.splits.train.names)
+    assert card["data"]["provenance"]["split"] == "val"
+    assert card["input"]["preprocess"] == []
     on_disk = json.loads((trained_run / "m.int8.json").read_text())
     assert on_disk["onnx"]["sha256"] == card["onnx"]["sha256"]
     assert on_disk["size_bytes"] == (trained_run / "m.int8.onnx").stat().st_size
