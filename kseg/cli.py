@@ -503,13 +503,14 @@ def _add_optional_commands() -> None:
     """Command groups owned by their packages (each imports TensorFlow lazily)."""
     from kseg.bench.cli import bench
     from kseg.deploy.cli import export
+    from kseg.gan.cli import gan
     from kseg.models.cli import models
     from kseg.optimize.cli import optimize
     from kseg.plan.cli import plan_command
     from kseg.preprocess.cli import preprocess
     from kseg.serve.cli import serve
 
-    for cmd in (models, bench, optimize, export, serve, plan_command, preprocess):
+    for cmd in (models, bench, optimize, export, serve, plan_command, preprocess, gan):
         main.add_command(cmd)
 
 
