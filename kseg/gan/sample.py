@@ -95,6 +95,7 @@ def write_sample_folder(
                 [name, name if masks01 is not None else "", f"{prefix}_{i:04d}", "", 1, source]
             )
         (tmp / "manifest.csv").write_text(buf.getvalue(), encoding="utf-8")
+        tmp.chmod(0o755)  # mkdtemp makes it 0700; the result is an ordinary shared folder
         if out.exists():
             out.rmdir()  # empty, checked above
         os.replace(tmp, out)
