@@ -581,6 +581,7 @@ def _add_optional_commands() -> None:
     """Command groups owned by their packages (each imports TensorFlow lazily)."""
     from kseg.bench.cli import bench
     from kseg.deploy.cli import export
+    from kseg.gan.cli import gan
     from kseg.models.cli import models
     from kseg.optimize.cli import optimize
     from kseg.plan.cli import plan_command
@@ -588,7 +589,7 @@ def _add_optional_commands() -> None:
     from kseg.serve.cli import serve
     from kseg.sweep.cli import sweep
 
-    for cmd in (models, bench, optimize, export, serve, plan_command, preprocess, sweep):
+    for cmd in (models, bench, optimize, export, serve, plan_command, preprocess, sweep, gan):
         main.add_command(cmd)
 
 

@@ -191,7 +191,9 @@ def load_predictor(
         from kseg.export.predictor import KerasPredictor
 
         return KerasPredictor.from_file(p)
-    raise ModelError(f"{p}: unknown model kind {suffix!r}; use a .tflite, .onnx, .keras or .h5 file")
+    raise ModelError(
+        f"{p}: unknown model kind {suffix!r}; use a .tflite, .onnx, .keras or .h5 file"
+    )
 
 
 __all__ = [
