@@ -63,7 +63,8 @@ def test_manifest_lists_every_file_and_detects_a_change(bundle, tmp_path):
 
 
 def test_golden_files_are_what_litert_computes(bundle):
-    out, _ = bundle
+    out, summary = bundle
+    threshold = summary["card"]["output"]["threshold"]  # chosen on validation by the export
     m = TFLiteModel(out / "model.tflite", runtime="litert")
     builtin = TFLiteModel(out / "model.tflite", runtime="litert", delegate="none")
     names = sorted(p.name[: -len(".input.npy")] for p in (out / "golden").glob("*.input.npy"))
@@ -79,7 +80,7 @@ def test_golden_files_are_what_litert_computes(bundle):
         np.testing.assert_array_equal(y, np.load(out / "golden" / f"{name}.output.npy"))
         prob = dequantize(y, m.output_scale, m.output_zero_point)[0, ..., 0]
         mask = cv2.imread(str(out / "golden" / f"{name}.mask.png"), cv2.IMREAD_UNCHANGED)
-        np.testing.assert_array_equal(mask, (prob > 0.5) * 255)
+        np.testing.assert_array_equal(mask, (prob > threshold) * 255)
         assert 0 < (mask > 0).mean() < 1  # a real segmentation, not an empty or full mask
 
 
@@ -100,7 +101,9 @@ def test_metadata_is_embedded_with_labels_and_read_back(bundle):
 def test_readme_states_io_threshold_and_measured_latency(bundle):
     out, summary = bundle
     text = (out / "README.md").read_text()
-    assert "uint8 [1, 64, 64, 3]" in text and "confidence > 0.5" in text
+    threshold = summary["card"]["output"]["threshold"]
+    assert summary["card"]["output"]["threshold_source"] == "validation"
+    assert "uint8 [1, 64, 64, 3]" in text and f"confidence > {threshold}" in text
     p50 = summary["bench"]["cpu"]["latency_ms"]["p50"]
     assert f"p50 {p50:.2f} ms" in text
     assert "kseg estimate, not a compiler result" in text
