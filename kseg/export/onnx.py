@@ -26,7 +26,7 @@ import numpy as np
 from kseg.config import StrEnum
 from kseg.errors import ConfigError, ModelError
 from kseg.export.card import CARD_FORMAT, gzip_size, sha256_bytes, sha256_file, write_card
-from kseg.export.parity import ParityError, check_parity
+from kseg.export.parity import ParityError
 from kseg.runtime.onnx_model import INSTALL_HINT
 
 DEFAULT_OPSET = 17
@@ -210,7 +210,6 @@ def export_onnx(
         ModelError: tf2onnx / onnxruntime missing (one line with the install command).
     """
     from kseg.atomic import write_bytes
-    from kseg.export.predictor import KerasPredictor
     from kseg.export.tflite import prepare_export
     from kseg.models import load_model, model_spec
     from kseg.models.complexity import count_macs, count_params
@@ -238,7 +237,7 @@ def export_onnx(
         representative_samples=representative_samples,
         calibration=calibration,
     )
-    cfg, splits = prep.config, prep.splits
+    cfg = prep.config
     out = Path(out) if out else default_onnx_out(model_path, mode)
 
     data_bytes = convert_onnx(model, opset=opset)
@@ -247,25 +246,9 @@ def export_onnx(
     write_bytes(out, data_bytes)
 
     threshold = cfg.train.threshold
-    from kseg.preprocess import Chain
-
-    chain = Chain.parse(cfg.data.preprocess)  # parity on raw images, as `kseg predict` sees them
-    reference = KerasPredictor(
-        model, threshold=threshold, resize_mode=str(cfg.data.resize), preprocess=chain
-    )
+    chain = prep.chain
     candidate = ONNXModel(out)
-    candidate.filters = chain  # the card (written below) records it for the runtime
-    raw = check_parity(
-        reference,
-        candidate,
-        splits.val.images,
-        splits.val.masks,
-        list(splits.val.names),
-        threshold=threshold,
-        max_dice_drop=prep.max_dice_drop,
-        review_png=out.with_name(out.stem + ".parity.png"),
-        candidate_name="onnx",
-    ).summary
+    raw = prep.check(model, candidate, out, candidate_name="onnx").summary
     parity = {k.replace("tflite_", "onnx_"): v for k, v in raw.items()}
 
     spec = model_spec(model)
@@ -329,23 +312,8 @@ def export_onnx(
             "activation": "sigmoid" if desc["output_shape"][-1] == 1 else "softmax",
             "threshold": threshold,
         },
-        "data": {
-            "description": prep.resolved.description,
-            "n_val": len(splits.val.images),
-            "provenance": prep.resolved.provenance(splits, "val"),
-            "names": list(splits.val.names),
-        },
-        "calibration": {
-            "description": prep.calibration_desc,
-            "n_images": len(prep.calibration),
-            "sha256": sha256_bytes(np.ascontiguousarray(prep.calibration).tobytes()),
-            "names": prep.calibration_names,
-            "provenance": prep.resolved.provenance(splits, "train")
-            if prep.calibration_names is not None
-            else None,
-        }
-        if mode is OnnxMode.INT8
-        else None,
+        "data": prep.data_card(),
+        "calibration": prep.calibration_card() if mode is OnnxMode.INT8 else None,
         "steps": [{"step": "convert", "format": "onnx", "mode": str(mode), "opset": opset}],
         "float_dice": parity["float_dice"],
         "onnx_dice": parity["onnx_dice"],

@@ -72,7 +72,7 @@ def export_tflite(
     Returns:
         The card dict (also written as ``FILE.json`` and ``FILE.md``).
     """
-    from kseg.export.predictor import KerasPredictor, native_scale
+    from kseg.export.predictor import native_scale
     from kseg.models import load_model, model_spec
     from kseg.models.complexity import count_macs, count_params
     from kseg.runtime import TFLiteModel
@@ -92,15 +92,7 @@ def export_tflite(
         representative_samples=representative_samples,
         calibration=calibration,
     )
-    resolved, cfg, splits = prep.resolved, prep.config, prep.splits
-    from kseg.preprocess import Chain
-
-    chain = Chain.parse(cfg.data.preprocess)
-    max_dice_drop, calibration, calibration_desc = (
-        prep.max_dice_drop,
-        prep.calibration,
-        prep.calibration_desc,
-    )
+    cfg, splits, chain, calibration = prep.config, prep.splits, prep.chain, prep.calibration
     # a float mode takes uint8 input only when the caller asks (the run config speaks for int8)
     float_uint8_input = mode is not Mode.INT8 and io_dtype is not None
     io_dtype = IODType(io_dtype or cfg.export.io_dtype)
@@ -113,21 +105,8 @@ def export_tflite(
     write_bytes(out, flatbuffer)
 
     threshold = cfg.train.threshold
-    reference = KerasPredictor(
-        model, threshold=threshold, resize_mode=str(cfg.data.resize), preprocess=chain
-    )
     candidate = TFLiteModel(out)
-    candidate.filters = chain  # the card (written below) records it for the runtime
-    checked = check_parity(
-        reference,
-        candidate,
-        splits.val.images,
-        splits.val.masks,
-        list(splits.val.names),
-        threshold=threshold,
-        max_dice_drop=max_dice_drop,
-        review_png=out.with_name(out.stem + ".parity.png"),
-    )
+    checked = prep.check(model, candidate, out)
     parity = checked.summary
     selection = None
     if select_threshold and checked.candidate_probs is not None:
@@ -137,7 +116,7 @@ def export_tflite(
             selection = choose_threshold(
                 checked.candidate_probs, splits.val.masks, default=threshold
             ).to_dict()
-            selection["split"] = f"val of {resolved.description}"
+            selection["split"] = f"val of {prep.resolved.description}"
 
     facts = graph_facts(out)
     spec = model_spec(model)
@@ -187,21 +166,8 @@ def export_tflite(
             "threshold_source": "validation" if selection else "config",
         },
         "threshold_selection": selection,
-        "data": {
-            "description": resolved.description,
-            "n_val": len(splits.val.images),
-            "provenance": resolved.provenance(splits, "val"),
-            "names": list(splits.val.names),
-        },
-        "calibration": {
-            "description": calibration_desc,
-            "n_images": len(calibration),
-            "sha256": sha256_bytes(np.ascontiguousarray(calibration).tobytes()),
-            "names": prep.calibration_names,
-            "provenance": resolved.provenance(splits, "train")
-            if prep.calibration_names is not None
-            else None,
-        },
+        "data": prep.data_card(),
+        "calibration": prep.calibration_card(),
         "steps": list(steps or [])
         + [{"step": "convert", "mode": str(mode), "io_dtype": str(convert_io)}],
         "float_dice": parity["float_dice"],
@@ -213,7 +179,7 @@ def export_tflite(
     write_card(card, out)
     if parity["passed"] is False:
         raise ParityError(
-            f"{out}: Dice drop {parity['dice_drop']:.4f} exceeds --max-dice-drop {max_dice_drop}; "
+            f"{out}: Dice drop {parity['dice_drop']:.4f} exceeds --max-dice-drop {prep.max_dice_drop}; "
             "file kept, card marked failed (try QAT or more calibration images)"
         )
     return card
@@ -230,6 +196,58 @@ class ExportInputs:
     calibration: np.ndarray
     calibration_desc: str
     calibration_names: list[str] | None = None  # None: images given by the caller
+    chain: Any = None  # kseg.preprocess.Chain: the run's filter chain (data.preprocess)
+
+    def check(self, model, candidate, out: Path, **kw):
+        """Dice parity of ``candidate`` against the Keras ``model`` on the validation images.
+
+        Both see raw images and apply the run's filter chain themselves, as ``kseg predict``
+        does; ``candidate.filters`` is set because its card (written after) records the chain.
+        """
+        from kseg.export.predictor import KerasPredictor
+
+        threshold = self.config.train.threshold
+        reference = KerasPredictor(
+            model,
+            threshold=threshold,
+            resize_mode=str(self.config.data.resize),
+            preprocess=self.chain,
+        )
+        candidate.filters = self.chain
+        val = self.splits.val
+        return check_parity(
+            reference,
+            candidate,
+            val.images,
+            val.masks,
+            list(val.names),
+            threshold=threshold,
+            max_dice_drop=self.max_dice_drop,
+            review_png=out.with_name(out.stem + ".parity.png"),
+            **kw,
+        )
+
+    def data_card(self) -> dict[str, Any]:
+        """The card's ``data`` section: the parity images and where their split came from."""
+        val = self.splits.val
+        return {
+            "description": self.resolved.description,
+            "n_val": len(val.images),
+            "provenance": self.resolved.provenance(self.splits, "val"),
+            "names": list(val.names),
+        }
+
+    def calibration_card(self) -> dict[str, Any]:
+        """The card's ``calibration`` section (images, hash, names and provenance)."""
+        return {
+            "description": self.calibration_desc,
+            "n_images": len(self.calibration),
+            "sha256": sha256_bytes(np.ascontiguousarray(self.calibration).tobytes()),
+            "names": self.calibration_names,
+            "provenance": self.resolved.provenance(self.splits, "train")
+            if self.calibration_names is not None
+            else None,
+        }
 
 
 def prepare_export(
@@ -288,7 +306,14 @@ def prepare_export(
     else:
         calibration_desc = f"{len(calibration)} images given by the caller"
     return ExportInputs(
-        resolved, cfg, splits, max_dice_drop, calibration, calibration_desc, calibration_names
+        resolved,
+        cfg,
+        splits,
+        max_dice_drop,
+        calibration,
+        calibration_desc,
+        calibration_names,
+        chain,
     )
 
 
