@@ -148,10 +148,12 @@ def train(
     cfg = load_config(config_path, overrides)
     from kseg.training import default_out
     from kseg.training import train as run_train
+    from kseg.training.budget import process_start_time
 
     out = out or default_out(cfg)
-    metrics = run_train(cfg, out, notes=notes)
+    metrics = run_train(cfg, out, notes=notes, clock_start=process_start_time())
     _print_metrics(out, metrics)
+    _print_budget(out)
 
 
 def _planned_config(data, budget, config_path, out, overrides):
@@ -174,6 +176,24 @@ def _planned_config(data, budget, config_path, out, overrides):
     tmp.write_text(to_yaml(p), encoding="utf-8")
     overrides.pop("data.path", None)  # the plan's own (same folder)
     return tmp, plan_notes(p)
+
+
+def _print_budget(run: Path) -> None:
+    """One line on how a ``train.budget_minutes`` run used its budget (nothing for other runs)."""
+    import json
+
+    from kseg.training.budget import BUDGET_FILE
+
+    path = Path(run) / BUDGET_FILE
+    if not path.is_file():
+        return
+    r = json.loads(path.read_text())
+    if "elapsed_minutes" not in r:
+        return
+    click.echo(
+        f"budget: {r['elapsed_minutes']:.1f} of {r['budget_minutes']:g} min "
+        f"({100 * r['of_budget']:.0f} %), {r['epochs_done']} epochs"
+    )
 
 
 def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:

@@ -173,6 +173,10 @@ class TrainConfig:
         steps_per_epoch: limit steps per epoch (``None``: one pass over the training split).
         threshold: probability above which a pixel is foreground.
         time_limit_minutes: stop after the epoch during which this wall-clock budget runs out.
+        budget_minutes: wall-clock minutes for the whole run, counted from the start of the
+            command: after its second epoch the run times its own epochs and sets the epoch count
+            (and the cosine schedule's length) so that it ends within the budget
+            (``kseg.training.budget``); ``epochs`` is then the planned count it starts from.
         precision: ``auto``, ``float32``, ``mixed_bfloat16`` or ``mixed_float16`` (GPU).
         jit_compile: compile the training step with XLA.
         init: start from the weights of this model file (or run directory) where layer names and
@@ -199,6 +203,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     threshold: float = 0.5
     time_limit_minutes: float | None = None
+    budget_minutes: float | None = None
     precision: Precision = Precision.AUTO
     jit_compile: bool = False
 

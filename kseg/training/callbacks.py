@@ -16,6 +16,8 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up to ``base_lr`` over ``warmup_steps``, then cosine decay to ``min_ratio * base_lr``.
 
     Step-based, so a resumed run (the optimizer's iteration count is restored) continues the curve.
+    The length lives in a variable, so a run fitted to a time budget can stretch or shorten the
+    curve while it trains (:meth:`set_total_steps`).
 
     Reference: Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017.
     """
@@ -27,12 +29,18 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         self.total_steps = max(int(total_steps), 1)
         self.warmup_steps = max(int(warmup_steps), 0)
         self.min_ratio = float(min_ratio)
+        self._total = tf.Variable(float(self.total_steps), trainable=False, dtype=tf.float32)
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Change the curve's length from now on (the traced training step reads the variable)."""
+        self.total_steps = max(int(total_steps), 1)
+        self._total.assign(float(self.total_steps))
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         warm = tf.cast(max(self.warmup_steps, 1), tf.float32)
         warm_lr = self.base_lr * (step + 1.0) / warm
-        decay_steps = tf.cast(max(self.total_steps - self.warmup_steps, 1), tf.float32)
+        decay_steps = tf.maximum(self._total - float(self.warmup_steps), 1.0)
         progress = tf.clip_by_value((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
         cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
         lr = self.base_lr * (self.min_ratio + (1.0 - self.min_ratio) * cosine)

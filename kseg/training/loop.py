@@ -22,6 +22,7 @@ from kseg._keras import keras
 from kseg.atomic import write_json, write_text
 from kseg.config import Config, Task
 from kseg.errors import ConfigError
+from kseg.training import budget as budget_mod
 from kseg.training import finetune
 from kseg.training.callbacks import make_callbacks, make_optimizer
 from kseg.training.precision import precision_policy, resolve_precision
@@ -105,6 +106,7 @@ def train(
     resume: bool = False,
     verbose: int | None = None,
     notes: dict[str, str] | None = None,
+    clock_start: float | None = None,
 ) -> dict[str, Any]:
     """Train a segmentation model and fill the run directory.
 
@@ -114,14 +116,29 @@ def train(
         resume: continue an interrupted run from its last completed epoch.
         verbose: Keras verbosity; default: progress bar on a terminal, one line per epoch otherwise.
         notes: extra files for the run directory, name -> text (e.g. ``kseg plan``'s reasons).
+        clock_start: when ``train.budget_minutes`` started counting (``time.time()`` seconds;
+            ``kseg train`` passes its process's start); default: now.
 
     Returns:
         The validation metrics also written to ``metrics.json``.
     """
+    clock = None
     if resume:
         run = RunDir.for_resume(out_dir)
         config = cfgmod.load_config(run.config)
+        if config.train.budget_minutes:  # keep the count the budget settled on; the clock is gone
+            epochs = budget_mod.resumed_epochs(run.root, config.train.epochs)
+            print(
+                f"resuming a budget run: {epochs} epochs as fitted before the interruption "
+                "(the budget is not re-applied)",
+                file=sys.stderr,
+            )
+            config = cfgmod.replace(config, train={"epochs": epochs})
     else:
+        if config.train.budget_minutes:
+            clock = budget_mod.BudgetClock(
+                config.train.budget_minutes, started_at=clock_start or time.time()
+            )
         run = RunDir.for_new_run(out_dir or default_out(config))
     prepare(config)
     finetune.check(config.train)
@@ -198,19 +215,37 @@ def train(
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
+    callbacks = make_callbacks(t, run, monitor=monitor_for(config)) + finetune.callbacks(t)
+    fit_epochs = t.epochs
+    if clock is not None:  # the count is re-planned from measured epochs; fit only caps it
+        fit_epochs = max(t.epochs, budget_mod.MAX_EPOCHS)
+        progbar = keras.callbacks.ProgbarLogger(count_mode="steps")
+        fitter = budget_mod.BudgetFit(
+            clock,
+            planned_epochs=t.epochs,
+            steps_per_epoch=steps,
+            max_epochs=fit_epochs,
+            record=run.root / budget_mod.BUDGET_FILE,
+            progbar=progbar,
+            log=lambda m: print(m, file=sys.stderr),
+        )
+        callbacks = [fitter, *callbacks, progbar]
     model.fit(
         train_ds,
         validation_data=val_ds,
-        epochs=t.epochs,
+        epochs=fit_epochs,
         steps_per_epoch=steps,
-        callbacks=make_callbacks(t, run, monitor=monitor_for(config)) + finetune.callbacks(t),
+        callbacks=callbacks,
         verbose=verbose,
     )
     seconds = time.perf_counter() - started
     _dedupe_history(run.history)
     if precision.policy != "float32":
         _save_float32(run)
-    return finish_run(run, config, splits.val, train_seconds=seconds)
+    metrics = finish_run(run, config, splits.val, train_seconds=seconds)
+    if clock is not None:
+        budget_mod.finish_record(run.root / budget_mod.BUDGET_FILE, clock)
+    return metrics
 
 
 #: what ``train.precision`` resolved to and why (in the run directory)

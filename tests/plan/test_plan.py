@@ -140,14 +140,14 @@ def test_plan_writes_yaml_that_loads_back(tmp_path):
     }
     p = plan(str(root), 5.0, probes=probes, log=lambda m: None)
     text = to_yaml(p)
-    assert "# " in text and "s per epoch measured" in text
+    assert "# " in text and "s per epoch probed" in text and "budget_minutes" in text
     path = tmp_path / "plan.yaml"
     path.write_text(text)
     assert load_config(path) == p.config
     c = p.config
     assert c.data.img_size % 32 == 0 and c.data.channels == 1
     assert c.train.epochs * p.estimate["epoch_seconds"] + p.estimate["fixed_seconds"] <= 5 * 60
-    assert c.train.time_limit_minutes < 5.0
+    assert c.train.budget_minutes == 5.0 and c.train.time_limit_minutes is None
     assert c.model.options["upsampling"] == "transpose"
 
 
