@@ -15,6 +15,15 @@ from pathlib import Path
 from typing import Any
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it; put it back at once
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -29,6 +38,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
     )
     os.close(fd)
+    # mkstemp makes the file private (0600); an artifact gets the mode any new file would get
+    os.chmod(tmp, 0o666 & ~_UMASK)
     tmp_path = Path(tmp)
     try:
         yield tmp_path

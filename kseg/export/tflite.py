@@ -281,7 +281,12 @@ def prepare_export(
     # raw images: both predictors apply the run's filter chain themselves (parity sees the same
     # pixels as `kseg predict`); calibration images are filtered here, as training saw them
     splits = load_splits(
-        cfg.data, seed=seed, split_file=resolved.split_file, progress=False, preprocess=False
+        cfg.data,
+        seed=seed,
+        split_file=resolved.split_file,
+        progress=False,
+        preprocess=False,
+        num_classes=_num_classes(model),  # class-id masks stay class ids
     )
     from kseg.preprocess import Chain
 
@@ -329,6 +334,14 @@ def graph_facts(tflite_path: Path) -> dict[str, Any]:
         "dynamic_shape_ops": [f"{op.index}:{op.name}" for op in info.dynamic_ops],
         "tflite_macs": info.total_macs,
     }
+
+
+def _num_classes(model) -> int:
+    """Segmentation classes of a kseg model (1 for binary and for denoisers)."""
+    from kseg.models import model_spec
+
+    spec = model_spec(model)
+    return int(spec.get("num_classes", 1)) if spec.get("task", "segment") == "segment" else 1
 
 
 __all__ = ["ExportInputs", "ParityError", "export_tflite", "graph_facts", "prepare_export"]

@@ -59,7 +59,11 @@ def load_data(
         )
     resolved = resolve_data(model_path, h, c, data, seed=seed)
     splits = load_splits(
-        resolved.config.data, seed=resolved.seed, split_file=resolved.split_file, progress=False
+        resolved.config.data,
+        seed=resolved.seed,
+        split_file=resolved.split_file,
+        progress=False,
+        num_classes=int(spec.get("num_classes", 1)),  # class-id masks stay class ids
     )
     fit = FitData.from_splits(splits)
     fit.provenance = resolved.provenance(splits, "val")

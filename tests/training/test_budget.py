@@ -130,3 +130,13 @@ def test_budget_run_stops_when_no_further_epoch_fits(tmp_path):
     rec = json.loads((tmp_path / "run" / "budget.json").read_text())
     assert m["epochs_completed"] == 1 and rec["stop"]["after_epoch"] == 1
     assert (tmp_path / "run" / "metrics.json").is_file()  # still scored and complete
+
+
+def test_a_resumed_budget_run_keeps_the_fitted_count(tmp_path):
+    from kseg.training.budget import resumed_epochs
+
+    assert resumed_epochs(tmp_path, 30) == 30  # no record: the config's count
+    (tmp_path / "budget.json").write_text(json.dumps({"epochs": 47, "budget_minutes": 15}))
+    assert resumed_epochs(tmp_path, 30) == 47
+    (tmp_path / "budget.json").write_text("{}")
+    assert resumed_epochs(tmp_path, 30) == 30

@@ -1,0 +1,29 @@
+"""kseg.atomic: a write replaces the file whole or not at all, and the file gets the mode any new
+file would get (not mkstemp's private 0600, which hid artifacts from a shared server's users)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from kseg import atomic
+
+
+def test_written_file_has_the_umask_mode(tmp_path):
+    path = atomic.write_text(tmp_path / "card.json", "{}")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~atomic._UMASK
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    path = atomic.write_text(tmp_path / "model.json", "old")
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_path(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed half-way")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["model.json"]
