@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -141,6 +142,31 @@ def export_android(
     return summary
 
 
+#: an absolute path: a ``/`` not inside a word, a number, a URL or another path, then its parts
+_ABS_PATH = re.compile(r"""(?<![\w.:/~])/(?:[^\s:,;'"()\[\]/]+/)*([^\s:,;'"()\[\]/]+)""")
+
+
+def public_paths(obj: Any) -> Any:
+    """``obj`` with every absolute path in its strings cut to its last part.
+
+    A bundle is handed to app developers and device vendors: a card saying the model was trained
+    on ``/home/alice/patients-2024/...`` says too much, while the folder's name still tells a
+    reader which data it was.
+
+        >>> public_paths({"d": "run /tmp/runs/hc18-mobile: /data/scans/hc18 (80 images)"})
+        {'d': 'run hc18-mobile: hc18 (80 images)'}
+        >>> public_paths("see https://doi.org/10.5281/zenodo.1327317, 3/4 of the images")
+        'see https://doi.org/10.5281/zenodo.1327317, 3/4 of the images'
+    """
+    if isinstance(obj, str):
+        return _ABS_PATH.sub(r"\1", obj)
+    if isinstance(obj, dict):
+        return {k: public_paths(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(public_paths(v) for v in obj)
+    return obj
+
+
 def _default_labels(num_classes: int) -> list[str]:
     if num_classes == 1:
         return ["foreground"]
@@ -189,6 +215,9 @@ def _write_bundle(
         max_dice_drop=max_dice_drop,
         model=wrapped,
     )
+    # the parity review image is for the model's author (kseg convert keeps it), not the app
+    Path(card["parity"].pop("review_png", tmp / "model.parity.png")).unlink(missing_ok=True)
+    card = public_paths(card)  # the bundle leaves this machine: no /home/... or /data/... paths
     facts = card["tflite"]
     if not facts["builtin_only"]:
         raise ModelError(
@@ -257,8 +286,6 @@ def _write_bundle(
         },
         "export_seconds": round(export_s, 2),
     }
-    # the parity review image is for the model's author (kseg convert keeps it), not the app
-    Path(card["parity"].pop("review_png", tmp / "model.parity.png")).unlink(missing_ok=True)
     write_card(card, tflite)
     write_text(tmp / "README.md", _readme(card, fields, sample_rows, bench, labels))
     manifest = write_manifest(tmp)

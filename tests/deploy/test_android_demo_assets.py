@@ -67,3 +67,17 @@ def test_demo_model_is_accurate_and_attributed(card):
     assert card["parity"]["passed"] is True and card["tflite_dice"] > 0.9  # HC18 validation
     attribution = (ASSETS / "samples" / "ATTRIBUTION.md").read_text()
     assert "CC BY 4.0" in attribution and "van den Heuvel" in attribution
+
+
+def test_no_machine_paths_leave_with_the_bundle(card):
+    """Cards, README and the metadata inside model.tflite name runs and data by folder name only."""
+    import re
+
+    from kseg.deploy.bundle import public_paths
+
+    texts = {p.name: p.read_text() for p in ASSETS.iterdir() if p.suffix in (".json", ".md")}
+    texts["model.tflite"] = (ASSETS / "model.tflite").read_bytes().decode("latin-1")
+    for name, text in texts.items():
+        found = re.findall(r"(?:/tmp/|/work/|/home/|/root/)[^\s\"']*", text)
+        assert not found, f"{name} holds machine paths: {found[:3]}"
+    assert public_paths({"a": ["/x/y/run1: /d/hc18"]}) == {"a": ["run1: hc18"]}
