@@ -1,7 +1,8 @@
 """The FastAPI application: ``create_app(model, settings)`` builds it; routes stay thin.
 
 Routes call the same library as ``kseg predict`` (:func:`kseg.inference.segment_image`), on the
-engine's worker threads. Every refused request is a 4xx JSON ``{"error": "<one line>"}``; an
+engine's worker threads. Every refused request is a 4xx JSON ``{"error": "<one line>"}`` (503
+with ``Retry-After`` when the workers and the queue are full); an
 unexpected failure is a 500 with the same shape and no traceback (the server log keeps it), and
 the service keeps serving either way.
 
@@ -105,7 +106,10 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
 
     @app.exception_handler(UploadError)
     async def _upload_error(_: Request, exc: UploadError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {
+            401: {"WWW-Authenticate": "Bearer"},
+            503: {"Retry-After": "1"},
+        }.get(exc.status)
         return _error(exc.status, str(exc), headers)
 
     @app.exception_handler(KsegError)
@@ -210,7 +214,13 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
 
     @app.get("/healthz", summary="Liveness: the model is loaded and the service answers")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "model": card["name"], "version": __version__}
+        return {
+            "status": "ok",
+            "model": card["name"],
+            "version": __version__,
+            "in_flight": engine.in_flight,
+            "refused_busy": engine.refused,
+        }
 
     @app.get(
         "/v1/model",
@@ -300,6 +310,10 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
             )
         except (ValueError, TypeError) as e:  # KsegError subclasses go to their own handler
             raise UploadError(f"bad option: {e}") from None
+        with engine.admit():  # a full queue answers 503 before the upload is read
+            return await _segment_request(request, opts, output, alpha)
+
+    async def _segment_request(request: Request, opts, output, alpha) -> Response:
         t0 = time.perf_counter()
         data, name = await image_bytes(request)
         # the header alone (cheap) refuses non-images and pixel bombs before the worker pool
@@ -327,6 +341,8 @@ def _limits(settings: ServeSettings) -> dict[str, Any]:
         "max_upload_bytes": settings.max_upload_bytes,
         "max_pixels": settings.max_pixels,
         "token_required": settings.token is not None,
+        "workers": settings.workers,
+        "max_queue": settings.max_queue,
         "formats": ["png", "jpeg", "bmp", "tiff"],
     }
 

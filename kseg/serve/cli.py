@@ -65,6 +65,13 @@ def _require_extra() -> None:
 )
 @click.option("--threads", default=1, show_default=True, type=int, help="Threads per interpreter.")
 @click.option(
+    "--max-queue",
+    default=16,
+    show_default=True,
+    type=int,
+    help="Requests that may wait for a busy worker; beyond that, 503 with Retry-After.",
+)
+@click.option(
     "--runtime",
     default="auto",
     show_default=True,
@@ -72,7 +79,16 @@ def _require_extra() -> None:
     help="Interpreter package for .tflite.",
 )
 def serve(
-    model_path, host, port, workers, token, max_upload_mb, max_megapixels, threads, runtime
+    model_path,
+    host,
+    port,
+    workers,
+    token,
+    max_upload_mb,
+    max_megapixels,
+    threads,
+    max_queue,
+    runtime,
 ) -> None:
     """HTTP segmentation service with a web page at / and OpenAPI docs at /docs."""
     _require_extra()
@@ -90,6 +106,7 @@ def serve(
         max_pixels=int(max_megapixels * 1_000_000),
         num_threads=threads,
         runtime=runtime,
+        max_queue=max_queue,
     )
     app = create_app(model_path, settings)
     if host not in ("127.0.0.1", "localhost", "::1") and token is None:

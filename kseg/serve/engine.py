@@ -9,8 +9,9 @@ A Keras model is one object shared by the threads (its inference is re-entrant).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,7 +49,35 @@ class Engine:
         self._lock = threading.Lock()
         self._local = threading.local()
         self.loaded = 1
+        self.in_flight = 0  #: segment requests admitted and not yet answered
+        self.refused = 0  #: requests answered 503 because every worker and queue place was taken
         self.pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="kseg-serve")
+
+    @property
+    def capacity(self) -> int:
+        """Requests in flight at most: one per worker plus ``max_queue`` waiting."""
+        return self.settings.workers + self.settings.max_queue
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a place for one request, or refuse it with 503 when all are taken.
+
+        Entered on the event loop (one thread), so the count needs no lock.
+        """
+        from kseg.serve.limits import UploadError
+
+        if self.in_flight >= self.capacity:
+            self.refused += 1
+            raise UploadError(
+                f"busy: {self.in_flight} requests in progress ({self.settings.workers} worker(s), "
+                f"{self.settings.max_queue} queued); retry shortly",
+                status=503,
+            )
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
 
     def predictor(self) -> Any:
         """This thread's predictor (loaded on the thread's first request)."""

@@ -26,7 +26,8 @@ _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 
 
 
 class UploadError(KsegError):
-    """A request the service refuses; ``status`` is the HTTP status (4xx) to answer with."""
+    """A request the service refuses; ``status`` is the HTTP status to answer with (4xx, or 503
+    when every worker and queue place is taken)."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)

@@ -23,6 +23,8 @@ class ServeSettings:
             decoding (413 beyond it).
         num_threads: interpreter threads per worker.
         runtime: ``.tflite`` interpreter package (``auto``, ``litert``, ``tflite_runtime``, ``tf``).
+        max_queue: segment requests allowed to wait for a busy worker; one more is answered
+            ``503`` with ``Retry-After`` at once, instead of queueing until clients time out.
 
     Example:
         >>> ServeSettings(port=9009, workers=2, token="s3cret", max_pixels=16_000_000)
@@ -36,6 +38,7 @@ class ServeSettings:
     max_pixels: int = 64 * 1024 * 1024
     num_threads: int = 1
     runtime: str = "auto"
+    max_queue: int = 16
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -46,6 +49,8 @@ class ServeSettings:
             raise ConfigError(f"num_threads must be >= 1, got {self.num_threads}")
         if self.max_upload_bytes < 1024:
             raise ConfigError(f"max_upload_bytes {self.max_upload_bytes} is under 1 KiB")
+        if self.max_queue < 0:
+            raise ConfigError(f"max_queue must be >= 0, got {self.max_queue}")
         if self.max_pixels < 1:
             raise ConfigError(f"max_pixels must be >= 1, got {self.max_pixels}")
         if self.token is not None and not self.token.strip():

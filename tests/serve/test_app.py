@@ -127,6 +127,8 @@ def test_model_card_health_docs_and_page(client):
         "max_upload_bytes": MAX_UPLOAD,
         "max_pixels": MAX_PIXELS,
         "token_required": True,
+        "workers": 1,
+        "max_queue": 16,
         "formats": ["png", "jpeg", "bmp", "tiff"],
     }
     assert client.get("/healthz").json()["status"] == "ok"  # open without the token
@@ -235,3 +237,39 @@ def test_bad_model_fails_before_serving(tmp_path):
     bad.write_bytes(b"not a model at all, certainly")
     with pytest.raises(KsegError, match="broken.tflite"):
         create_app(bad)
+
+
+def test_a_full_queue_answers_503_at_once_and_serving_resumes(tiny_tflite, sample_png, monkeypatch):
+    """One worker, no queue: while a request is being segmented, the next one is refused with a
+    503 and Retry-After (not left waiting), and is answered once the worker is free again."""
+    from fastapi.testclient import TestClient
+
+    import kseg.inference
+
+    real, started, release = kseg.inference.segment_image, threading.Event(), threading.Event()
+
+    def held(*a, **k):
+        started.set()
+        assert release.wait(30)
+        return real(*a, **k)
+
+    app = create_app(tiny_tflite["int8"], ServeSettings(workers=1, max_queue=0))
+    with TestClient(app) as c:
+        monkeypatch.setattr(kseg.inference, "segment_image", held)
+        first: list = []
+        t = threading.Thread(target=lambda: first.append(c.post("/v1/segment", content=sample_png)))
+        t.start()
+        assert started.wait(30)
+        busy = c.post("/v1/segment", content=sample_png)
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        assert busy.json()["error"].startswith(
+            "busy: 1 requests in progress (1 worker(s), 0 queued)"
+        )
+        assert c.get("/healthz").json()["in_flight"] == 1
+        release.set()
+        t.join(30)
+        assert first[0].status_code == 200
+        assert c.post("/v1/segment", content=sample_png).status_code == 200
+        health = c.get("/healthz").json()
+        assert health["in_flight"] == 0 and health["refused_busy"] == 1
+        assert c.get("/v1/model").json()["limits"]["max_queue"] == 0
