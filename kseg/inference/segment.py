@@ -16,7 +16,7 @@ from kseg.errors import DataError, ModelError
 from kseg.inference.options import InferenceOptions
 from kseg.inference.postprocess import postprocess
 from kseg.inference.tiling import ProbInfo, predict_prob
-from kseg.inference.vector import mask_geojson, mask_stats
+from kseg.inference.vector import class_components, mask_geojson, mask_stats
 
 
 def prob_to_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -85,6 +85,7 @@ class Segmentation:
     windows: int = 1
     seconds: float = 0.0
     _stats: dict[str, Any] | None = field(default=None, repr=False)
+    _parts: dict[int, Any] | None = field(default=None, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -94,7 +95,9 @@ class Segmentation:
         """Area (px, and mm^2 with a pixel spacing), perimeter, bounding box, component count and
         one record per component (see :func:`kseg.inference.vector.mask_stats`)."""
         if self._stats is None:
-            s = mask_stats(self.mask, self.options.spacing, num_classes=self.num_classes)
+            s = mask_stats(
+                self.mask, self.options.spacing, num_classes=self.num_classes, parts=self._shared()
+            )
             s["threshold"] = float(self.threshold)
             s["tiled"] = bool(self.tiled)
             s["windows"] = int(self.windows)
@@ -108,7 +111,15 @@ class Segmentation:
         props: dict[str, Any] = {"width": int(w), "height": int(h), "coordinates": "pixel"}
         if self.options.spacing is not None:
             props["pixel_spacing_mm"] = list(self.options.spacing)
-        return mask_geojson(self.mask, self.options.spacing, properties=props)
+        return mask_geojson(self.mask, self.options.spacing, properties=props, parts=self._shared())
+
+    def _shared(self) -> dict[int, Any]:
+        """The mask's components with their rings, labelled once for stats() and geojson()."""
+        if self._parts is None:
+            self._parts = class_components(
+                self.mask, self.options.spacing, num_classes=self.num_classes, with_rings=True
+            )
+        return self._parts
 
     def mask_png(self) -> bytes:
         """The mask as a PNG (binary: 0/255; K classes spread over 0..255)."""

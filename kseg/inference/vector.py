@@ -204,12 +204,32 @@ def components(
     return out
 
 
+def class_components(
+    mask: np.ndarray,
+    spacing: tuple[float, float] | None = None,
+    *,
+    num_classes: int = 1,
+    with_rings: bool = True,
+    limit: int | None = MAX_COMPONENTS,
+) -> dict[int, tuple[list[dict[str, Any]], float, int]]:
+    """``class -> (records, total perimeter, component count)`` for classes 1..K-1 (empty ones
+    too): one labelling and one ring tracing that :func:`mask_stats` and :func:`mask_geojson`
+    can share. Records as :func:`components` (with ``rings`` and ``holes`` if ``with_rings``)."""
+    mask = np.asarray(mask)
+    top = max(int(num_classes), int(mask.max(initial=0)) + 1)
+    return {
+        cls: _class_components(mask == cls, cls, spacing, with_rings, limit)
+        for cls in range(1, top)
+    }
+
+
 def mask_stats(
     mask: np.ndarray,
     spacing: tuple[float, float] | None = None,
     *,
     num_classes: int = 1,
     limit: int | None = MAX_COMPONENTS,
+    parts: dict[int, tuple[list[dict[str, Any]], float, int]] | None = None,
 ) -> dict[str, Any]:
     """JSON statistics of a label mask: totals over the foreground and one entry per component.
 
@@ -217,15 +237,20 @@ def mask_stats(
     (of all foreground, ``[x, y, w, h]``, None when empty), ``component_count``, ``components``
     (the ``limit`` largest per class; ``components_truncated`` says whether some were left out);
     with ``spacing``: ``pixel_spacing_mm`` and ``area_mm2`` (+ ``perimeter_mm`` if isotropic).
-    Multi-class masks add ``classes``: the same totals per class.
+    Multi-class masks add ``classes``: the same totals per class. ``parts``: the mask's
+    :func:`class_components`, when the caller has them already (one labelling for statistics and
+    GeoJSON).
     """
     mask = np.asarray(mask)
+    if parts is None:
+        parts = class_components(
+            mask, spacing, num_classes=num_classes, with_rings=False, limit=limit
+        )
     comps: list[dict[str, Any]] = []
     per_class = {}
     perim_total, count_total = 0.0, 0
-    for cls in range(1, max(int(num_classes), int(mask.max(initial=0)) + 1)):
-        recs, perim, count = _class_components(mask == cls, cls, spacing, False, limit)
-        comps += recs
+    for cls, (recs, perim, count) in parts.items():
+        comps += [{k: v for k, v in r.items() if k not in ("rings", "holes")} for r in recs]
         perim_total += perim
         count_total += count
         per_class[str(cls)] = _totals(mask == cls, perim, count, spacing)
@@ -271,6 +296,7 @@ def mask_geojson(
     *,
     properties: dict[str, Any] | None = None,
     limit: int | None = MAX_COMPONENTS,
+    parts: dict[int, tuple[list[dict[str, Any]], float, int]] | None = None,
 ) -> dict[str, Any]:
     """A GeoJSON FeatureCollection with one Polygon feature per component, in pixel coordinates.
 
@@ -278,21 +304,25 @@ def mask_geojson(
     perimeter, bbox, centroid, holes); ``properties`` of the collection (e.g. image size) go into a
     top-level ``properties`` member (a foreign member, allowed by RFC 7946 section 6.1).
     """
+    if parts is None:
+        parts = class_components(np.asarray(mask), spacing, with_rings=True, limit=limit)
     features = []
-    for rec in components(mask, spacing, with_rings=True, limit=limit):
-        rings = rec.pop("rings")
-        coords = []
-        for ring in rings:
-            pts = simplify_ring(ring).tolist()
-            coords.append([*pts, pts[0]])
-        features.append(
-            {
-                "type": "Feature",
-                "id": f"{rec['class']}-{rec['id']}",
-                "geometry": {"type": "Polygon", "coordinates": coords},
-                "properties": rec,
-            }
-        )
+    for recs, _, _ in parts.values():
+        for rec in recs:
+            rec = dict(rec)  # the caller's parts stay intact
+            rings = rec.pop("rings")
+            coords = []
+            for ring in rings:
+                pts = simplify_ring(ring).tolist()
+                coords.append([*pts, pts[0]])
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": f"{rec['class']}-{rec['id']}",
+                    "geometry": {"type": "Polygon", "coordinates": coords},
+                    "properties": rec,
+                }
+            )
     out: dict[str, Any] = {"type": "FeatureCollection", "features": features}
     if properties:
         out["properties"] = properties

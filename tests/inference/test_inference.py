@@ -422,3 +422,35 @@ def test_evaluate_scores_postprocessed_masks_and_reports_the_best_threshold(tmp_
     curve = dict(zip(sel["grid"], sel["dice_per_threshold"], strict=True))
     assert curve[0.4] == 0.0  # 0.4 is not > 0.4 (float32 compare, as binarize): only the speck
     assert curve[0.35] == pytest.approx(plain["dice"]) and curve[0.45] == 0.0
+
+
+def test_stats_and_geojson_of_a_segmentation_share_one_labelling(monkeypatch):
+    """``Segmentation.stats()`` and ``.geojson()`` label the mask once between them and answer
+    exactly what the stand-alone functions answer (two classes, a hole, several components)."""
+    import kseg.inference.vector as vector
+    from kseg.inference.segment import Segmentation
+
+    m = np.zeros((60, 70), np.uint8)
+    m[5:40, 5:40] = 1
+    m[15:25, 15:25] = 0  # a hole
+    m[45:55, 10:20] = 1
+    cv2.circle(m, (55, 30), 8, 2, -1)
+    prob = np.zeros((*m.shape, 3), np.float32)
+    opts = InferenceOptions(pixel_spacing_mm=0.5)
+    seg = Segmentation(np.zeros(m.shape, np.uint8), prob, m, 0.5, opts)
+    calls = []
+    real = vector._class_components
+    monkeypatch.setattr(vector, "_class_components", lambda *a: calls.append(a[1]) or real(*a))
+    stats, gj = seg.stats(), seg.geojson()
+    assert calls == [1, 2]  # one pass per class, shared
+    assert gj == seg.geojson() and calls == [1, 2]  # parts not consumed by the first call
+    calls.clear()
+    want_stats = mask_stats(m, opts.spacing, num_classes=3)
+    assert calls == [1, 2]
+    for key in ("threshold", "tiled", "windows"):
+        stats.pop(key)
+    assert stats == want_stats
+    want = mask_geojson(m, opts.spacing, properties=gj["properties"])
+    assert gj == want and len(gj["features"]) == 3
+    assert [f["properties"]["holes"] for f in gj["features"]] == [1, 0, 0]
+    assert all("rings" not in c and "holes" not in c for c in stats["components"])
