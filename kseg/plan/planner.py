@@ -492,9 +492,9 @@ def plan(
         "train.early_stopping_patience": "= epochs: the cosine schedule needs its full length",
         "train.precision": f"auto -> {precision.policy} here ({precision.reason})",
         "train.budget_minutes": (
-            "the whole command's wall-clock budget: after epoch 2 (and at 1/4, 1/2, 3/4) the run "
-            "times its epochs and sets the epoch count and cosine length to end within it; it "
-            "stops early if the machine gets slower"
+            "the whole command's wall-clock budget: after every epoch from the second on, the run "
+            "prices the rest by its last epochs and sets the epoch count and cosine length to end "
+            "within it; it stops early if the machine gets slower"
         ),
     }
     estimate = {

@@ -6,10 +6,11 @@ the input size (off by 1.5x both ways on HC18 and synthetic ultrasound, docs/ben
 run itself is the exact measurement, so :class:`BudgetFit` re-plans the epoch count while it
 trains:
 
-1. After epoch :data:`FIRST_REFIT` (epoch 1 also pays for tracing) and again at a quarter, half
-   and three quarters of the current count, it takes the median epoch time so far (the first
-   epoch left out) and the time the final scoring will take (one validation pass, reloading the
-   best checkpoint and the plots: :data:`FINAL_FIXED_S` plus the median validation pass).
+1. After every epoch from epoch :data:`FIRST_REFIT` on (epoch 1 also pays for tracing), it takes
+   the median time of the last :data:`RECENT` epochs (so a machine that gets busier or quieter
+   is followed within a few epochs; the first epoch is left out) and the time the final scoring
+   will take (reloading the best checkpoint, one validation pass and the plots:
+   :data:`FINAL_FIXED_S` plus the median validation pass).
 2. The new count is the number of epochs that ends the command at the budget less
    :data:`MARGIN`, between the epochs done + 1 and ``max_epochs``; a cosine schedule is
    stretched or shortened to the new count (:meth:`WarmupCosine.set_total_steps`).
@@ -36,6 +37,7 @@ from kseg.atomic import write_json
 MARGIN = 0.03  #: share of the budget held back: epoch-time jitter, process exit
 FINAL_FIXED_S = 20.0  #: reload the best checkpoint, trace its predict, plots, float32 rewrite
 FIRST_REFIT = 2  #: epochs before the first re-fit (the first one traces the training step)
+RECENT = 5  #: epochs whose median prices the rest of the run
 MAX_EPOCHS = 200  #: a budget never stretches a run beyond this many epochs
 BUDGET_FILE = "budget.json"
 
@@ -133,7 +135,6 @@ class BudgetFit(keras.callbacks.Callback):
         self.val_s: list[float] = []
         self.refits: list[dict[str, Any]] = []
         self.stop: dict[str, Any] | None = None
-        self._next_refit = FIRST_REFIT
         self._t_epoch = 0.0
         self._t_val = 0.0
 
@@ -155,7 +156,7 @@ class BudgetFit(keras.callbacks.Callback):
         self.epoch_s.append(now - self._t_epoch)  # end to end: checkpoints and logs included
         self._t_epoch = now
         done = epoch + 1
-        if done >= self._next_refit and done < self.epochs:
+        if FIRST_REFIT <= done < self.epochs:
             self._refit(done, now)
         if done >= self.epochs:
             self.model.stop_training = True
@@ -174,7 +175,7 @@ class BudgetFit(keras.callbacks.Callback):
 
     def epoch_estimate(self) -> float:
         steady = self.epoch_s[1:] or self.epoch_s
-        return float(np.median(steady)) if steady else 0.0
+        return float(np.median(steady[-RECENT:])) if steady else 0.0
 
     def final_estimate(self) -> float:
         return FINAL_FIXED_S + (float(np.median(self.val_s)) if self.val_s else 0.0)
@@ -192,6 +193,8 @@ class BudgetFit(keras.callbacks.Callback):
             final_s=final_s,
             max_epochs=self.max_epochs,
         )
+        if new == self.epochs and self.refits:
+            return
         self.refits.append(
             {
                 "after_epoch": done,
@@ -202,15 +205,13 @@ class BudgetFit(keras.callbacks.Callback):
                 "epochs_after": new,
             }
         )
-        if new != self.epochs:
+        # a line for the first fit and for real changes, not for every +-1 epoch of jitter
+        if len(self.refits) == 1 or abs(new - self.epochs) >= max(2, 0.05 * self.epochs):
             self.log(
                 f"budget: {epoch_s:.1f} s per epoch measured after {done} epochs: "
                 f"{new} epochs fit the {self.clock.minutes:g}-min budget (was {self.epochs})"
             )
-            self._set_epochs(new)
-        # re-fit again at a quarter, half and three quarters of the count
-        marks = [math.ceil(self.epochs * q) for q in (0.25, 0.5, 0.75)]
-        self._next_refit = next((m for m in marks if m > done), self.epochs + 1)
+        self._set_epochs(new)
 
     def _set_epochs(self, epochs: int) -> None:
         self.epochs = int(epochs)

@@ -96,7 +96,7 @@ def test_budget_fit_stretches_the_schedule_and_stops_before_the_budget(monkeypat
         "epochs_before": 10,
         "epochs_after": 27,
     }
-    # the machine gets slower: 60-s epochs; the next re-fit (at 1/4 of 27 = epoch 7) shrinks the
+    # the machine gets slower: 60-s epochs; the re-fits after each epoch shrink the
     # count, and the safety stop ends the run once another epoch would cross the budget
     epoch = 2
     while not model.stop_training:
