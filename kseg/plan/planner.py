@@ -529,7 +529,7 @@ def to_yaml(p: Plan) -> str:
         f"foreground {100 * fp['foreground_fraction']['mean']:.1f} % of pixels, "
         f"{fp['objects_per_image']['median']:.0f} object(s) per image",
         f"# estimated run: {p.estimate['minutes']:.1f} min "
-        f"({p.estimate['epoch_seconds']:.1f} s/epoch measured on this machine)",
+        f"({p.estimate['epoch_seconds']:.1f} s/epoch probed; the run re-fits its epochs to the budget)",
         "#   kseg train --config THIS_FILE --out runs/planned",
     ]
     plain = {
