@@ -29,10 +29,30 @@ make_venv() {  # DIR CHECK_IMPORT PACKAGES...
   "$dir/bin/python" -c "$check"
 }
 
+need_lib() {  # SONAME DEBIAN_PACKAGE WHY: install a system library a wheel links against
+  local so=$1 pkg=$2 why=$3
+  if ldconfig -p 2>/dev/null | grep -q "$so"; then return 0; fi
+  local sudo=""
+  if [[ "$(id -u)" != 0 ]]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
+      echo "error: $why needs $so; install it (Debian/Ubuntu: apt-get install $pkg) and rerun" >&2
+      exit 2
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: $why needs $so and there is no apt-get; install your system's $pkg package and rerun" >&2
+    exit 2
+  fi
+  echo "== installing $pkg ($so, for $why)" >&2
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
+}
+
 for what in "${@:-metadata mediapipe edge}"; do
   for w in $what; do
     case "$w" in
-      metadata) make_venv "$META" "from tflite_support.metadata_writers import image_segmenter" \
+      metadata) need_lib libusb-1.0.so.0 libusb-1.0-0 "tflite-support's metadata writer"
+                make_venv "$META" "from tflite_support.metadata_writers import image_segmenter" \
                   "tflite-support==0.4.4" ;;
       mediapipe) make_venv "$MP" "from mediapipe.tasks.python import vision" \
                   "mediapipe==1.2.3" ;;
