@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kseg.data.io import IMAGE_EXTENSIONS, _imread, is_image_file
+from kseg.data.io import IMAGE_EXTENSIONS, _imread, header_size, is_image_file
 from kseg.errors import DataError
 
 MANIFEST = "manifest.csv"
@@ -251,6 +251,10 @@ def scan_folder(
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
+    """``(height, width)`` from the header; decoded only when the header cannot be read."""
+    size = header_size(path)
+    if size is not None:
+        return size[1], size[0]
     arr = _imread(path)
     return None if arr is None else (int(arr.shape[0]), int(arr.shape[1]))
 

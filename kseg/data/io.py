@@ -28,22 +28,35 @@ _LOSSY = (".jpg", ".jpeg")
 _MODES = ("stretch", "letterbox")
 #: largest image (width x height) read by default; ``data.max_pixels`` in the config
 DEFAULT_MAX_PIXELS = 100_000_000
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_HEAD_BYTES = 64 * 1024  #: enough for the header of every format but JPEGs with large EXIF data
 
 
 def header_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """``(width, height)`` from the file header, without decoding pixels (None if unknown).
 
-    PNG is read from its IHDR chunk directly; other formats (JPEG SOF, BMP, TIFF) through
-    Pillow's ``Image.open``, which parses only the header.
+    PNG, JPEG, BMP and TIFF are read by :func:`kseg.data.header.image_header` (the parser the
+    service uses on uploads); other formats through Pillow's ``Image.open``, which parses only
+    the header. A corrupt header gives None: the decoder then has the last word.
     """
+    from kseg.data.header import HeaderError, image_header
+
     try:
         with open(path, "rb") as fh:
-            head = fh.read(24)
+            head = fh.read(_HEAD_BYTES)
+            try:
+                return image_header(head)[1:]
+            except HeaderError as e:
+                if e.unknown_format:
+                    raise
+                if len(head) < _HEAD_BYTES:
+                    return None
+                # a JPEG whose frame header sits after large EXIF/ICC segments: read it all
+                return image_header(head + fh.read())[1:]
+    except HeaderError as e:
+        if not e.unknown_format:
+            return None
     except OSError:
         return None
-    if head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     try:
         import warnings
 

@@ -13,16 +13,11 @@ Example:
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 
+from kseg.data.header import NOT_AN_IMAGE, HeaderError
+from kseg.data.header import image_header as _image_header
 from kseg.errors import KsegError
-
-FORMATS = ("png", "jpeg", "bmp", "tiff")
-_PNG_SIG = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers carry the dimensions; C4 (DHT), C8 (JPG), CC (DAC) are not frames
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 class UploadError(KsegError):
@@ -34,71 +29,8 @@ class UploadError(KsegError):
         self.status = status
 
 
-def _png(data: bytes) -> tuple[int, int]:
-    # signature, then the first chunk must be IHDR: length (13), type, width, height
-    if len(data) < 24 or data[12:16] != b"IHDR":
-        raise UploadError("PNG header is truncated or has no IHDR chunk; send a complete file")
-    w, h = struct.unpack(">II", data[16:24])
-    return w, h
-
-
-def _jpeg(data: bytes) -> tuple[int, int]:
-    i = 2
-    n = len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            raise UploadError("JPEG marker structure is corrupt; re-save the image")
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            i += 2
-            continue
-        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-        if marker in _SOF:
-            if i + 9 > n:
-                break
-            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return w, h
-        if marker in (0xD9, 0xDA) or length < 2:  # end of image / start of scan before a frame
-            break
-        i += 2 + length
-    raise UploadError("JPEG has no frame header (SOF) before its data; re-save the image")
-
-
-def _bmp(data: bytes) -> tuple[int, int]:
-    if len(data) < 26:
-        raise UploadError("BMP header is truncated; send a complete file")
-    (header_size,) = struct.unpack("<I", data[14:18])
-    if header_size == 12:  # OS/2 BITMAPCOREHEADER: 16-bit dimensions
-        w, h = struct.unpack("<HH", data[18:22])
-        return w, h
-    w, h = struct.unpack("<ii", data[18:26])
-    return abs(w), abs(h)
-
-
-def _tiff(data: bytes) -> tuple[int, int]:
-    end = "<" if data[:2] == b"II" else ">"
-    try:
-        (offset,) = struct.unpack(end + "I", data[4:8])
-        (count,) = struct.unpack(end + "H", data[offset : offset + 2])
-        dims: dict[int, int] = {}
-        for k in range(count):
-            e = offset + 2 + 12 * k
-            tag, typ = struct.unpack(end + "HH", data[e : e + 4])
-            if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4)
-                fmt = end + ("H" if typ == 3 else "I")
-                dims[tag] = struct.unpack(fmt, data[e + 8 : e + 8 + struct.calcsize(fmt)])[0]
-    except struct.error:
-        raise UploadError("TIFF header is truncated; send a complete file") from None
-    if 256 not in dims or 257 not in dims:
-        raise UploadError("TIFF has no ImageWidth/ImageLength in its first directory")
-    return dims[256], dims[257]
-
-
 def image_header(data: bytes) -> tuple[str, int, int]:
-    """``(format, width, height)`` read from the header only; nothing is decoded.
+    """``(format, width, height)`` read from the header only (:mod:`kseg.data.header`).
 
     Raises:
         UploadError: empty bytes (400), an unknown format (415), or a truncated or corrupt header
@@ -106,22 +38,12 @@ def image_header(data: bytes) -> tuple[str, int, int]:
     """
     if not data:
         raise UploadError("empty request body; send the image bytes or a multipart 'file' field")
-    if data.startswith(_PNG_SIG):
-        fmt, (w, h) = "png", _png(data)
-    elif data.startswith(b"\xff\xd8\xff"):
-        fmt, (w, h) = "jpeg", _jpeg(data)
-    elif data.startswith(b"BM"):
-        fmt, (w, h) = "bmp", _bmp(data)
-    elif data[:4] in (b"II*\x00", b"MM\x00*"):
-        fmt, (w, h) = "tiff", _tiff(data)
-    else:
-        raise UploadError(
-            "the upload is not a PNG, JPEG, BMP or TIFF image (checked from its bytes, not its name)",
-            status=415,
-        )
-    if w <= 0 or h <= 0:
-        raise UploadError(f"{fmt.upper()} header declares an empty image ({w}x{h})")
-    return fmt, int(w), int(h)
+    try:
+        return _image_header(data)
+    except HeaderError as e:
+        if e.unknown_format:
+            raise UploadError(f"the upload is {NOT_AN_IMAGE}", status=415) from None
+        raise UploadError(str(e)) from None
 
 
 def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
