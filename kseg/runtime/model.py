@@ -84,6 +84,21 @@ def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> n
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
+def check_batch(path: Any, batch: np.ndarray, input_size: int, channels: int) -> np.ndarray:
+    """``batch`` as ``(N, S, S, C)`` (one image gets a batch axis), or one line naming the file
+    and the shape the model wants."""
+    batch = np.asarray(batch)
+    if batch.ndim == 3:
+        batch = batch[None]
+    expected = (input_size, input_size, channels)
+    if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
+        raise DataError(
+            f"{path}: input batch shape {tuple(batch.shape)} does not match the model "
+            f"(N, {expected[0]}, {expected[1]}, {expected[2]})"
+        )
+    return batch
+
+
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """``(q - zero_point) * scale`` as float32 (a float tensor is returned as float32)."""
     if q.dtype.kind == "f" or scale == 0.0:
@@ -216,15 +231,7 @@ class TFLiteModel:
 
         A model with a fixed batch of 1 is run once per image.
         """
-        batch = np.asarray(batch)
-        if batch.ndim == 3:
-            batch = batch[None]
-        expected = (self.input_size, self.input_size, self.channels)
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
-            raise DataError(
-                f"{self.path}: input batch shape {tuple(batch.shape)} does not match the model "
-                f"(N, {expected[0]}, {expected[1]}, {expected[2]})"
-            )
+        batch = check_batch(self.path, batch, self.input_size, self.channels)
         x = self.preprocess(self.filters.apply_pixels(batch) if self.filters else batch)
         if self.dynamic_batch:
             raw = self.invoke_raw(x)

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from kseg.errors import ConfigError, DataError, ModelError
-from kseg.runtime.model import read_card
+from kseg.errors import ConfigError, ModelError
+from kseg.runtime.model import check_batch, read_card
 
 ONNX_SUFFIX = ".onnx"
 INSTALL_HINT = "pip install 'kseg[onnx]'"
@@ -144,15 +144,7 @@ class ONNXModel:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities float32 ``(N, S, S, K)`` for raw pixels float32 ``(N, S, S, C)`` in [0, 255]."""
-        batch = np.asarray(batch)
-        if batch.ndim == 3:
-            batch = batch[None]
-        expected = (self.input_size, self.input_size, self.channels)
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
-            raise DataError(
-                f"{self.path}: input batch shape {tuple(batch.shape)} does not match the model "
-                f"(N, {expected[0]}, {expected[1]}, {expected[2]})"
-            )
+        batch = check_batch(self.path, batch, self.input_size, self.channels)
         x = self.preprocess(self.filters.apply_pixels(batch) if self.filters else batch)
         if self.dynamic_batch:
             return np.asarray(self.invoke_raw(x), np.float32)
