@@ -82,3 +82,67 @@ def test_sweep_resumes_after_a_kill_and_tabulates_the_cells(tmp_path, monkeypatc
     changed = [a if a != "dice,bce" else "dice" for a in ARGS]
     res = CliRunner().invoke(main, [*changed, "--out", str(out)])
     assert res.exit_code == 2 and "holds a sweep with another plan" in res.output
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "rerun"),
+    [
+        ("epoch_end", [2]),  # killed once epoch 2 was backed up: only epoch 3 is left
+        ("mid_epoch", [1, 2]),  # killed in epoch 2's first step: epoch 2 again, then epoch 3
+    ],
+)
+def test_sweep_continues_a_cell_killed_inside_from_its_last_epoch(
+    tmp_path, monkeypatch, kill_at, rerun
+):
+    import kseg.training.loop as loop
+    from kseg._keras import keras
+
+    out, victim = tmp_path / "sweep", "unet__bce__seed0"
+    args = [*ARGS[: ARGS.index("--epochs") + 1], "3", *ARGS[ARGS.index("--epochs") + 2 :]]
+    args += ["--out", str(out)]
+    trained: list[tuple[str, int]] = []  # (cell, epoch index) of every epoch that ran to its end
+    kill = [True]
+
+    class Spy(keras.callbacks.Callback):
+        """Last callback, after BackupAndRestore: sees the epochs fit() really runs."""
+
+        def __init__(self, cell: str) -> None:
+            super().__init__()
+            self.cell = cell
+
+        def on_train_batch_end(self, batch, logs=None):
+            if kill[0] and kill_at == "mid_epoch" and self.cell == victim and self.epoch == 1:
+                raise Killed
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_epoch_end(self, epoch, logs=None):
+            trained.append((self.cell, epoch))
+            if kill[0] and kill_at == "epoch_end" and self.cell == victim and epoch == 1:
+                raise Killed
+
+    real = loop.make_callbacks
+    monkeypatch.setattr(
+        loop, "make_callbacks", lambda cfg, run, **kw: [*real(cfg, run, **kw), Spy(run.root.name)]
+    )
+    with pytest.raises(Killed):
+        CliRunner().invoke(main, args, catch_exceptions=False)
+    first = out / "cells" / "unet__dice__seed0"
+    done_epochs = [0, 1] if kill_at == "epoch_end" else [0]
+    assert trained == [(first.name, e) for e in (0, 1, 2)] + [(victim, e) for e in done_epochs]
+    assert not (out / "cells" / victim / "cell.json").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()}
+
+    kill[0], trained[:] = False, []
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert trained == [(victim, e) for e in rerun]  # epochs done before the kill are not redone
+    with (out / "cells" / victim / "history.csv").open() as fh:
+        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [0, 1, 2]
+    cell = json.loads((out / "cells" / victim / "cell.json").read_text())
+    assert cell["epochs"] == 3 and cell["attempts"] == 2 and 0 <= cell["dice"] <= 1
+    assert {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()} == stamps
+    assert json.loads((first / "cell.json").read_text())["attempts"] == 1
+    table = json.loads((out / "results.json").read_text())["table"]
+    assert [r["epochs_mean"] for r in table] == [3, 3]
