@@ -75,9 +75,7 @@ def sweep(
     """
     from kseg.sweep.runner import make_plan, run_sweep
 
-    plan = make_plan(
-        config_path, models=models, losses=losses, seeds=seeds, int8=int8, hd95=hd95
-    )
+    plan = make_plan(config_path, models=models, losses=losses, seeds=seeds, int8=int8, hd95=hd95)
     overrides: dict = {}
     if data:
         if str(data).startswith("synthetic:"):

@@ -327,12 +327,10 @@ def parse_names(text: str | Sequence[str], flag: str) -> tuple[str, ...]:
 def parse_seeds(text: str | int | Sequence[int], flag: str = "--seeds") -> tuple[int, ...]:
     """``"0,1"``, ``[0, 1]`` or ``0`` -> ``(0, 1)`` / ``(0,)``."""
     items = str(text).split(",") if isinstance(text, (str, int)) else list(text)
+    items = [t for t in items if str(t).strip()]
     try:
-        seeds = tuple(
-            int(t) for t in items if str(t).strip() and not isinstance(t, (bool, float))
-        )
-        if len(seeds) != len([t for t in items if str(t).strip()]):
+        if any(isinstance(t, (bool, float)) for t in items):
             raise ValueError
+        return tuple(int(t) for t in items)
     except (TypeError, ValueError):
         raise ConfigError(f"{flag} {text}: give comma-separated integers like 0,1") from None
-    return seeds

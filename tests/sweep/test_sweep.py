@@ -170,7 +170,13 @@ def test_sweep_plan_from_the_config_file_flags_win(tmp_path):
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     plan = json.loads((out / "sweep.json").read_text())["plan"]
-    assert plan == {"models": ["unet"], "losses": ["bce"], "seeds": [3], "int8": False, "hd95": True}
+    assert plan == {
+        "models": ["unet"],
+        "losses": ["bce"],
+        "seeds": [3],
+        "int8": False,
+        "hd95": True,
+    }
     (cell,) = out.glob("cells/*/config.yaml")
     assert cell.parent.name == "unet__bce__seed3"
     saved = yaml.safe_load(cell.read_text())
