@@ -6,7 +6,13 @@ same budget (``train.epochs`` and/or ``train.time_limit_minutes``); only ``model
 ``train.loss`` and ``train.seed`` differ. A cell is a normal kseg run directory
 (``SWEEP/cells/<model>__<loss>__seed<k>/``) and is finished when its ``cell.json`` exists, so a
 killed sweep, started again with the same command, skips finished cells and continues the cell in
-progress from its last completed epoch (``kseg train --resume``): at most that epoch is lost.
+progress from its last completed epoch (``kseg train --resume``): at most the epoch in progress is
+lost. The learning rate and optimizer state come back with the epoch; the patience counters of
+early stopping and ReduceLROnPlateau start again. ``attempts`` in ``cell.json`` counts the starts of
+a cell; the times recorded for a resumed cell cover its last start only.
+
+The plan (models, losses, seeds, int8, hd95) comes from the flags or from a ``sweep:`` section of
+the config file (:func:`make_plan`), which every other command ignores.
 
 Example:
     >>> plan = SweepPlan(models=("unet", "segnet"), losses=("dice", "bce"), seeds=(0,))
