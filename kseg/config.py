@@ -229,11 +229,19 @@ class Config:
 # parsing
 
 
+#: Top-level sections of a config file that belong to one command, not to :class:`Config`:
+#: ``sweep:`` (models, losses, seeds, int8, hd95) is read and validated by ``kseg sweep``
+#: (:func:`kseg.sweep.runner.read_sweep_section`). :func:`load_config` drops them, so every command
+#: can train from such a file and no run directory's ``config.yaml`` ever holds them.
+COMMAND_SECTIONS = ("sweep",)
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Read a YAML file (optional), apply dotted-key overrides, and validate everything.
 
     Args:
-        path: YAML file with sections ``data``, ``model``, ``train``, ``export``.
+        path: YAML file with sections ``data``, ``model``, ``train``, ``export`` (and any of
+            :data:`COMMAND_SECTIONS`, which are skipped here).
         overrides: ``{"train.epochs": 5, ...}``; a ``None`` value sets the key to null (the CLI
             leaves out the flags a user did not give).
     """
@@ -242,6 +250,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if path is not None:
         source = str(path)
         raw = read_yaml(path)
+        for section in COMMAND_SECTIONS:  # read by their own command, never part of a Config
+            raw.pop(section, None)
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
     return from_dict(raw, source=source)

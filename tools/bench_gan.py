@@ -11,6 +11,14 @@ optimizer steps, 64 px):
 Every stage is reused when its output exists, so a killed benchmark resumes.
 
     nice -n 10 python tools/bench_gan.py --seeds 0,1,2 --out runs/bench/gan
+
+``--dcgan-only`` measures the unconditional DCGAN instead (no segmentation arms): ``kseg gan train
+--kind dcgan`` at 64 px on every HC18 image outside the experiment's validation split (the 50
+training images plus the 250 unused ones: 300 images), then the final generator's diversity and
+nearest-training-image distance against the same figures of real images, into
+``DOCS/gan_dcgan.json|md`` and a sample grid ``DOCS/gan_dcgan_samples.png``:
+
+    python tools/bench_gan.py --dcgan-only --dcgan-epochs 120 --out runs/bench/gan
 """
 
 from __future__ import annotations
@@ -33,8 +41,11 @@ from kseg import atomic  # noqa: E402
 HC18 = Path("/work/shared/data/hc18")
 
 
-def make_split_folder(src: Path, out: Path, n_train: int, n_val: int, size: int, seed: int) -> Path:
-    """Resize HC18 to ``size`` px once; manifest fixes ``n_train`` train and ``n_val`` val images."""
+def make_split_folder(
+    src: Path, out: Path, n_train: int, n_val: int, size: int, seed: int, *, rest: str = ""
+) -> Path:
+    """Resize HC18 to ``size`` px once; manifest fixes ``n_train`` train and ``n_val`` val images
+    (and puts every other image in split ``rest`` when given: the same train/val, more images)."""
     if (out / "manifest.csv").is_file():
         return out
     from kseg.data.folder import scan_folder
@@ -45,6 +56,8 @@ def make_split_folder(src: Path, out: Path, n_train: int, n_val: int, size: int,
     pick = {int(i): "train" for i in order[:n_train]} | {
         int(i): "val" for i in order[n_train : n_train + n_val]
     }
+    if rest:
+        pick |= {int(i): rest for i in order[n_train + n_val :]}
     tmp = out.with_name(out.name + ".tmp")
     for sub in ("images", "masks"):
         (tmp / sub).mkdir(parents=True, exist_ok=True)
@@ -119,6 +132,131 @@ def train_seg(data: Path, out: Path, seed: int, epochs: int, steps: int, size: i
     return train(cfg, out, verbose=0)
 
 
+def _tile(images01: np.ndarray, cols: int) -> np.ndarray:
+    """``(N, S, S, 1)`` in ``[0, 1]`` -> one uint8 picture, ``cols`` per row, 2 px white gaps."""
+    n, s = len(images01), images01.shape[1]
+    rows = -(-n // cols)
+    pic = np.full((rows * (s + 2) - 2, cols * (s + 2) - 2), 255, np.uint8)
+    for k, im in enumerate(images01):
+        r, c = divmod(k, cols)
+        pic[r * (s + 2) : r * (s + 2) + s, c * (s + 2) : c * (s + 2) + s] = np.round(
+            im[..., 0] * 255
+        ).astype(np.uint8)
+    return pic
+
+
+def run_dcgan(args, docs: Path) -> int:
+    """Train the DCGAN with ``kseg gan train`` and report its final diversity / memorisation."""
+    import os
+    import subprocess
+
+    from kseg.gan.data import load_training_data
+    from kseg.gan.monitor import nearest_distances, report, ssim_diversity, to_unit
+    from kseg.gan.sample import generate, load_run
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    base = make_split_folder(
+        args.data, out / "hc18_split_all", args.n_train, args.n_val, args.size, 0, rest="rest"
+    )
+    train_dir = subset_folder(base, out / "dcgan_train", {"train": "train", "rest": "train"}, None)
+    val_dir = subset_folder(base, out / "dcgan_heldout", {"val": "val"}, None)
+    run = out / "dcgan"
+    cmd = [
+        sys.executable, "-c", "from kseg.cli import main; main()", "gan", "train",
+        "--data", str(train_dir), "--kind", "dcgan", "--size", str(args.size),
+        "--epochs", str(args.dcgan_epochs), "--batch-size", "16", "--seed", "0", "--out", str(run),
+    ]  # fmt: skip
+    seconds = None
+    if not (run / "gan.json").is_file():
+        import shutil
+
+        shutil.rmtree(run, ignore_errors=True)  # an interrupted run restarts cleanly
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        load_start = os.getloadavg()
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env)
+        seconds = time.perf_counter() - t
+        atomic.write_json(
+            out / "dcgan_time.json",
+            {
+                "seconds": round(seconds, 1),
+                "load_avg_start": [round(x, 2) for x in load_start],
+                "load_avg_end": [round(x, 2) for x in os.getloadavg()],
+            },
+        )
+    timing = json.loads((out / "dcgan_time.json").read_text())
+    info, g = load_run(run)
+    real, _ = load_training_data(train_dir, args.size, need_masks=False)
+    held, _ = load_training_data(val_dir, args.size, need_masks=False)
+    n = 64
+    fake = to_unit(generate(info, g, n, seed=7))
+    real_u, held_u = to_unit(real), to_unit(held)
+    pick = np.random.default_rng(7).choice(len(real_u), n, replace=False)
+    final = report(fake, real_u, real_u[pick])  # diversity of n real images, like the n samples
+    held_nn, _ = nearest_distances(held_u, real_u)
+    final["heldout_nn_rmse_mean"] = float(held_nn.mean())
+    final["heldout_nn_rmse_min"] = float(held_nn.min())
+    final["heldout_diversity_ssim"] = ssim_diversity(held_u[:n])
+    fake_nn, _ = nearest_distances(fake, real_u)
+    final["share_closer_than_heldout_min"] = float((fake_nn < held_nn.min()).mean())
+    with open(run / "monitor.csv", newline="") as fh:
+        curve = [
+            {k: float(v) for k, v in r.items() if k in ("epoch", "diversity_ssim", "nn_rmse_mean")}
+            for r in csv.DictReader(fh)
+        ]
+    doc = {
+        "command": "kseg " + " ".join(cmd[3:]),
+        "data": f"HC18, {len(real)} images at {args.size} px: every image outside the GAN "
+        f"experiment's {args.n_val}-image validation split (its {args.n_train} training images "
+        "included); held-out figures: those validation images",
+        "gan": {k: info[k] for k in ("kind", "size", "epochs", "steps", "batch_size", "n_train")},
+        "train_seconds": timing["seconds"],
+        "load_avg_start": timing["load_avg_start"],
+        "load_avg_end": timing["load_avg_end"],
+        "final": final,
+        "per_epoch": curve,
+    }
+    docs.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(docs / "gan_dcgan.json", doc)
+    grid = _tile(np.concatenate([real_u[pick[:16]], fake[:48]]), 16)
+    import cv2 as _cv2
+
+    ok, buf = _cv2.imencode(".png", grid)
+    atomic.write_bytes(docs / "gan_dcgan_samples.png", buf.tobytes())
+    f = final
+    lines = [
+        "# Unconditional DCGAN on HC18 (64 px)",
+        "",
+        f"`{doc['command']}`; {doc['data']}. {info['epochs']} epochs, {info['steps']} steps of batch "
+        f"{info['batch_size']}, {timing['seconds'] / 60:.1f} min (load average "
+        f"{timing['load_avg_start'][0]} at start, {timing['load_avg_end'][0]} at end).",
+        "",
+        f"Final generator, {n} samples (`kseg.gan.monitor`; SSIM single scale, RMSE on pixels in "
+        "[0, 1]):",
+        "",
+        "| figure | generated | real |",
+        "|---|---:|---:|",
+        f"| diversity: mean pairwise SSIM (lower = more varied) | {f['diversity_ssim']:.3f} "
+        f"| {f['real_diversity_ssim']:.3f} (training), {f['heldout_diversity_ssim']:.3f} (held-out) |",
+        f"| RMSE to the nearest training image, mean | {f['nn_rmse_mean']:.3f} "
+        f"| {f['heldout_nn_rmse_mean']:.3f} (held-out images) |",
+        f"| RMSE to the nearest training image, min | {f['nn_rmse_min']:.3f} "
+        f"| {f['heldout_nn_rmse_min']:.3f} (held-out images) |",
+        f"| training image to its nearest other training image, median | - "
+        f"| {f['train_nn_rmse_median']:.3f} |",
+        "",
+        f"Share of samples closer to a training image than any held-out real image is: "
+        f"{f['share_closer_than_heldout_min']:.2f}.",
+        "",
+        "![DCGAN samples: first row real, then generated](gan_dcgan_samples.png)",
+        "",
+    ]
+    atomic.write_text(docs / "gan_dcgan.md", "\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=HC18)
@@ -132,7 +270,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=7, help="optimizer steps per epoch, every arm")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--arms", default="real50,real50+gan,gan_only")
+    ap.add_argument(
+        "--dcgan-only",
+        action="store_true",
+        help="measure the unconditional DCGAN (kseg gan train --kind dcgan) instead of the arms",
+    )
+    ap.add_argument("--dcgan-epochs", type=int, default=120)
+    ap.add_argument(
+        "--docs", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+    )
     args = ap.parse_args(argv)
+    if args.dcgan_only:
+        return run_dcgan(args, args.docs)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -12,11 +12,15 @@ from kseg._cli import parse_key_values
 @click.command("sweep")
 @click.option(
     "--models",
-    required=True,
-    help="Comma-separated architectures, e.g. segnet,unet,unet2,dilated_unet.",
+    default=None,
+    help="Comma-separated architectures, e.g. segnet,unet,unet2,dilated_unet "
+    "(default: the config's sweep.models).",
 )
 @click.option(
-    "--losses", required=True, help="Comma-separated losses, e.g. bce,focal,dice,tversky,combo."
+    "--losses",
+    default=None,
+    help="Comma-separated losses, e.g. bce,focal,dice,tversky,combo "
+    "(default: the config's sweep.losses).",
 )
 @click.option(
     "--data",
@@ -28,7 +32,8 @@ from kseg._cli import parse_key_values
     "config_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="YAML config shared by every cell.",
+    help="YAML config shared by every cell; its optional sweep: section gives models, losses, "
+    "seeds, int8, hd95 (flags win).",
 )
 @click.option("--epochs", type=int, default=None, help="Epochs per cell.")
 @click.option(
@@ -37,18 +42,18 @@ from kseg._cli import parse_key_values
     default=None,
     help="Wall-clock budget per cell (stops after the epoch it runs out in).",
 )
-@click.option("--seeds", default="0", show_default=True, help="Training seeds, e.g. 0,1.")
+@click.option(
+    "--seeds", default=None, help="Training seeds, e.g. 0,1 (default: sweep.seeds, else 0)."
+)
 @click.option(
     "--int8/--no-int8",
-    default=True,
-    show_default=True,
-    help="Convert each cell to INT8 TFLite and record its Dice.",
+    default=None,
+    help="Convert each cell to INT8 TFLite and record its Dice (default: sweep.int8, else on).",
 )
 @click.option(
     "--hd95/--no-hd95",
-    default=True,
-    show_default=True,
-    help="Evaluate each cell for HD95 at the original size.",
+    default=None,
+    help="Evaluate each cell for HD95 at the original size (default: sweep.hd95, else on).",
 )
 @click.option(
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config key for every cell."
@@ -65,17 +70,12 @@ def sweep(
     """Train every model x loss (x seed) cell under one split, schedule and budget; resumable.
 
     Writes OUT/results.csv|json|md, heatmap.png (models x losses), curves.png (every cell) and
-    TensorBoard HParams logs; each cell is a run directory under OUT/cells/.
+    TensorBoard HParams logs; each cell is a run directory under OUT/cells/. A shipped recipe:
+    kseg sweep --config configs/sweeps/hc18_classic.yaml --data HC18 --out runs/sweep_hc18
     """
-    from kseg.sweep.runner import SweepPlan, parse_names, parse_seeds, run_sweep
+    from kseg.sweep.runner import make_plan, run_sweep
 
-    plan = SweepPlan(
-        models=parse_names(models, "--models"),
-        losses=parse_names(losses, "--losses"),
-        seeds=parse_seeds(seeds),
-        int8=int8,
-        hd95=hd95,
-    )
+    plan = make_plan(config_path, models=models, losses=losses, seeds=seeds, int8=int8, hd95=hd95)
     overrides: dict = {}
     if data:
         if str(data).startswith("synthetic:"):

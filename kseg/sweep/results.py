@@ -14,7 +14,17 @@ import numpy as np
 
 from kseg.atomic import atomic_path, write_json, write_text
 
-METRICS = ("dice", "iou", "precision", "recall", "hd95", "int8_dice", "train_seconds")
+METRICS = (
+    "dice",
+    "iou",
+    "precision",
+    "recall",
+    "hd95",
+    "int8_dice",
+    "epochs",
+    "train_seconds",
+    "cell_seconds",
+)
 
 
 def _stats(values: list[float | None]) -> tuple[float | None, float | None]:
@@ -63,17 +73,21 @@ def to_markdown(rows: list[dict[str, Any]], plan) -> str:
         "",
         f"{len(plan.models)} models x {len(plan.losses)} losses x {len(plan.seeds)} seed(s); "
         "validation metrics of each cell's best epoch, mean ± std over seeds; HD95 in pixels at "
-        "the original image size; INT8 Dice after full-integer TFLite conversion.",
+        "the original image size; INT8 Dice after full-integer TFLite conversion; epochs run "
+        "(early stopping or a time limit may end a cell early); train s = training, cell s = the "
+        "whole cell (training, HD95 evaluation, INT8 conversion), both per seed.",
         "",
-        "| model | loss | Dice | IoU | precision | recall | HD95 px | INT8 Dice | params | GMACs | train s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | loss | Dice | IoU | precision | recall | HD95 px | INT8 Dice | params | GMACs "
+        "| epochs | train s | cell s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['loss']} | {_ms(r, 'dice')} | {_ms(r, 'iou')} "
             f"| {_ms(r, 'precision')} | {_ms(r, 'recall')} | {_ms(r, 'hd95', 1)} "
             f"| {_ms(r, 'int8_dice')} | {r['params']:,} "
-            f"| {r['macs'] / 1e9:.2f} | {_f(r['train_seconds_mean'], 0)} |"
+            f"| {r['macs'] / 1e9:.2f} | {_f(r['epochs_mean'], 0)} "
+            f"| {_f(r['train_seconds_mean'], 0)} | {_f(r['cell_seconds_mean'], 0)} |"
         )
     return "\n".join(lines) + "\n"
 

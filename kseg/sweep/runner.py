@@ -6,7 +6,13 @@ same budget (``train.epochs`` and/or ``train.time_limit_minutes``); only ``model
 ``train.loss`` and ``train.seed`` differ. A cell is a normal kseg run directory
 (``SWEEP/cells/<model>__<loss>__seed<k>/``) and is finished when its ``cell.json`` exists, so a
 killed sweep, started again with the same command, skips finished cells and continues the cell in
-progress from its last completed epoch (``kseg train --resume``): at most that epoch is lost.
+progress from its last completed epoch (``kseg train --resume``): at most the epoch in progress is
+lost. The learning rate and optimizer state come back with the epoch; the patience counters of
+early stopping and ReduceLROnPlateau start again. ``attempts`` in ``cell.json`` counts the starts of
+a cell; the times recorded for a resumed cell cover its last start only.
+
+The plan (models, losses, seeds, int8, hd95) comes from the flags or from a ``sweep:`` section of
+the config file (:func:`make_plan`), which every other command ignores.
 
 Example:
     >>> plan = SweepPlan(models=("unet", "segnet"), losses=("dice", "bce"), seeds=(0,))
@@ -28,6 +34,7 @@ from kseg.errors import ConfigError
 
 PLAN_FILE = "sweep.json"
 CELL_FILE = "cell.json"
+ATTEMPTS_FILE = "attempts.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +68,88 @@ class SweepPlan:
             LOSSES.get(name)
         if not self.models or not self.losses or not self.seeds:
             raise ConfigError("a sweep needs at least one model, one loss and one seed")
+
+
+#: keys of a config file's ``sweep:`` section; each means what the ``kseg sweep`` flag of that name
+#: means, and a flag given on the command line wins over the file
+SECTION_KEYS = ("models", "losses", "seeds", "int8", "hd95")
+
+
+def read_sweep_section(config_path: str | Path | None) -> dict[str, Any]:
+    """The ``sweep:`` section of a config file (``{}`` without a file or section), keys checked.
+
+    Example (``configs/sweeps/hc18_classic.yaml``)::
+
+        sweep:
+          models: [segnet, unet, unet2, dilated_unet]
+          losses: [bce, focal, dice, tversky, combo]
+          seeds: [0]
+    """
+    import difflib
+
+    from kseg.config import read_yaml
+
+    if config_path is None:
+        return {}
+    section = read_yaml(config_path).get("sweep")
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError(
+            f"{config_path}: sweep must be a mapping with keys {', '.join(SECTION_KEYS)}"
+        )
+    for key in section:
+        if key not in SECTION_KEYS:
+            close = difflib.get_close_matches(str(key), SECTION_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{config_path}: unknown key 'sweep.{key}'{hint}; valid keys in sweep: "
+                + ", ".join(SECTION_KEYS)
+            )
+    return section
+
+
+def make_plan(
+    config_path: str | Path | None = None,
+    *,
+    models: str | Sequence[str] | None = None,
+    losses: str | Sequence[str] | None = None,
+    seeds: str | Sequence[int] | None = None,
+    int8: bool | None = None,
+    hd95: bool | None = None,
+) -> SweepPlan:
+    """The plan from the flags (``None`` = not given) and the config file's ``sweep:`` section.
+
+    A flag wins over the file; seeds default to ``0`` and ``int8``/``hd95`` to on. Models and
+    losses have no default: missing from both is an error naming the flag and the key.
+    """
+    section = read_sweep_section(config_path)
+    where = f"{config_path} has no sweep." if config_path is not None else "no --config with sweep."
+
+    def names(given, key: str) -> tuple[str, ...]:
+        value = given if given is not None else section.get(key)
+        flag = f"--{key}"
+        if value is None:
+            raise ConfigError(
+                f"{flag} not given and {where}{key}; pass {flag} A,B or add "
+                f"'sweep: {{{key}: [A, B]}}' to the config"
+            )
+        return parse_names(value, flag if given is not None else f"sweep.{key}")
+
+    def flag(given: bool | None, key: str) -> bool:
+        value = given if given is not None else section.get(key, True)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{config_path}: sweep.{key} must be true or false, got {value!r}")
+        return value
+
+    seed_value = seeds if seeds is not None else section.get("seeds", (0,))
+    return SweepPlan(
+        models=names(models, "models"),
+        losses=names(losses, "losses"),
+        seeds=parse_seeds(seed_value, "--seeds" if seeds is not None else "sweep.seeds"),
+        int8=flag(int8, "int8"),
+        hd95=flag(hd95, "hd95"),
+    )
 
 
 def cell_name(model: str, loss: str, seed: int) -> str:
@@ -144,6 +233,7 @@ def _run_cell(base, cell: Path, split: Path, model: str, loss: str, seed: int, p
         model=dataclasses.replace(base.model, name=model),
         train=dataclasses.replace(base.train, loss=loss, seed=seed),
     )
+    started = time.perf_counter()
     if not (cell / "config.yaml").is_file():
         # a fresh cell: the sweep's split, then a "resume" that starts at epoch 0; a cell killed
         # mid-way has its config and backup and continues from its last completed epoch
@@ -152,11 +242,22 @@ def _run_cell(base, cell: Path, split: Path, model: str, loss: str, seed: int, p
         cell.mkdir(parents=True)
         shutil.copyfile(split, cell / "split.csv")
         save_config(cfg, cell / "config.yaml")
-    started = time.perf_counter()
+    attempts = _count_attempt(cell)
     metrics = train(None, cell, resume=True, verbose=0)
     seconds = time.perf_counter() - started
     record = _cell_record(cell, model, loss, seed, metrics, seconds, plan)
+    record["attempts"] = attempts
+    record["cell_seconds"] = time.perf_counter() - started
     write_json(cell / CELL_FILE, record)
+
+
+def _count_attempt(cell: Path) -> int:
+    """Count this start of ``cell`` (``ATTEMPTS_FILE``); more than 1 means it was resumed, and its
+    times then cover the last start only."""
+    path = cell / ATTEMPTS_FILE
+    n = json.loads(path.read_text(encoding="utf-8"))["attempts"] + 1 if path.is_file() else 1
+    write_json(path, {"attempts": n})
+    return n
 
 
 def _cell_record(cell: Path, model_name, loss, seed, metrics, seconds, plan) -> dict[str, Any]:
@@ -177,6 +278,7 @@ def _cell_record(cell: Path, model_name, loss, seed, metrics, seconds, plan) -> 
         "params": int(count_params(model)),
         "macs": int(count_macs(model)),
         "train_seconds": seconds,
+        "train_precision": metrics.get("train_precision"),
         "epochs": _epochs_done(cell),
         "hd95": None,
         "int8_dice": None,
@@ -184,17 +286,21 @@ def _cell_record(cell: Path, model_name, loss, seed, metrics, seconds, plan) -> 
     if plan.hd95:
         from kseg.evaluate import evaluate_model
 
+        t = time.perf_counter()
         ev = evaluate_model(best, split="val", out_dir=cell / "eval")
         rec["hd95"] = ev.get("hd95_mean")
+        rec["hd95_seconds"] = time.perf_counter() - t
     if plan.int8:
         from kseg.errors import KsegError
         from kseg.export import export_tflite
 
+        t = time.perf_counter()
         try:
             card = export_tflite(best, "int8", out=cell / "best.int8.tflite", max_dice_drop=-1)
             rec["int8_dice"] = card["tflite_dice"]
         except KsegError as e:  # a model that does not convert is a result, not a crash
             rec["int8_error"] = str(e)
+        rec["int8_seconds"] = time.perf_counter() - t
     return rec
 
 
@@ -215,17 +321,22 @@ def load_cells(out: Path, plan: SweepPlan) -> list[dict[str, Any]]:
     return rows
 
 
-def parse_names(text: str, flag: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in str(text).split(",") if n.strip())
+def parse_names(text: str | Sequence[str], flag: str) -> tuple[str, ...]:
+    """``"unet, segnet"`` or ``["unet", "segnet"]`` -> ``("unet", "segnet")``."""
+    items = str(text).split(",") if isinstance(text, str) else [str(t) for t in text]
+    names = tuple(n.strip() for n in items if n.strip())
     if not names:
         raise ConfigError(f"{flag}: give comma-separated names, e.g. {flag} unet,segnet")
     return names
 
 
-def parse_seeds(text: str | Sequence[int]) -> tuple[int, ...]:
-    if not isinstance(text, str):
-        return tuple(int(t) for t in text)
+def parse_seeds(text: str | int | Sequence[int], flag: str = "--seeds") -> tuple[int, ...]:
+    """``"0,1"``, ``[0, 1]`` or ``0`` -> ``(0, 1)`` / ``(0,)``."""
+    items = str(text).split(",") if isinstance(text, (str, int)) else list(text)
+    items = [t for t in items if str(t).strip()]
     try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise ConfigError(f"--seeds {text}: give comma-separated integers like 0,1") from None
+        if any(isinstance(t, (bool, float)) for t in items):
+            raise ValueError
+        return tuple(int(t) for t in items)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{flag} {text}: give comma-separated integers like 0,1") from None
