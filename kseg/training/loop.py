@@ -205,19 +205,14 @@ def train(
         run.root.mkdir(parents=True, exist_ok=True)
         cfgmod.save_config(config, run.config)
         save_split(run.split, splits.rows)
-        write_json(run.root / PRECISION_FILE, {**precision.as_dict(), "jit_compile": t.jit_compile})
         for name, text in (notes or {}).items():
             write_text(run.root / name, text)
+    # a new run writes these records; so does a run directory made ready by another command
+    # (kseg sweep writes a cell's config and split, then starts it as a resume) on its first start
+    if not (run.root / PRECISION_FILE).is_file():
+        write_json(run.root / PRECISION_FILE, {**precision.as_dict(), "jit_compile": t.jit_compile})
+    if not run.data_source.is_file():
         record_data_source(run, config, splits.rows)
-    else:
-        # a run directory made ready by another command (kseg sweep writes a cell's config and
-        # split, then starts it as a resume) gets these records on its first start too
-        if not (run.root / PRECISION_FILE).is_file():
-            write_json(
-                run.root / PRECISION_FILE, {**precision.as_dict(), "jit_compile": t.jit_compile}
-            )
-        if not run.data_source.is_file():
-            record_data_source(run, config, splits.rows)
     if init is not None:
         finetune.write_report(run.init, init)
         print(init.summary(), file=sys.stderr)
