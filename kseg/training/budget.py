@@ -23,6 +23,7 @@ wall-clock time once the run is scored), so a budget miss can be traced to its c
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -88,7 +89,7 @@ def fitted_epochs(
     """
     usable = deadline - MARGIN * budget_s - final_s - now
     more = math.floor(usable / epoch_s) if epoch_s > 0 else max_epochs
-    return int(min(max(done + max(more, 1), done + 1), max_epochs))
+    return int(min(done + max(more, 1), max_epochs))
 
 
 def schedule_of(optimizer: Any) -> Any:
@@ -241,8 +242,6 @@ class BudgetFit(keras.callbacks.Callback):
 
 def finish_record(path: Path, clock: BudgetClock) -> dict[str, Any] | None:
     """Add the run's actual wall-clock time, once scored, to ``RUN/budget.json``."""
-    import json
-
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
@@ -256,8 +255,6 @@ def finish_record(path: Path, clock: BudgetClock) -> dict[str, Any] | None:
 
 def resumed_epochs(run_root: Path, configured: int) -> int:
     """The epoch count a budget run had settled on before it was interrupted (else ``configured``)."""
-    import json
-
     path = Path(run_root) / BUDGET_FILE
     if not path.is_file():
         return configured
