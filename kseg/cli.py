@@ -447,8 +447,7 @@ def predict(model_path, inputs, out, runtime, threads, geojson, stats, **flags) 
     Every model kind goes through kseg.inference.segment_image: threshold, tiling, flips and
     postprocessing are the same for .tflite and .keras.
     """
-    from kseg.inference import load_predictor
-    from kseg.runtime import predict_files
+    from kseg.inference import load_predictor, predict_files
 
     options = options_from_flags(flags)
     files = _expand_inputs(inputs)

@@ -294,7 +294,7 @@ def store_model_threshold(model_path: str | os.PathLike[str], selection: dict[st
 
     ``.tflite``: its card's ``output.threshold`` (``threshold_source: validation``) and
     ``threshold_selection``; Keras: ``MODEL.threshold.json`` beside it (read by
-    :meth:`kseg.export.predictor.KerasPredictor.from_file`).
+    :meth:`kseg.runtime.KerasPredictor.from_file`).
     """
     import json
 

@@ -97,8 +97,8 @@ def test_errors(tmp_path):
 
 
 def test_predict_image_gives_original_size_and_pixel_contract():
-    """evaluate_model predicts through kseg.runtime.predict_image: raw pixels in, original size out."""
-    from kseg.runtime import predict_image
+    """evaluate_model predicts through kseg.inference.predict_image: raw pixels in, original size out."""
+    from kseg.inference import predict_image
 
     seen = {}
 

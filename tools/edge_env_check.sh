@@ -81,12 +81,13 @@ PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$MAIN_PY" - "$MODEL" "$IMAGES" "$
 import sys
 from pathlib import Path
 from kseg.data.io import is_image_file
-from kseg.runtime import TFLiteModel, predict_files
+from kseg.inference import predict_files
+from kseg.runtime import open_model
 model, images, out = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 files = sorted(p for p in images.iterdir() if is_image_file(p))
 if not files:
     sys.exit(f"error: {images}: no images")
-m = TFLiteModel(model, runtime="litert")
+m = open_model(model, runtime="litert")
 predict_files(m, files, out)
 print(f"{m.backend}: {len(files)} masks -> {out}")
 EOF
@@ -98,13 +99,14 @@ KSEG="$VENV/bin/kseg"
 if "$KSEG" predict --help >/dev/null 2>&1; then
   "$KSEG" predict --model "$MODEL" "$IMAGES" --out "$OUT/edge" --runtime tflite_runtime
 else
-  echo "NOTE: 'kseg predict' is not available in this checkout; calling kseg.runtime.predict_files"
+  echo "NOTE: 'kseg predict' is not available in this checkout; calling kseg.inference.predict_files"
   "$VENV/bin/python" - "$MODEL" "$IMAGES" "$OUT/edge" <<'EOF'
 import sys
 from pathlib import Path
 from kseg.data.io import is_image_file
-from kseg.runtime import TFLiteModel, predict_files
-m = TFLiteModel(sys.argv[1], runtime="tflite_runtime")
+from kseg.inference import predict_files
+from kseg.runtime import open_model
+m = open_model(sys.argv[1], runtime="tflite_runtime")
 predict_files(m, sorted(p for p in Path(sys.argv[2]).iterdir() if is_image_file(p)), sys.argv[3])
 EOF
 fi

@@ -304,9 +304,9 @@ def _write_samples(tmp, tflite, model_path, card, data, n, threshold) -> list[di
     import cv2
 
     from kseg.data.pipeline import load_splits
-    from kseg.runtime import TFLiteModel
+    from kseg.inference import mask_to_png, prob_to_mask
+    from kseg.runtime import open_model
     from kseg.runtime.model import dequantize
-    from kseg.runtime.predict import mask_to_png, prob_to_mask
     from kseg.training.rundir import resolve_data
 
     size = int(card["input"]["shape"][1])
@@ -321,8 +321,8 @@ def _write_samples(tmp, tflite, model_path, card, data, n, threshold) -> list[di
     # LiteRT's default CPU path (XNNPACK), which Android's LiteRT and MediaPipe Tasks also take,
     # and TFLite's builtin kernels (tflite-runtime 2.14, LiteRT without delegates): their int8
     # requantization rounds differently by one step on some elements, which grows over a deep net
-    m = TFLiteModel(tflite, runtime="litert")
-    ref = TFLiteModel(tflite, runtime="litert", delegate="none")
+    m = open_model(tflite, runtime="litert")
+    ref = open_model(tflite, runtime="litert", delegate="none")
     (tmp / "samples").mkdir()
     (tmp / "golden").mkdir()
     rows = []

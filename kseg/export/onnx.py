@@ -213,7 +213,7 @@ def export_onnx(
     from kseg.export.tflite import prepare_export
     from kseg.models import load_model, model_spec
     from kseg.models.complexity import count_macs, count_params
-    from kseg.runtime.onnx_model import ONNXModel
+    from kseg.runtime import open_model
 
     model_path = Path(model_path)
     try:
@@ -247,7 +247,7 @@ def export_onnx(
 
     threshold = cfg.train.threshold
     chain = prep.chain
-    candidate = ONNXModel(out)
+    candidate = open_model(out)
     raw = prep.check(model, candidate, out, candidate_name="onnx").summary
     parity = {k.replace("tflite_", "onnx_"): v for k, v in raw.items()}
 

@@ -72,10 +72,10 @@ def export_tflite(
     Returns:
         The card dict (also written as ``FILE.json`` and ``FILE.md``).
     """
-    from kseg.export.predictor import native_scale
     from kseg.models import load_model, model_spec
     from kseg.models.complexity import count_macs, count_params
-    from kseg.runtime import TFLiteModel
+    from kseg.runtime import open_model
+    from kseg.runtime.keras_model import native_scale
 
     model_path = Path(model_path)
     mode = Mode(mode)
@@ -105,7 +105,7 @@ def export_tflite(
     write_bytes(out, flatbuffer)
 
     threshold = cfg.train.threshold
-    candidate = TFLiteModel(out)
+    candidate = open_model(out)
     checked = prep.check(model, candidate, out)
     parity = checked.summary
     selection = None
@@ -204,7 +204,7 @@ class ExportInputs:
         Both see raw images and apply the run's filter chain themselves, as ``kseg predict``
         does; ``candidate.filters`` is set because its card (written after) records the chain.
         """
-        from kseg.export.predictor import KerasPredictor
+        from kseg.runtime import KerasPredictor
 
         threshold = self.config.train.threshold
         reference = KerasPredictor(

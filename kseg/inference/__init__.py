@@ -1,8 +1,9 @@
 """Whole-image inference: one path from an image of any size to a mask, statistics and polygons.
 
 Used by ``kseg predict``, ``kseg evaluate`` and ``kseg serve`` for ``.tflite`` and Keras models
-alike. numpy + OpenCV only (no TensorFlow, no SciPy): a ``.keras`` model loads TensorFlow lazily
-in :func:`load_predictor`.
+alike. numpy + OpenCV only (no TensorFlow, no SciPy). Models are opened by
+:func:`kseg.runtime.open_model` (a ``.keras`` model loads TensorFlow there, lazily);
+:func:`load_predictor` is that with one thread.
 
 Example:
     >>> from kseg.inference import InferenceOptions, load_predictor, segment_image
@@ -13,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from kseg.inference.files import predict_files
 from kseg.inference.options import Blend, InferenceOptions, TileMode, parse_spacing
 from kseg.inference.postprocess import postprocess
 from kseg.inference.segment import (
@@ -40,6 +42,7 @@ __all__ = [
     "overlay",
     "parse_spacing",
     "postprocess",
+    "predict_files",
     "predict_image",
     "predict_prob",
     "prob_to_mask",

@@ -6,17 +6,17 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from kseg.errors import DataError, ModelError
+from kseg.errors import DataError
 from kseg.inference.options import InferenceOptions
 from kseg.inference.postprocess import postprocess
 from kseg.inference.tiling import ProbInfo, predict_prob
 from kseg.inference.vector import class_components, mask_geojson, mask_stats
+from kseg.runtime import Predictor, open_model
 
 
 def prob_to_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -147,7 +147,7 @@ def segment_image(
 
     Args:
         predictor: a :class:`kseg.runtime.TFLiteModel`, a
-            :class:`kseg.export.predictor.KerasPredictor` (see :func:`load_predictor`) or any object
+            :class:`kseg.runtime.KerasPredictor` (see :func:`kseg.runtime.open_model`) or any object
             with ``input_size``, ``channels``, ``resize_mode``, ``threshold`` and ``predict``.
         image: uint8 ``(H, W)`` or ``(H, W, C)``; C must match the model.
         options: :class:`InferenceOptions` (default: no tiling unless the model was trained at
@@ -174,37 +174,10 @@ def segment_image(
 
 def load_predictor(
     path: str | os.PathLike[str], runtime: str | None = None, num_threads: int | None = 1
-):
-    """A predictor for a model file: ``.tflite`` -> :class:`kseg.runtime.TFLiteModel`, ``.onnx`` ->
-    :class:`kseg.runtime.ONNXModel` (onnxruntime, imported only then);
-    ``.keras`` / ``.h5`` / a run directory (its ``best.keras``) ->
-    :class:`kseg.export.predictor.KerasPredictor` (TensorFlow is imported only then).
-
-    Raises:
-        ModelError: missing file or an unknown kind of file.
-    """
-    p = Path(path)
-    if p.is_dir():
-        best = p / "best.keras"
-        if not best.is_file():
-            raise ModelError(
-                f"{p}: a folder but not a run directory (no best.keras); give a model file"
-            )
-        p = best
-    if not p.exists():
-        raise ModelError(f"{p}: model file not found")
-    suffix = p.suffix.lower()
-    if suffix in (".tflite", ".onnx"):
-        from kseg.runtime import open_model
-
-        return open_model(p, runtime=runtime or "auto", num_threads=num_threads)
-    if suffix in (".keras", ".h5", ".hdf5"):
-        from kseg.export.predictor import KerasPredictor
-
-        return KerasPredictor.from_file(p)
-    raise ModelError(
-        f"{p}: unknown model kind {suffix!r}; use a .tflite, .onnx, .keras or .h5 file"
-    )
+) -> Predictor:
+    """:func:`kseg.runtime.open_model` with inference's default of one thread (the service and
+    ``kseg predict`` run one interpreter per worker)."""
+    return open_model(path, runtime=runtime, num_threads=num_threads)
 
 
 __all__ = [

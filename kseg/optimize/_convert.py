@@ -96,12 +96,12 @@ def tflite_weight_entropy(tflite_bytes: bytes) -> dict[str, float]:
 
 def tflite_predict(tflite_bytes: bytes, images: np.ndarray) -> np.ndarray:
     """Probabilities (float32) from a TFLite model for pixel images, through the kseg runtime."""
-    from kseg.runtime import TFLiteModel
+    from kseg.runtime import open_model
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
         path.write_bytes(tflite_bytes)
-        return TFLiteModel(path).predict(np.asarray(images, np.float32))
+        return open_model(path).predict(np.asarray(images, np.float32))
 
 
 __all__ = [

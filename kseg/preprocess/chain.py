@@ -222,6 +222,9 @@ class _Denoiser:
     def __init__(self, predict, size: int) -> None:
         self.predict, self.size = predict, size
 
+    #: images per call, so a whole training set never goes through the model at once
+    chunk = 8
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         import cv2
 
@@ -232,7 +235,12 @@ class _Denoiser:
         if (h, w) != (self.size, self.size):
             x = np.stack([cv2.resize(im, (self.size, self.size)) for im in x])
             x = x.reshape(n, self.size, self.size, -1)
-        y = np.asarray(self.predict(x), np.float32)
+        y = np.concatenate(
+            [
+                np.asarray(self.predict(x[i : i + self.chunk]), np.float32)
+                for i in range(0, n, self.chunk)
+            ]
+        )
         if (h, w) != (self.size, self.size):
             y = np.stack([cv2.resize(im, (w, h)) for im in y]).reshape(n, h, w, -1)
         return _cast_like(y.reshape(batch.shape), batch)
@@ -242,15 +250,12 @@ def _load_denoiser(path: str) -> _Denoiser:
     p = Path(path)
     if not p.exists():
         raise ModelError(f"{p}: denoising_ae model file not found (data.preprocess)")
-    if p.suffix == ".tflite":
-        from kseg.runtime import TFLiteModel  # no TensorFlow
+    # Against the flow (preprocess sits below runtime): a denoising stage is a model, opened where
+    # every model is opened; TensorFlow only for a .keras denoiser.
+    from kseg.runtime import open_model
 
-        m = TFLiteModel(p)
-        return _Denoiser(m.predict, m.input_size)
-    from kseg.models import load_model  # TensorFlow, only for a .keras denoiser
-
-    model = load_model(p)
-    return _Denoiser(lambda x: model.predict(x, batch_size=8, verbose=0), int(model.input_shape[1]))
+    m = open_model(p)
+    return _Denoiser(m.predict, m.input_size)
 
 
 def apply_chain(spec: Any, images: np.ndarray) -> np.ndarray:

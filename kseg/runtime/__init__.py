@@ -1,18 +1,22 @@
-"""Edge runtime: run a kseg ``.tflite`` with LiteRT, tflite-runtime or tf.lite, without TensorFlow
-(and an ``.onnx`` with ONNX Runtime, an optional extra imported only when such a file is opened).
+"""Opening models: one place for ``.tflite`` (LiteRT, tflite-runtime or tf.lite), ``.onnx`` (ONNX
+Runtime, an optional extra) and ``.keras`` / run directories (TensorFlow), behind one predictor
+protocol (:class:`Predictor`: input spec, filter chain, threshold, card).
 
-This package imports only numpy, OpenCV (through :mod:`kseg.data.io`) and an interpreter package,
-so ``kseg predict`` and ``kseg bench`` work on a device that has nothing else.
+Importing this package imports only numpy, OpenCV and an interpreter package; TensorFlow only
+when a ``.keras`` file is opened, ONNX Runtime only when an ``.onnx`` file is. So ``kseg predict``
+and ``kseg bench`` on a ``.tflite`` work on a device that has nothing else. Whole images (tiling,
+thresholds, postprocessing, writing masks) are :mod:`kseg.inference`'s job.
 
 Example:
-    >>> from kseg.runtime import TFLiteModel, predict_files
-    >>> model = TFLiteModel("unet_int8.tflite", runtime="auto", num_threads=2)
-    >>> predict_files(model, [Path("scan.png")], "out/")
+    >>> from kseg.runtime import open_model
+    >>> model = open_model("unet_int8.tflite", runtime="auto", num_threads=2)
+    >>> prob = model.predict(pixels)          # raw pixels (N, S, S, C) -> (N, S, S, K)
 """
 
 from __future__ import annotations
 
 from kseg.runtime.backends import Delegate, Runtime, available_runtimes, load_backend
+from kseg.runtime.keras_model import KerasPredictor
 from kseg.runtime.model import (
     TFLiteModel,
     check_tflite_file,
@@ -20,12 +24,14 @@ from kseg.runtime.model import (
     quantize,
     read_card,
 )
-from kseg.runtime.onnx_model import ONNXModel, is_onnx, open_model
-from kseg.runtime.predict import Predictor, mask_to_png, overlay, predict_files, prob_to_mask
-from kseg.runtime.tiling import predict_image
+from kseg.runtime.onnx_model import ONNXModel, is_onnx
+from kseg.runtime.open import ModelKind, open_model, resolve_model_path
+from kseg.runtime.protocol import Predictor
 
 __all__ = [
     "Delegate",
+    "KerasPredictor",
+    "ModelKind",
     "ONNXModel",
     "Predictor",
     "Runtime",
@@ -35,12 +41,8 @@ __all__ = [
     "dequantize",
     "is_onnx",
     "load_backend",
-    "mask_to_png",
     "open_model",
-    "overlay",
-    "predict_files",
-    "predict_image",
-    "prob_to_mask",
     "quantize",
     "read_card",
+    "resolve_model_path",
 ]

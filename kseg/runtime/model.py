@@ -118,8 +118,7 @@ class TFLiteModel:
 
     Example:
         >>> m = TFLiteModel("model_int8.tflite", num_threads=1)
-        >>> prob = m.predict_image(read_image("scan.png", m.channels))   # (H, W, K) float32
-        >>> mask = (prob[..., 0] >= m.threshold).astype("uint8")
+        >>> prob = m.predict(pixels)      # (N, S, S, K) float32; whole images: kseg.inference
     """
 
     def __init__(
@@ -240,17 +239,6 @@ class TFLiteModel:
                 [self.invoke_raw(x[i : i + self._batch]) for i in range(0, len(x), self._batch)]
             )
         return dequantize(raw, self.output_scale, self.output_zero_point)
-
-    def predict_image(
-        self, image: np.ndarray, *, tile: bool = False, overlap: float = 0.25
-    ) -> np.ndarray:
-        """Probabilities float32 ``(H, W, K)`` for one uint8 image ``(H, W[, C])`` of any size.
-
-        See :func:`kseg.runtime.tiling.predict_image` for ``tile`` and ``overlap``.
-        """
-        from kseg.runtime.tiling import predict_image
-
-        return predict_image(self, image, tile=tile, overlap=overlap)
 
     __call__ = predict
 

@@ -125,7 +125,11 @@ class ONNXModel:
         card_in = (self.card or {}).get("input", {})
         card_out = (self.card or {}).get("output", {})
         self.threshold: float = float(card_out.get("threshold", 0.5))
+        self.threshold_source: str = str(
+            card_out.get("threshold_source", "config" if self.card else "default")
+        )
         self.resize_mode: str = str(card_in.get("resize", "stretch"))
+        self.native_scale: bool | None = card_in.get("native_scale")
         self.output_activation: str = str(
             card_out.get("activation", "sigmoid" if self.num_classes == 1 else "softmax")
         )
@@ -150,14 +154,6 @@ class ONNXModel:
             return np.asarray(self.invoke_raw(x), np.float32)
         parts = [self.invoke_raw(x[i : i + self._batch]) for i in range(0, len(x), self._batch)]
         return np.concatenate(parts).astype(np.float32)
-
-    def predict_image(
-        self, image: np.ndarray, *, tile: bool = False, overlap: float = 0.25
-    ) -> np.ndarray:
-        """Probabilities ``(H, W, K)`` for one uint8 image of any size (see kseg.runtime.tiling)."""
-        from kseg.runtime.tiling import predict_image
-
-        return predict_image(self, image, tile=tile, overlap=overlap)
 
     __call__ = predict
 
@@ -187,25 +183,3 @@ class ONNXModel:
             f"ONNXModel({str(self.path)!r}, onnxruntime {self.backend_version}, input="
             f"{self.input_size}x{self.input_size}x{self.channels}, classes={self.num_classes})"
         )
-
-
-def open_model(
-    path: str | os.PathLike[str],
-    *,
-    runtime: str = "auto",
-    num_threads: int | None = None,
-    delegate: str | None = None,
-):
-    """A :class:`ONNXModel` for ``.onnx`` (``runtime`` is ignored: it names TFLite interpreters),
-    else a :class:`~kseg.runtime.TFLiteModel`."""
-    if is_onnx(path):
-        if delegate not in (None, "none", "xnnpack", "cpu"):
-            raise ConfigError(
-                f"--delegate {delegate}: .onnx models run on ONNX Runtime's CPU provider"
-            )
-        # --runtime names a TFLite interpreter (litert, tflite_runtime, tf); an .onnx file beside
-        # .tflite files in one bench report always runs on onnxruntime
-        return ONNXModel(path, num_threads=num_threads)
-    from kseg.runtime.model import TFLiteModel
-
-    return TFLiteModel(path, runtime=runtime, num_threads=num_threads, delegate=delegate)

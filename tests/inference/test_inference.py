@@ -339,7 +339,7 @@ class Block:
 sys.meta_path.insert(0, Block())
 import numpy as np
 from kseg.inference import InferenceOptions, segment_image
-from kseg.runtime import predict_files
+from kseg.inference import predict_files
 class M:
     input_size, channels, resize_mode, threshold = 16, 1, 'stretch', 0.5
     def predict(self, b): return (b / 255.0).astype(np.float32)

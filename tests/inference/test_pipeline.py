@@ -112,7 +112,7 @@ def test_predict_option_errors_are_one_line(float_tflite, tmp_path):
 
 
 def test_evaluate_stores_a_threshold_that_predict_and_evaluate_reuse(run_copy, tmp_path):
-    from kseg.export.predictor import KerasPredictor
+    from kseg.runtime import KerasPredictor
 
     model = run_copy / "best.keras"
     one_line_error(

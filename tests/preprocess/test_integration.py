@@ -47,9 +47,8 @@ def test_training_path_card_and_runtime_filter_identically(filtered_run):
     from kseg.config import load_config
     from kseg.data.pipeline import load_splits
     from kseg.export import export_tflite
-    from kseg.export.predictor import KerasPredictor
     from kseg.preprocess import Chain
-    from kseg.runtime import TFLiteModel
+    from kseg.runtime import KerasPredictor, TFLiteModel
 
     cfg = load_config(filtered_run / "config.yaml")
     card = export_tflite(filtered_run / "best.keras", "float32", max_dice_drop=-1)

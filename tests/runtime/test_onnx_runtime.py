@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from kseg.cli import main
 from kseg.errors import ConfigError, ModelError
+from kseg.inference import predict_image
 from kseg.runtime import ONNXModel, Predictor, TFLiteModel, open_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ def test_onnx_model_follows_the_predictor_contract(tiny_onnx):
     want = tiny_onnx["keras"](x, training=False).numpy()
     assert got.dtype == np.float32 and got.shape == (5, 32, 32, 1)
     assert float(np.max(np.abs(got - want))) < 1e-5
-    prob = m.predict_image(np.full((50, 70), 128, np.uint8))
+    prob = predict_image(m, np.full((50, 70), 128, np.uint8))
     assert prob.shape == (50, 70, 1)
     assert m.describe()["backend"] == "onnxruntime" and m.describe()["num_threads"] == 1
 

@@ -13,16 +13,15 @@ import numpy as np
 import pytest
 
 from kseg.errors import ConfigError, DataError, ModelError
+from kseg.inference import predict_files, predict_image
+from kseg.inference.tiling import blend_window, tile_starts
 from kseg.runtime import (
     Predictor,
     TFLiteModel,
     available_runtimes,
     dequantize,
-    predict_files,
-    predict_image,
     quantize,
 )
-from kseg.runtime.tiling import blend_window, tile_starts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -164,14 +163,14 @@ def test_tiling_reconstructs_identity_predictor():
 def test_predict_image_any_size_and_channel_check(tiny_tflite):
     m = TFLiteModel(tiny_tflite["int8"])
     img = np.random.default_rng(0).integers(0, 256, (70, 50, 1)).astype(np.uint8)
-    assert m.predict_image(img).shape == (70, 50, 1)
-    assert m.predict_image(img[..., 0], tile=True).shape == (70, 50, 1)
+    assert predict_image(m, img).shape == (70, 50, 1)
+    assert predict_image(m, img[..., 0], tile=True).shape == (70, 50, 1)
     same = img[:32, :32]
     np.testing.assert_allclose(
-        m.predict_image(same)[None], m.predict(same[None].astype(np.float32)), atol=1e-6
+        predict_image(m, same)[None], m.predict(same[None].astype(np.float32)), atol=1e-6
     )
     with pytest.raises(DataError, match="3 channels but the model expects 1"):
-        m.predict_image(np.zeros((32, 32, 3), np.uint8))
+        predict_image(m, np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(DataError, match="does not match the model"):
         m.predict(np.zeros((1, 16, 16, 1), np.float32))
 

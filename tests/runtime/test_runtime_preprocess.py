@@ -10,6 +10,7 @@ import sys
 import numpy as np
 
 from kseg.data.io import fit_to_size
+from kseg.inference import predict_image
 from kseg.preprocess import Chain
 
 CHAIN = [{"srad": {"iterations": 5}}, {"clahe": {"clip": 2.5}}]
@@ -41,7 +42,7 @@ def test_runtime_reads_the_chain_and_filters_before_the_model(tiny_tflite, tmp_p
     np.testing.assert_array_equal(got, want)
     assert not np.allclose(got, bare.predict(x[None].astype(np.float32)))  # it did filter
     # whole-image prediction goes through the same path
-    full = m.predict_image(image)
+    full = predict_image(m, image)
     assert full.shape == (50, 70, 1)
 
 

@@ -1,6 +1,6 @@
-"""Predict masks for image files with any predictor (TFLite here, Keras elsewhere); no TensorFlow.
+"""Masks, overlays, GeoJSON and statistics for image files, with any predictor; no TensorFlow.
 
-``kseg predict`` calls :func:`predict_files` for both model kinds, so a ``.tflite`` on a device and
+``kseg predict`` calls :func:`predict_files` for every model kind, so a ``.tflite`` on a device and
 a ``.keras`` on a workstation write the same files through the same path
 (:func:`kseg.inference.segment_image`): ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png``
 (the image with the mask outline and a tint), and on request ``<stem>.geojson`` (one polygon per
@@ -12,30 +12,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
-
-import numpy as np
+from typing import Any
 
 from kseg.atomic import write_bytes, write_json
 from kseg.data.io import read_image
 from kseg.inference.options import InferenceOptions
-from kseg.inference.segment import encode_png, mask_to_png, overlay, prob_to_mask, segment_image
-
-
-@runtime_checkable
-class Predictor(Protocol):
-    """What :func:`predict_files` and :func:`kseg.inference.segment_image` need of a model.
-
-    ``predict`` takes raw pixels float32 ``(N, S, S, C)`` in [0, 255] and returns probabilities
-    float32 ``(N, S, S, K)`` (K = 1: sigmoid, K > 1: softmax).
-    """
-
-    input_size: int
-    channels: int
-    resize_mode: str
-    threshold: float
-
-    def predict(self, batch: np.ndarray) -> np.ndarray: ...
+from kseg.inference.segment import segment_image
+from kseg.runtime.protocol import Predictor
 
 
 def predict_files(
@@ -100,4 +83,4 @@ def predict_files(
     return records
 
 
-__all__ = ["Predictor", "encode_png", "mask_to_png", "overlay", "predict_files", "prob_to_mask"]
+__all__ = ["predict_files"]

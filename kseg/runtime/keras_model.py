@@ -1,16 +1,20 @@
 """A Keras model behind the same :class:`kseg.runtime.Predictor` interface as a ``.tflite``.
 
-``kseg predict`` and the parity gate therefore pre- and post-process both model kinds with the
-same code (:func:`kseg.inference.segment_image`).
+``kseg predict``, the parity gate and the service therefore pre- and post-process every model kind
+with the same code (:func:`kseg.inference.segment_image`). This module imports no TensorFlow:
+:meth:`KerasPredictor.from_file` loads it (through :mod:`kseg.models`) when a ``.keras`` file is
+opened, and the run directory's config is read only then.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from kseg.training.rundir import find_run_dir
+from kseg.errors import ModelError
 
 
 def native_scale(data_cfg, max_images: int = 8) -> bool | None:
@@ -25,7 +29,7 @@ def native_scale(data_cfg, max_images: int = 8) -> bool | None:
     try:
         import cv2
 
-        from kseg.data.folder import scan_folder
+        from kseg.data.folder import scan_folder  # a folder's images: numpy + OpenCV
 
         samples = scan_folder(data_cfg.path, data_cfg.group_regex, require_masks=False)[:max_images]
         sizes = []
@@ -41,10 +45,6 @@ def native_scale(data_cfg, max_images: int = 8) -> bool | None:
 
 def read_stored_threshold(model_path: str | Path) -> float | None:
     """The validated threshold in ``MODEL.threshold.json`` (``kseg evaluate --store-threshold``)."""
-    import json
-
-    from kseg.errors import ModelError
-
     p = Path(model_path).with_suffix(".threshold.json")
     if not p.is_file():
         return None
@@ -96,17 +96,21 @@ class KerasPredictor:
         self.resize_mode = str(resize_mode)
         self.native_scale = native_scale
         self.threshold_source = threshold_source
+        #: the model card's counterpart for a Keras file: None (no card)
+        self.card: dict[str, Any] | None = None
+        self.path: Path | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> KerasPredictor:
         """Load a model; threshold and resize mode come from its run directory when it has one,
         a validated threshold from ``MODEL.threshold.json`` when present."""
         from kseg.config import load_config
-        from kseg.models import load_model
+        from kseg.models import load_model  # TensorFlow: only here
+        from kseg.training.rundir import find_run_dir
 
         model = load_model(path)
         run = find_run_dir(path)
-        kw: dict = {}
+        kw: dict[str, Any] = {}
         if run is not None:
             cfg = load_config(run.config)
             kw = {
@@ -119,7 +123,9 @@ class KerasPredictor:
         stored = read_stored_threshold(path)
         if stored is not None:
             kw.update(threshold=stored, threshold_source="validation")
-        return cls(model, **kw)
+        predictor = cls(model, **kw)
+        predictor.path = Path(path)
+        return predictor
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, np.float32)
@@ -128,3 +134,11 @@ class KerasPredictor:
         if self.filters:
             batch = self.filters.apply_pixels(batch)
         return np.asarray(self.model(batch, training=False), np.float32)
+
+    __call__ = predict
+
+    def __repr__(self) -> str:
+        return (
+            f"KerasPredictor({str(self.path or self.model.name)!r}, input={self.input_size}x"
+            f"{self.input_size}x{self.channels}, classes={self.num_classes})"
+        )
