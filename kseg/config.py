@@ -133,6 +133,15 @@ class DataConfig:
             see :mod:`kseg.preprocess`. Stored with defaults filled in, and in the model card.
         mean / std: normalization of pixel/255, per channel or one value; stored inside the model.
         cache: cache decoded, resized images in memory.
+        classes: ordered mapping of foreground class name -> the value its pixels hold in the
+            mask files: an id (palette index or grey value, >= 1) or a colour ``[R, G, B]``,
+            e.g. ``{nerve: 1, vessel: 2}`` or ``{tumour: [255, 0, 0]}`` (a list of names means
+            ids 1, 2, ...). The model's class id of a name is its position + 1 (background is 0);
+            see :func:`class_names`. With two or more names ``model.num_classes`` follows
+            (``len + 1``) unless ``merge_classes`` is set.
+        merge_classes: train masks that hold several foreground classes as binary (every
+            non-zero id is foreground). Without it, ``kseg train`` refuses such a folder with
+            ``model.num_classes: 1`` (the binary-merge guard).
     """
 
     path: str | None = None
@@ -151,6 +160,8 @@ class DataConfig:
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     cache: bool = True
+    classes: dict[str, Any] = field(default_factory=dict)
+    merge_classes: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -277,7 +288,30 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
-    return _build(Config, raw, prefix="", source=source)
+    cfg = _build(Config, raw, prefix="", source=source)
+    model_raw = raw.get("model") if isinstance(raw, dict) else None
+    explicit = isinstance(model_raw, dict) and "num_classes" in model_raw
+    return _classes_vs_num_classes(cfg, explicit=explicit, source=source)
+
+
+def class_names(cfg: Config) -> tuple[str, ...]:
+    """Names of the model's output classes; index = class id, ``"background"`` first.
+
+    Binary models (``model.num_classes == 1``): ``("background", NAME)``, NAME being the one
+    class named in ``data.classes`` or ``"foreground"``. Multi-class: ``("background", *names)``
+    from ``data.classes``, else ``("background", "class_1", "class_2", ...)``.
+
+    Example:
+        >>> class_names(load_config(None, {"data.classes": {"nerve": 1, "vessel": 2}}))
+        ('background', 'nerve', 'vessel')
+    """
+    names = tuple(cfg.data.classes)
+    k = int(cfg.model.num_classes)
+    if k <= 1:
+        return ("background", names[0] if len(names) == 1 else "foreground")
+    if len(names) == k - 1:
+        return ("background", *names)
+    return ("background", *(f"class_{i}" for i in range(1, k)))
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -299,6 +333,8 @@ def save_config(config: Config, path: str | Path) -> Path:
 def replace(config: Config, **sections: Any) -> Config:
     """``replace(cfg, train={"epochs": 2})``: a copy with some keys changed, validated again."""
     raw = to_dict(config)
+    if "classes" in sections.get("data", {}) and "num_classes" not in sections.get("model", {}):
+        raw["model"].pop("num_classes", None)  # new class names: num_classes follows them again
     for section, values in sections.items():
         for key, value in values.items():
             _set_dotted(raw, f"{section}.{key}", value)
@@ -367,8 +403,100 @@ def _preprocess(value: Any, *, key: str, source: str) -> tuple[dict[str, Any], .
     return parse_chain(value, where=f"{source}: {key}")
 
 
+_RESERVED_NAMES = {"background"}
+
+
+def _classes(value: Any, *, key: str, source: str) -> dict[str, int | tuple[int, int, int]]:
+    """``data.classes``: name -> id (int >= 1) or colour ``[R, G, B]``; a list means ids 1..K."""
+    if value is None:
+        return {}
+    if isinstance(value, (list, tuple)):
+        value = {name: i + 1 for i, name in enumerate(value)}
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{source}: {key} must map class names to ids or colours, e.g. "
+            f"{{nerve: 1, vessel: 2}} or {{tumour: [255, 0, 0]}}; got {value!r}"
+        )
+    out: dict[str, int | tuple[int, int, int]] = {}
+    for name, v in value.items():
+        if not isinstance(name, str) or not name.strip() or any(c in name for c in "\n\r\t,"):
+            raise ConfigError(
+                f"{source}: {key}: class name {name!r} is not valid; use a non-empty word "
+                f"without commas, tabs or line breaks"
+            )
+        if name.strip().lower() in _RESERVED_NAMES:
+            raise ConfigError(
+                f"{source}: {key}: {name!r} is reserved for id 0; name only the foreground classes"
+            )
+        if _is_int(v) and not isinstance(v, bool) and 1 <= int(v) <= 65535:
+            out[name.strip()] = int(v)
+        elif (
+            isinstance(v, (list, tuple))
+            and len(v) == 3
+            and all(_is_int(c) and not isinstance(c, bool) and 0 <= int(c) <= 255 for c in v)
+            and any(int(c) for c in v)
+        ):
+            out[name.strip()] = (int(v[0]), int(v[1]), int(v[2]))
+        else:
+            raise ConfigError(
+                f"{source}: {key}.{name} = {v!r} is not valid; use an id 1..65535 (palette index "
+                f"or grey value in the masks) or a colour [R, G, B] other than black"
+            )
+    kinds = {isinstance(v, int) for v in out.values()}
+    if len(kinds) > 1:
+        raise ConfigError(
+            f"{source}: {key} mixes ids and colours; the masks hold either ids or colours, "
+            f"so give all classes as ids or all as [R, G, B]"
+        )
+    seen: dict[Any, str] = {}
+    for name, v in out.items():
+        if v in seen:
+            raise ConfigError(
+                f"{source}: {key}: {seen[v]} and {name} both have {list(v) if isinstance(v, tuple) else v}; "
+                f"give each class its own id or colour"
+            )
+        seen[v] = name
+    return out
+
+
+def _classes_vs_num_classes(cfg: Config, *, explicit: bool, source: str) -> Config:
+    """``model.num_classes`` follows ``data.classes`` (len + 1) unless set to something else."""
+    names = list(cfg.data.classes)
+    k = int(cfg.model.num_classes)
+    if k < 1:
+        raise ConfigError(
+            f"{source}: model.num_classes = {k} is not valid; use 1 (binary) or the number of "
+            f"classes including background"
+        )
+    if not names:
+        return cfg
+    shown = ", ".join(names)
+    if cfg.data.merge_classes:
+        if k != 1:
+            raise ConfigError(
+                f"{source}: data.merge_classes trains one foreground (binary) but "
+                f"model.num_classes = {k}; drop one of the two keys"
+            )
+        return cfg
+    want = len(names) + 1
+    if k == want or (len(names) == 1 and k == 1):
+        return cfg
+    if k == 1 and not explicit:
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=want))
+    raise ConfigError(
+        f"{source}: model.num_classes = {k} but data.classes names {len(names)} class(es) "
+        f"({shown}), which needs model.num_classes = {want}"
+        + (" (or data.merge_classes: true to train them as one foreground)" if k == 1 else "")
+        + "; drop model.num_classes or fix data.classes"
+    )
+
+
 #: keys with their own parser (value -> validated value)
-_SPECIAL = {"data.channels": _channels, "data.preprocess": _preprocess}
+_SPECIAL = {
+    "data.channels": _channels,
+    "data.preprocess": _preprocess,
+    "data.classes": _classes,
+}
 
 
 def _coerce(tp: Any, value: Any, *, key: str, source: str) -> Any:

@@ -43,3 +43,16 @@ def trained_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(load_config(None, TINY_RUN), out, verbose=0)
     return out
+
+
+USGRA = Path(os.environ.get("KSEG_USGRA", REPO.parent / "shared" / "data" / "usgra"))
+
+
+@pytest.fixture(scope="session")
+def usgra_dir() -> Path:
+    """The real USGRA nerve/vessel subset (palette masks, 3 classes); skipped where absent."""
+    if not (USGRA / "masks").is_dir():
+        pytest.skip(
+            f"real USGRA data not found at {USGRA} (set KSEG_USGRA or place ../shared beside the repo)"
+        )
+    return USGRA

@@ -99,3 +99,79 @@ def test_shipped_configs_parse():
     assert configs, "configs/*.yaml missing"
     for path in configs:
         load_config(path)
+
+
+# ---------------------------------------------------------------------------- data.classes
+
+
+def test_classes_set_num_classes_and_round_trip(tmp_path):
+    from kseg.config import class_names
+
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  classes: {nerve: 1, vessel: 2}\n")
+    cfg = load_config(path)
+    assert cfg.model.num_classes == 3  # follows the names (default 1 left alone)
+    assert class_names(cfg) == ("background", "nerve", "vessel")
+    save_config(cfg, tmp_path / "run.yaml")
+    assert "classes:\n    nerve: 1\n    vessel: 2\n" in (tmp_path / "run.yaml").read_text()
+    assert load_config(tmp_path / "run.yaml") == cfg
+    # --set, whole mapping (YAML flow style) or one dotted key per class
+    a = load_config(None, {"data.classes": {"nerve": 1, "vessel": 2}})
+    b = load_config(None, {"data.classes.nerve": 1, "data.classes.vessel": 2})
+    assert a == b == cfg
+    # colours, list form, explicit consistent num_classes
+    c = load_config(None, {"data.classes": {"tumour": [255, 0, 0]}})
+    assert c.data.classes == {"tumour": (255, 0, 0)} and c.model.num_classes == 1
+    assert to_dict(c)["data"]["classes"] == {"tumour": [255, 0, 0]}
+    assert class_names(c) == ("background", "tumour")
+    d = load_config(None, {"data.classes": ["liver", "lesion"], "model.num_classes": 3})
+    assert d.data.classes == {"liver": 1, "lesion": 2}
+    # replace() with new names: num_classes follows them again
+    e = replace(cfg, data={"classes": {"a": 1, "b": 2, "c": 3}})
+    assert e.model.num_classes == 4 and class_names(e)[3] == "c"
+    assert replace(cfg, data={"channels": 1}).model.num_classes == 3
+
+
+def test_class_names_without_names():
+    from kseg.config import class_names
+
+    assert class_names(Config()) == ("background", "foreground")
+    four = load_config(None, {"model.num_classes": 4})
+    assert class_names(four) == ("background", "class_1", "class_2", "class_3")
+    merged = load_config(None, {"data.classes": ["a", "b"], "data.merge_classes": True})
+    assert merged.model.num_classes == 1
+    assert class_names(merged) == ("background", "foreground")
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        (
+            {"data": {"classes": {"nerve": 1, "vessel": 2}}, "model": {"num_classes": 5}},
+            "model.num_classes = 5 but data.classes names 2 class(es) (nerve, vessel), which "
+            "needs model.num_classes = 3",
+        ),
+        (
+            {"data": {"classes": {"nerve": 1, "vessel": 2}}, "model": {"num_classes": 1}},
+            "(or data.merge_classes: true to train them as one foreground)",
+        ),
+        (
+            {"data": {"classes": ["a", "b"], "merge_classes": True}, "model": {"num_classes": 3}},
+            "data.merge_classes trains one foreground (binary) but model.num_classes = 3",
+        ),
+        ({"data": {"classes": {"a": 0}}}, "data.classes.a = 0 is not valid; use an id 1..65535"),
+        ({"data": {"classes": {"a": [0, 0, 0]}}}, "or a colour [R, G, B] other than black"),
+        ({"data": {"classes": {"a": [300, 0, 0]}}}, "data.classes.a = [300, 0, 0] is not valid"),
+        ({"data": {"classes": {"a": 1, "b": [1, 2, 3]}}}, "data.classes mixes ids and colours"),
+        ({"data": {"classes": {"a": 2, "b": 2}}}, "data.classes: a and b both have 2"),
+        ({"data": {"classes": {"background": 1}}}, "'background' is reserved for id 0"),
+        ({"data": {"classes": {"a,b": 1}}}, "class name 'a,b' is not valid"),
+        ({"data": {"classes": "nerve"}}, "data.classes must map class names to ids or colours"),
+        ({"model": {"num_classes": 0}}, "model.num_classes = 0 is not valid"),
+    ],
+)
+def test_classes_errors_name_both_keys(raw, needle):
+    with pytest.raises(ConfigError) as err:
+        from_dict(raw, source="my.yaml")
+    msg = str(err.value)
+    assert needle in msg and msg.startswith("my.yaml") and "\n" not in msg

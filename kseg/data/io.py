@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,63 +191,300 @@ def _from_decoded(arr: np.ndarray | None, channels: int, path: object) -> np.nda
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None]
 
 
+#: how a mask file stores its labels (:class:`StoredMask`)
+MASK_KINDS = ("palette", "gray", "colour", "lossy")
+
+
+@dataclass(frozen=True)
+class StoredMask:
+    """The labels of a mask file as stored, before they become a binary mask or class ids.
+
+    Attributes:
+        kind: ``palette`` (indexed PNG/BMP/TIFF: ``values`` are the palette indices), ``gray``
+            (one channel, 8 or 16 bit; RGB files whose channels are equal count as gray),
+            ``colour`` (real colour: ``values`` are the largest channel, ``rgb`` the colours) or
+            ``lossy`` (JPEG: ``values`` are the largest channel).
+        values: ``(H, W)`` integer array (see ``kind``).
+        rgb: ``(H, W, 3)`` uint8 colours for ``colour`` masks and palette masks (the palette
+            applied), else ``None``.
+    """
+
+    kind: str
+    values: np.ndarray
+    rgb: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.values.shape[0]), int(self.values.shape[1])
+
+
 def read_mask(
     path: str | os.PathLike[str],
     num_classes: int = 1,
     *,
+    classes: Mapping[str, int | Sequence[int]] | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Read a mask as uint8 ``(H, W)``: binary ``{0, 1}`` (``num_classes == 1``) or class ids.
 
-    With ``num_classes > 1`` the stored values are the class ids ``0 .. num_classes - 1``
-    (a 0/255 mask becomes 0/1); other values are an error naming the file. With
-    ``num_classes == 1`` (binary):
+    How the stored labels become class ids:
 
-    Accepted encodings: 0/255, 0/1, any label image (16-bit too), RGB colour masks and palette
-    PNGs. Every non-zero pixel (in any colour channel) is foreground. OpenCV expands a palette PNG
-    to its colours, so the palette entry of the background index must be black (index 0 is black
-    in every common tool). JPEG masks are thresholded at half range (>= 128) instead, because JPEG
-    compression leaves small non-zero values around edges. An alpha channel is ignored.
+    - ``classes`` (``data.classes``) given: each named class's id or colour in the file becomes
+      its position + 1 (background 0). Ids are palette indices (palette PNGs) or grey values;
+      colours are matched exactly, and anti-aliased blends to the nearest listed colour or black.
+      A value or colour that is not listed is an error naming the file and the value.
+    - palette (indexed) PNGs, as LabelMe and PASCAL VOC tools write them: the *index* is the class
+      id (0 = background), whatever colour the palette gives it.
+    - grayscale label images (8 or 16 bit): the value is the class id; a 0/255 mask is 0/1.
+    - colour (RGB) masks without a table: binary only (any non-zero channel is foreground); for
+      several classes name the colours in ``data.classes``.
+    - JPEG masks are thresholded at half range (>= 128), because compression leaves small values
+      around edges.
+
+    With ``num_classes == 1`` (binary) every non-zero label is foreground. ``kseg train`` refuses
+    masks that hold several foreground classes unless ``data.merge_classes`` says to merge them
+    (:func:`foreground_ids`). An alpha channel is ignored.
 
     Raises:
-        DataError: the file is missing, empty, corrupt or not an image.
+        DataError: the file is missing, empty, corrupt or not an image; or its labels are not
+            class ids ``0 .. num_classes - 1`` / not in ``classes``.
     """
-    return labels_to_mask(read_mask_labels(path, max_pixels=max_pixels), path, num_classes)
+    stored = read_stored_mask(path, max_pixels=max_pixels)
+    return mask_to_ids(stored, path, num_classes, classes)
 
 
-def read_mask_labels(
+def read_stored_mask(
     path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
-) -> np.ndarray:
-    """The stored mask values, one channel ``(H, W)`` (colour masks: the largest channel)."""
+) -> StoredMask:
+    """Decode a mask file into its stored labels (:class:`StoredMask`), nothing interpreted."""
     check_pixels(path, max_pixels)
+    if _is_palette_png(path):  # decode once, by index (OpenCV would expand the palette)
+        indexed = _palette_indices(path)
+        if indexed is not None:
+            return indexed
     arr = _imread(path)
     if arr is None or arr.size == 0:
         raise DataError(
             f"{path}: cannot read mask (corrupt or not an image); re-save it as PNG with 0/255 values"
         )
-    if arr.ndim == 3:
-        arr = arr[..., :3].max(axis=2) if arr.shape[2] >= 3 else arr[..., 0]
-    return arr
+    if str(path).lower().endswith(_LOSSY):
+        return StoredMask("lossy", arr[..., :3].max(axis=2) if arr.ndim == 3 else arr)
+    if arr.ndim == 3 and arr.shape[2] >= 3:
+        # OpenCV expands a palette to colours; the indices are the labels: read them with Pillow
+        indexed = _palette_indices(path)
+        if indexed is not None:
+            return indexed
+        bgr = arr[..., :3]
+        if (bgr[..., 0] == bgr[..., 1]).all() and (bgr[..., 1] == bgr[..., 2]).all():
+            return StoredMask("gray", bgr[..., 0])
+        rgb = np.ascontiguousarray(bgr[..., ::-1])
+        return StoredMask("colour", bgr.max(axis=2), _to_uint8(rgb))
+    return StoredMask("gray", arr[..., 0] if arr.ndim == 3 else arr)
+
+
+def _is_palette_png(path: str | os.PathLike[str]) -> bool:
+    """True for a PNG whose IHDR colour type is 3 (indexed)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(26)
+    except OSError:
+        return False
+    return len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[25] == 3
+
+
+def _palette_indices(path: str | os.PathLike[str]) -> StoredMask | None:
+    """Palette indices and colours of an indexed image, or None (not indexed, or no Pillow)."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow comes with matplotlib
+        return None
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "PA"):
+                return None
+            idx = np.asarray(im if im.mode == "P" else im.getchannel(0), dtype=np.uint8)
+            pal = np.zeros((256, 3), np.uint8)
+            raw = np.frombuffer(bytes(im.getpalette() or []), np.uint8)[: 256 * 3]
+            pal.reshape(-1)[: raw.size] = raw
+    except Exception:  # Pillow cannot decode what OpenCV could: keep OpenCV's colours
+        return None
+    used = np.unique(idx)
+    black = ~pal[used].any(axis=1)
+    if pal[0].any() and black[used != 0].any():
+        # a colour image stored with a palette (black is not index 0): the colours are the labels
+        return None
+    return StoredMask("palette", idx, pal[idx])
+
+
+def _colour_key(rgb: np.ndarray) -> np.ndarray:
+    a = rgb.astype(np.int32)
+    return (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
+
+
+def _colour_str(key: int) -> str:
+    return f"[{key >> 16}, {(key >> 8) & 255}, {key & 255}]"
+
+
+def mask_to_ids(
+    stored: StoredMask,
+    path: str | os.PathLike[str],
+    num_classes: int = 1,
+    classes: Mapping[str, int | Sequence[int]] | None = None,
+) -> np.ndarray:
+    """Stored labels -> uint8 binary mask or class ids (the rules of :func:`read_mask`)."""
+    if stored.kind == "lossy":
+        return (_to_uint8(stored.values) >= 128).astype(np.uint8)
+    if classes:
+        ids = _ids_from_table(stored, path, classes)
+        return (ids != 0).astype(np.uint8) if num_classes <= 1 else ids
+    labels = stored.values
+    if num_classes <= 1:
+        return (labels != 0).astype(np.uint8)
+    if stored.kind == "colour":
+        keys = foreground_ids(stored)[1]
+        shown = ", ".join(_colour_str(k) for k in keys[:4])
+        example = ", ".join(f"class_{i + 1}: {_colour_str(k)}" for i, k in enumerate(keys[:2]))
+        raise DataError(
+            f"{path}: colour mask (colours {shown}) for model.num_classes = {num_classes}; "
+            f"name each class's colour in data.classes, e.g. {{{example}}}"
+        )
+    values = np.unique(labels)
+    if set(values.tolist()) <= {0, 255} and stored.kind == "gray":
+        return (labels != 0).astype(np.uint8)
+    if values.max() >= num_classes or values.min() < 0:
+        what = "palette indices" if stored.kind == "palette" else "mask values"
+        raise DataError(
+            f"{path}: {what} {', '.join(map(str, values[:8].tolist()))} are not class ids "
+            f"0..{num_classes - 1} (model.num_classes = {num_classes}); store one id per class "
+            f"or map the values in data.classes"
+        )
+    return labels.astype(np.uint8)
+
+
+def _ids_from_table(
+    stored: StoredMask, path: str | os.PathLike[str], classes: Mapping[str, int | Sequence[int]]
+) -> np.ndarray:
+    table = list(classes.items())
+    by_colour = not isinstance(table[0][1], int)
+    if not by_colour:
+        if stored.kind == "colour":
+            raise DataError(
+                f"{path}: colour mask, but data.classes gives ids; give each class its colour "
+                f"[R, G, B] in data.classes instead"
+            )
+        labels = stored.values
+        lut_size = int(max(int(labels.max(initial=0)), max(int(v) for _, v in table))) + 1  # type: ignore[arg-type]
+        lut = np.full(lut_size, -1, np.int32)
+        lut[0] = 0
+        for k, (_, v) in enumerate(table):
+            lut[int(v)] = k + 1  # type: ignore[arg-type]
+        values = np.unique(labels)
+        if len(table) == 1 and stored.kind == "gray" and set(values.tolist()) <= {0, 255}:
+            return (labels != 0).astype(np.uint8)  # a 0/255 mask of the one named class
+        unknown = [int(v) for v in values if lut[int(v)] < 0]
+        if unknown:
+            what = "palette indices" if stored.kind == "palette" else "mask values"
+            listed = ", ".join(f"{n}: {v}" for n, v in table)
+            raise DataError(
+                f"{path}: {what} {', '.join(map(str, unknown[:8]))} are not in data.classes "
+                f"({listed}); add them to data.classes or fix the mask"
+            )
+        return lut[labels].astype(np.uint8)
+    rgb = stored.rgb if stored.rgb is not None else np.repeat(stored.values[..., None], 3, axis=2)
+    rgb = _to_uint8(rgb)
+    keys, inverse = np.unique(_colour_key(rgb), return_inverse=True)
+    ref = np.array([(0, 0, 0)] + [tuple(v) for _, v in table], np.float64)  # type: ignore[misc]
+    cols = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], axis=1).astype(np.float64)
+    dist = np.sqrt(((cols[:, None, :] - ref[None, :, :]) ** 2).sum(-1))
+    nearest = dist.argmin(axis=1)
+    # anti-aliasing blends two listed colours: a blend lies within half their distance of one
+    pair = np.sqrt(((ref[:, None, :] - ref[None, :, :]) ** 2).sum(-1))
+    tol = 0.5 * float(pair.max()) + 1.0
+    far = dist[np.arange(len(keys)), nearest] > tol
+    if far.any():
+        counts = np.bincount(inverse.ravel(), minlength=len(keys))
+        worst = int(keys[np.flatnonzero(far)[np.argmax(counts[far])]])
+        listed = ", ".join(f"{n}: {list(v)}" for n, v in table)  # type: ignore[arg-type]
+        raise DataError(
+            f"{path}: colour {_colour_str(worst)} ({int(counts[far].sum())} pixels) is not in "
+            f"data.classes ({listed}); add it to data.classes or repaint those pixels"
+        )
+    return nearest[inverse.reshape(rgb.shape[:2])].astype(np.uint8)
+
+
+def _interior(layers: np.ndarray) -> np.ndarray:
+    """Pixels whose 3x3 neighbourhood holds one label (in every channel of ``layers``)."""
+    a = layers if layers.ndim == 3 else layers[..., None]
+    a = a.astype(np.uint16 if a.dtype.itemsize <= 2 else np.float32)
+    k = np.ones((3, 3), np.uint8)
+    out = np.ones(a.shape[:2], bool)
+    for c in range(a.shape[2]):
+        ch = np.ascontiguousarray(a[..., c])
+        out &= cv2.erode(ch, k, borderType=cv2.BORDER_REPLICATE) == cv2.dilate(
+            ch, k, borderType=cv2.BORDER_REPLICATE
+        )
+    return out
+
+
+def _major_keys(
+    keys: np.ndarray, interior: np.ndarray, share: float = 0.005, floor: int = 8
+) -> list[int]:
+    """Non-zero labels that fill an area (not anti-aliasing edges), most frequent first.
+
+    A label counts by its interior pixels (3x3 neighbourhood of one label): the values of an
+    anti-aliased edge form bands one or two pixels wide and have next to none.
+    """
+    inner = keys[interior]
+    values, counts = np.unique(inner[inner != 0], return_counts=True)
+    if not len(values):
+        return []
+    keep = counts >= max(floor, share * counts.sum())
+    order = np.argsort(-counts[keep], kind="stable")
+    return [int(v) for v in values[keep][order]]
+
+
+def foreground_ids(stored: StoredMask) -> tuple[str, list[int]]:
+    """``(kind, labels)``: the foreground classes a mask holds (binary-merge guard).
+
+    A palette index, grey value or colour (``labels`` of colour masks are ``R << 16 | G << 8 |
+    B``) counts when its interior pixels (3x3 neighbourhood of that one label) number at least 8
+    and 0.5 % of the foreground's, so the edge values of an anti-aliased mask do not. JPEG: none.
+    """
+    if stored.kind == "lossy":
+        return stored.kind, []
+    if stored.kind == "colour":
+        rgb = stored.rgb
+        return stored.kind, _major_keys(_colour_key(rgb), _interior(rgb))  # type: ignore[arg-type]
+    return stored.kind, sorted(_major_keys(stored.values, _interior(stored.values)))
+
+
+def describe_ids(kind: str, ids: Sequence[int]) -> str:
+    """``ids 1, 2`` / ``palette indices 1, 2`` / ``colours [128, 0, 0], ...`` for messages."""
+    if kind == "colour":
+        return "colours " + ", ".join(_colour_str(int(k)) for k in ids)
+    what = "palette indices" if kind == "palette" else "values"
+    return f"{what} {', '.join(map(str, ids))}"
+
+
+def read_mask_labels(
+    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """The stored mask values, one channel ``(H, W)``: palette indices, grey values, or the
+    largest channel of a colour mask."""
+    return read_stored_mask(path, max_pixels=max_pixels).values
 
 
 def labels_to_mask(
-    labels: np.ndarray, path: str | os.PathLike[str], num_classes: int = 1
+    labels: np.ndarray | StoredMask,
+    path: str | os.PathLike[str],
+    num_classes: int = 1,
+    classes: Mapping[str, int | Sequence[int]] | None = None,
 ) -> np.ndarray:
     """Stored mask values -> uint8 binary mask or class ids (see :func:`read_mask`)."""
-    if str(path).lower().endswith(_LOSSY):
-        arr = _to_uint8(labels)
-        return (arr >= 128).astype(np.uint8)
-    if num_classes <= 1:
-        return (labels != 0).astype(np.uint8)
-    values = np.unique(labels)
-    if set(values.tolist()) <= {0, 255}:
-        return (labels != 0).astype(np.uint8)
-    if values.max() >= num_classes or values.min() < 0:
-        raise DataError(
-            f"{path}: mask values {', '.join(map(str, values[:8].tolist()))} are not class ids "
-            f"0..{num_classes - 1} (model.num_classes = {num_classes}); store one id per class"
-        )
-    return labels.astype(np.uint8)
+    if not isinstance(labels, StoredMask):
+        kind = "lossy" if str(path).lower().endswith(_LOSSY) else "gray"
+        labels = StoredMask(kind, labels)
+    return mask_to_ids(labels, path, num_classes, classes)
 
 
 @dataclass(frozen=True)
@@ -368,6 +606,12 @@ def is_image_file(path: Path) -> bool:
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "MASK_KINDS",
+    "StoredMask",
+    "describe_ids",
+    "foreground_ids",
+    "mask_to_ids",
+    "read_stored_mask",
     "check_pixels",
     "header_size",
     "labels_to_mask",

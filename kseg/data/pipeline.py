@@ -35,7 +35,14 @@ import numpy as np
 from kseg._keras import tf
 from kseg.config import DataConfig, Task
 from kseg.data.folder import Sample, scan_folder
-from kseg.data.io import _LOSSY, fit_to_size, labels_to_mask, read_image, read_mask_labels
+from kseg.data.io import (
+    describe_ids,
+    fit_to_size,
+    foreground_ids,
+    mask_to_ids,
+    read_image,
+    read_stored_mask,
+)
 from kseg.data.split import group_split, load_split, save_split, stratified_group_split
 from kseg.data.synthetic import synthesize
 from kseg.errors import ConfigError, DataError
@@ -148,21 +155,23 @@ def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
 def _decode(
     sample: Sample, cfg: DataConfig, clean_dir: Path | None, num_classes: int
 ) -> tuple[Any, ...]:
-    """``(image, mask, clean, mismatch, mask_values)`` at the model input size.
+    """``(image, mask, clean, mismatch, mask_values, fg)`` at the model input size.
 
     With ``channels: auto`` images are read as RGB (grey files replicated); the caller reduces
     them to one channel when no image has colour. ``mask_values`` lists the stored values of a
-    (lossless) mask that has more than two.
+    (lossless) mask that has more than two; ``fg`` is :func:`~kseg.data.io.foreground_ids` of
+    the mask (``None`` without a mask).
     """
     channels = 3 if cfg.channels == "auto" else int(cfg.channels)
     img = read_image(sample.image, channels, max_pixels=cfg.max_pixels)
-    values = None
+    values = fg = None
     if sample.mask is not None:
-        labels = read_mask_labels(sample.mask, max_pixels=cfg.max_pixels)
-        if not str(sample.mask).lower().endswith(_LOSSY):
-            uniq = np.unique(labels)
+        stored = read_stored_mask(sample.mask, max_pixels=cfg.max_pixels)
+        if stored.kind != "lossy":
+            uniq = np.unique(stored.values)
             values = uniq.tolist() if len(uniq) > 2 else None
-        mask = labels_to_mask(labels, sample.mask, num_classes)
+            fg = foreground_ids(stored)
+        mask = mask_to_ids(stored, sample.mask, num_classes, cfg.classes)
     else:
         mask = np.zeros(img.shape[:2], np.uint8)
     if mask.shape != img.shape[:2]:
@@ -170,14 +179,62 @@ def _decode(
             f"{sample.image.name} {img.shape[0]}x{img.shape[1]} vs mask "
             f"{sample.mask.name} {mask.shape[0]}x{mask.shape[1]}"  # type: ignore[union-attr]
         )
-        return None, None, None, mismatch, values
+        return None, None, None, mismatch, values, fg
     x, _ = fit_to_size(img, cfg.img_size, str(cfg.resize))
     y, _ = fit_to_size(mask, cfg.img_size, str(cfg.resize), is_mask=True)
     c = None
     if clean_dir is not None:
         c_img = read_image(clean_dir / sample.image.name, channels, max_pixels=cfg.max_pixels)
         c, _ = fit_to_size(c_img, cfg.img_size, str(cfg.resize))
-    return x, y, c, None, values
+    return x, y, c, None, values, fg
+
+
+def merged_classes(
+    masks: Sequence[tuple[str, tuple[str, list[int]] | None]],
+) -> tuple[str, list[int], str] | None:
+    """``(kind, ids, example file)`` when binary masks hold two or more foreground classes.
+
+    ``masks`` pairs a file name with :func:`~kseg.data.io.foreground_ids`. A folder holds several
+    classes when one mask holds two labels that each cover a real area, or when the masks of
+    the folder use two different ids (255 and 65535, the usual binary foreground, not counted),
+    so that 0/255 masks, 0/1 and 0/255 masks mixed, and anti-aliased masks of one class do not.
+    """
+    union: dict[str, set[int]] = {}
+    first: dict[str, str] = {}
+    for name, fg in masks:
+        if not fg:
+            continue
+        kind, ids = fg
+        if len(ids) >= 2:
+            return kind, sorted(ids) if kind != "colour" else ids, name
+        if kind != "colour":
+            key = "ids"
+            for i in ids:
+                if i not in (255, 65535):
+                    union.setdefault(key, set()).add(i)
+                    first.setdefault(key, name)
+                    first.setdefault(f"{key}:kind", kind)
+    ids = sorted(union.get("ids", ()))
+    if len(ids) >= 2:
+        return first["ids:kind"], ids, first["ids"]
+    return None
+
+
+def _refuse_merge(folder: str, found: tuple[str, list[int], str]) -> None:
+    kind, ids, example = found
+    if kind == "colour":
+        names = ", ".join(
+            f"class_{i + 1}: [{k >> 16}, {(k >> 8) & 255}, {k & 255}]" for i, k in enumerate(ids)
+        )
+        fix = f"--set 'data.classes={{{names}}}'"
+    else:
+        names = ", ".join(f"class_{i}: {i}" for i in ids)
+        fix = f"--set model.num_classes={max(ids) + 1} (or name them: data.classes: {{{names}}})"
+    raise DataError(
+        f"{folder}: masks hold {len(ids)} foreground classes ({describe_ids(kind, ids)}, e.g. "
+        f"{example}) but model.num_classes is 1, which would merge them into one foreground; "
+        f"train them as classes with {fix}, or set data.merge_classes: true to merge them"
+    )
 
 
 def _has_colour(images: np.ndarray) -> list[int]:
@@ -190,7 +247,7 @@ def _has_colour(images: np.ndarray) -> list[int]:
 
 
 def _load_folder(
-    cfg: DataConfig, progress: bool, num_classes: int = 1
+    cfg: DataConfig, progress: bool, num_classes: int = 1, merge_guard: bool = False
 ) -> tuple[ArrayData, list[Sample], str]:
     samples = scan_folder(
         cfg.path, cfg.group_regex, group_column=cfg.group_column, stratify=cfg.stratify
@@ -217,6 +274,12 @@ def _load_folder(
             f"mask size differs from its image for {len(bad)} file(s): {shown}; "
             f"masks must have the image's height and width"
         )
+    if merge_guard and num_classes <= 1 and not cfg.merge_classes and not cfg.classes:
+        found = merged_classes(
+            [(s.mask.name, r[5]) for s, r in zip(samples, results, strict=True) if s.mask]
+        )
+        if found is not None:
+            _refuse_merge(str(cfg.path), found)
     multi = [(s.mask.name, r[4]) for s, r in zip(samples, results, strict=True) if r[4]]  # type: ignore[union-attr]
     if multi:
         shown = "; ".join(f"{n}: {', '.join(map(str, v[:6]))}" for n, v in multi[:_SHOW])
@@ -224,6 +287,8 @@ def _load_folder(
         use = (
             f"used as class ids (model.num_classes = {num_classes})"
             if num_classes > 1
+            else "merged into one foreground (data.merge_classes: true)"
+            if cfg.merge_classes
             else "binarised (non-zero = foreground); set model.num_classes to use them as class ids"
         )
         warnings.warn(
@@ -301,6 +366,7 @@ def load_splits(
     *,
     num_classes: int = 1,
     preprocess: bool = True,
+    merge_guard: bool = False,
 ) -> Splits:
     """Load a data set into memory and split it by group.
 
@@ -314,10 +380,14 @@ def load_splits(
         num_classes: ``model.num_classes``; above 1, mask values are class ids.
         preprocess: apply ``cfg.preprocess`` (the filter chain) to the images. Pass ``False``
             when the arrays go to a predictor, which applies the chain itself.
+        merge_guard: refuse a folder whose masks hold several foreground classes when
+            ``num_classes`` is 1 (binary), unless ``cfg.merge_classes`` or ``cfg.classes`` says
+            what to do (:func:`merged_classes`); ``kseg train`` sets it.
 
     Raises:
         DataError: bad folder (see :func:`~kseg.data.folder.scan_folder`), unreadable image,
-            mask size mismatch, stale split file, no validation data.
+            mask size mismatch, stale split file, no validation data, several foreground
+            classes in masks for a binary model (``merge_guard``).
     """
     if cfg.channels not in (1, 3, "auto"):
         raise ConfigError(f"data.channels = {cfg.channels} is not valid; use 1, 3 or auto")
@@ -330,7 +400,7 @@ def load_splits(
         data, reason = _load_synthetic(cfg, seed)
         fixed: list[str | None] = [None] * len(data)
     else:
-        data, samples, reason = _load_folder(cfg, progress, num_classes)
+        data, samples, reason = _load_folder(cfg, progress, num_classes, merge_guard)
         fixed = [s.split for s in samples]
         if cfg.stratify:
             strata = [s.meta.get(cfg.stratify, "") for s in samples]

@@ -155,6 +155,7 @@ def train(
         seed=t.seed,
         split_file=run.split if run.split.is_file() else None,
         num_classes=config.model.num_classes,
+        merge_guard=True,  # several foreground classes are never trained as binary unasked
     )
     if config.data.channels == "auto":  # the run stores the concrete value for convert/predict
         print(splits.channels_reason, file=sys.stderr)
