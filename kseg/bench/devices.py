@@ -46,6 +46,15 @@ from typing import Any
 
 from kseg.errors import ConfigError
 
+#: Ethos-U configurations Arm's Vela compiles for (``vela --accelerator-config``); a profile's
+#: ``vela_accelerator`` names one. Profiles sit at the bottom of kseg.bench: NPU emulation
+#: (``npu.py``) and Vela (``vela.py``) import them, never the other way round.
+VELA_ACCELERATORS = (
+    "ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256", "ethos-u65-256",
+    "ethos-u65-512", "ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024",
+    "ethos-u85-2048",
+)  # fmt: skip
+
 PROFILE_DIR_ENV = "KSEG_DEVICES"
 _KINDS = ("npu", "dsp", "gpu", "cpu")
 _POLICIES = ("all", "first_only")
@@ -215,13 +224,10 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
         raise ConfigError(
             f"{path}: partition_policy {kw['partition_policy']!r} is not valid; use one of: {', '.join(_POLICIES)}"
         )
-    if kw.get("vela_accelerator"):
-        from kseg.bench.vela import ACCELERATORS
-
-        if kw["vela_accelerator"] not in ACCELERATORS:
-            raise ConfigError(
-                f"{path}: vela_accelerator {kw['vela_accelerator']!r} is not valid; use one of: {', '.join(ACCELERATORS)}"
-            )
+    if kw.get("vela_accelerator") and kw["vela_accelerator"] not in VELA_ACCELERATORS:
+        raise ConfigError(
+            f"{path}: vela_accelerator {kw['vela_accelerator']!r} is not valid; use one of: {', '.join(VELA_ACCELERATORS)}"
+        )
     if not 0 < kw.get("utilization", 0.5) <= 1:
         raise ConfigError(f"{path}: utilization must be in (0, 1]")
     ops = raw.get("ops", {})

@@ -35,6 +35,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from kseg.bench.devices import VELA_ACCELERATORS as ACCELERATORS
 from kseg.errors import ConfigError, ModelError
 
 VELA_ENV = "KSEG_VELA"
@@ -43,11 +44,6 @@ DEFAULT_VELA_VENV = "/tmp/kseg-vela-venv"
 #: What the tools/ scripts install; the CSV columns below are those of this release.
 VELA_REQUIREMENT = "ethos-u-vela==5.2.0"
 VELA_LABEL = "Vela cycle estimate (Arm Ethos-U compiler performance model; not measured)"
-ACCELERATORS = (
-    "ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256", "ethos-u65-256",
-    "ethos-u65-512", "ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024",
-    "ethos-u85-2048",
-)  # fmt: skip
 #: Vela's own defaults per NPU family, passed explicitly so that every run says what it assumed.
 DEFAULT_SYSTEM_CONFIG = {
     "ethos-u55": "Ethos_U55_High_End_Embedded",
