@@ -198,6 +198,55 @@ def plot_prediction_grid(
     return _save(fig, out_png)
 
 
+def plot_contours(
+    images: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    probs_or_masks: Sequence[np.ndarray],
+    out_png: PathLike,
+    names: Sequence[str] | None = None,
+    threshold: float = 0.5,
+    columns: int = 4,
+) -> Path:
+    """One cell per image: the image with the true outline (green, dashed) and the predicted
+    outline (red) drawn over it, ``columns`` cells per row; the quickest look at what a model does.
+
+    Multi-class masks are outlined class by class (truth dashed, prediction solid, one colour per
+    class from ``tab10``). Arguments as in :func:`plot_prediction_grid`.
+
+    Example:
+        >>> plot_contours(val.images[:8], val.masks[:8], probs[:8], "run/contours.png")
+    """
+    n = _check_lengths(images=images, truths=truths, preds=probs_or_masks, names=names)
+    cols = max(1, min(columns, n))
+    rows = -(-n // cols)
+    fig, axes = _grid(rows, cols)
+    palette = plt.get_cmap("tab10")
+    for i in range(n):
+        ax = axes[i // cols, i % cols]
+        truth = _mask(truths[i], 0.5)
+        pred = _mask(probs_or_masks[i], threshold)
+        ax.imshow(_gray(images[i]))
+        labels = sorted(
+            {int(v) for v in np.unique(truth) if v > 0} | {int(v) for v in np.unique(pred) if v > 0}
+        )
+        for label in labels:
+            multi = len(labels) > 1 or label > 1
+            t_col = tuple(palette(label % 10)[:3]) if multi else tuple(_TRUTH_RGB)
+            p_col = tuple(palette(label % 10)[:3]) if multi else tuple(_PRED_RGB)
+            if (truth == label).any() and min(truth.shape) >= 2:
+                ax.contour(
+                    truth == label,
+                    levels=[0.5],
+                    colors=[t_col],
+                    linewidths=1.0,
+                    linestyles="dashed",
+                )
+            if (pred == label).any() and min(pred.shape) >= 2:
+                ax.contour(pred == label, levels=[0.5], colors=[p_col], linewidths=1.0)
+        ax.set_title(names[i] if names is not None else f"#{i}", fontsize=8)
+    return _save(fig, out_png)
+
+
 def plot_comparison(
     images: Sequence[np.ndarray],
     a_masks: Sequence[np.ndarray],
@@ -273,6 +322,7 @@ __all__ = [
     "plot_history",
     "plot_prediction_grid",
     "plot_comparison",
+    "plot_contours",
     "read_history",
     "CELL_PX",
     "CURVE_PX",

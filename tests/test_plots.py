@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from kseg.plots import CELL_PX, CURVE_PX, plot_comparison, plot_history, plot_prediction_grid
+from kseg.plots import (
+    CELL_PX,
+    CURVE_PX,
+    plot_comparison,
+    plot_contours,
+    plot_history,
+    plot_prediction_grid,
+)
 
 
 def _data(n=3, size=32):
@@ -65,3 +72,17 @@ def test_length_mismatch_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="length"):
         plot_prediction_grid(images, truths[:2], probs, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_contours_grid_layout_and_outline_colours(tmp_path):
+    """Five images in rows of four: 2 x 4 cells; green truth and red prediction outlines drawn,
+    an image whose prediction is empty gets no red."""
+    images, truths, probs = _data(n=5)
+    probs[4] = np.zeros_like(probs[4])
+    arr = imread(plot_contours(images, truths, probs, tmp_path / "c.png", columns=4))[..., :3]
+    assert arr.shape[:2] == (2 * CELL_PX, 4 * CELL_PX)
+    red = (arr[..., 0] - arr[..., 1] > 0.4) & (arr[..., 0] - arr[..., 2] > 0.4)
+    green = (arr[..., 1] - arr[..., 0] > 0.4) & (arr[..., 1] - arr[..., 2] > 0.3)
+    first, fifth = (slice(0, CELL_PX), slice(0, CELL_PX)), (slice(CELL_PX, None), slice(0, CELL_PX))
+    assert red[first].sum() > 20 and green[first].sum() > 20
+    assert red[fifth].sum() == 0 and green[fifth].sum() > 20
