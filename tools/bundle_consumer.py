@@ -301,7 +301,9 @@ def check_arm64(bundle: Path, runs: int) -> dict:
     thr = card["output"]["threshold"]
     kernels = {
         "xnnpack": {},
-        "builtin": {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES},
+        "builtin": {
+            "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        },
     }
     golden = _golden(bundle)
     rows = [{"name": name} for name, *_ in golden]
@@ -313,7 +315,7 @@ def check_arm64(bundle: Path, runs: int) -> dict:
         if family == "builtin":  # without a delegate node: the graph's own ops
             ops = sorted({o["op_name"] for o in it._get_ops_details()})
         scale, zp = out["quantization"]
-        for row, (name, x, gold_xnn, gold_mask) in zip(rows, golden):
+        for row, (name, x, gold_xnn, gold_mask) in zip(rows, golden, strict=True):
             it.set_tensor(inp["index"], x)
             it.invoke()
             y = it.get_tensor(out["index"])
@@ -349,7 +351,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--runs", type=int, default=0)
     ap.add_argument("--min-agreement", type=float, default=0.999)
     ap.add_argument(
-        "--builtin-min-agreement", type=float, default=ARM64_BUILTIN_MIN_AGREEMENT,
+        "--builtin-min-agreement",
+        type=float,
+        default=ARM64_BUILTIN_MIN_AGREEMENT,
         help="arm64: pixel agreement of the builtin kernels' masks with NAME.mask.png",
     )
     args = ap.parse_args(argv)

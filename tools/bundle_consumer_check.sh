@@ -18,6 +18,9 @@
 #        KSEG_ARM64_CPUS           qemu CPU models (default "cortex-a76 max,sme=off": Armv8.2 with
 #                                  dot product, and Armv8.x/9 with i8mm and SVE, without SME)
 #        KSEG_ARM64_BUILTIN_MIN_AGREEMENT  builtin kernels on arm64 vs the golden masks (0.998)
+#        KSEG_ARM64_RECORD=1       when arm64 passes, write its figures into the bundle (model.json,
+#                                  README table, manifest: kseg.deploy.bundle.record_arm64, run by
+#                                  KSEG_MAIN_PYTHON, default python3 with kseg importable)
 #        KSEG_EDGE_VENV, KSEG_MEDIAPIPE_VENV, KSEG_METADATA_VENV: see tools/setup_deploy_env.sh
 #        KSEG_ARM64_ROOT: see tools/setup_arm64_env.sh
 # Exit:  0 all agree (or arm64 skipped); 1 a consumer disagrees; 2 bad arguments.
@@ -63,7 +66,7 @@ arm64() {  # LiteRT's aarch64 wheel on each emulated CPU; returns 1 when a gate 
     tail -3 "$LOGS/kseg-bundle-arm64-setup.log" >&2
     return 1
   fi
-  local t1=$SECONDS
+  local t1=$SECONDS results=()
   for cpu in ${KSEG_ARM64_CPUS:-cortex-a76 max,sme=off}; do
     # the full result (per sample) goes to a file, the log gets its summary line
     local json="$LOGS/kseg-bundle-arm64-${cpu%%,*}.json"
@@ -72,6 +75,7 @@ arm64() {  # LiteRT's aarch64 wheel on each emulated CPU; returns 1 when a gate 
         arm64 "$BUNDLE" --builtin-min-agreement "${KSEG_ARM64_BUILTIN_MIN_AGREEMENT:-0.998}" \
         >"$json" 2>"$LOGS/kseg-bundle-arm64.log"); then
       echo "[bundle] arm64 ok: $(summary "$json")"
+      results+=("$json")
     else
       out=$(summary "$json" 2>/dev/null) || out="see $LOGS/kseg-bundle-arm64.log"
       echo "[bundle] arm64 ($cpu) FAILED: $out" >&2
@@ -80,6 +84,12 @@ arm64() {  # LiteRT's aarch64 wheel on each emulated CPU; returns 1 when a gate 
     fi
   done
   echo "[bundle] arm64 took $((SECONDS - t0)) s (set-up $((t1 - t0)) s)"
+  if ((failed == 0)) && [[ ${KSEG_ARM64_RECORD:-0} == 1 ]]; then
+    "${KSEG_MAIN_PYTHON:-python3}" -c 'import json, sys
+from kseg.deploy.bundle import record_arm64
+print("[bundle] arm64 figures recorded in", sys.argv[1], json.dumps(
+    record_arm64(sys.argv[1], [json.load(open(f)) for f in sys.argv[2:]])))' "$BUNDLE" "${results[@]}"
+  fi
   return $failed
 }
 
