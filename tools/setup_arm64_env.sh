@@ -23,10 +23,16 @@ SITE=/opt/kseg-site
 WHEELS=("ai-edge-litert==2.3.0" "numpy>=1.26,<3" "pillow>=10")
 CHECK="import numpy, PIL, ai_edge_litert.interpreter"
 
+MARK="$ROOT/.kseg-arm64-ready"  # holds the wheel list; written once the emulated imports worked
+
+imports() {  # DIR: the emulated python in DIR imports numpy, PIL and ai_edge_litert
+  (cd / && PYTHONPATH="$1$SITE" qemu-aarch64-static -L "$1" "$1/usr/bin/python3.11" -c "$CHECK") \
+    >/dev/null 2>&1
+}
+# an emulated import takes 5 to 40 s on a busy machine: reuse is judged by the marker
 ready() {
-  [[ -x "$ROOT/usr/bin/python3.11" && -f "$ROOT/proc/cpuinfo" ]] && command -v qemu-aarch64-static \
-    >/dev/null && (cd / && PYTHONPATH="$ROOT$SITE" qemu-aarch64-static -L "$ROOT" \
-      "$ROOT/usr/bin/python3.11" -c "$CHECK") >/dev/null 2>&1
+  command -v qemu-aarch64-static >/dev/null && [[ -x "$ROOT/usr/bin/python3.11" ]] &&
+    [[ "$(cat "$MARK" 2>/dev/null)" == "${WHEELS[*]}" ]]
 }
 cannot() { echo "$1"; exit 3; }
 
@@ -75,8 +81,10 @@ for ((i = 0; i < $(nproc); i++)); do
   printf 'processor\t: %d\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n\n' "$i"
 done >"$tmp/proc/cpuinfo"
 
+imports "$tmp" || {
+  echo "error: $tmp: the emulated python cannot import numpy, PIL and ai_edge_litert" >&2; exit 1; }
+echo "${WHEELS[*]}" >"$tmp/.kseg-arm64-ready"
 rm -rf "$ROOT"
 mv "$tmp" "$ROOT"
 rm -f "$tmp.log" "$tmp.pip.log"
-ready || { echo "error: $ROOT: the emulated python cannot import numpy, PIL and ai_edge_litert" >&2; exit 1; }
 echo "== arm64 root ready in $(($(date +%s) - started)) s ($(du -sh "$ROOT" | cut -f1))" >&2
