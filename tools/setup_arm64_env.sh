@@ -13,8 +13,8 @@
 # Env:   KSEG_ARM64_ROOT    (default /tmp/kseg-arm64-root)
 #        KSEG_ARM64_MIRROR  Debian mirror (default http://deb.debian.org/debian)
 #        KSEG_VENV_PYTHON   host Python whose pip downloads the wheels (default python3.11)
-# Exit:  0 ready; 3 cannot be made here (the reason is on stdout as one line: not root, no
-#        apt-get); 1 set-up failed.
+# Exit:  0 ready; 3 cannot be made or run here (the reason is on stdout as one line: not root, no
+#        apt-get, qemu cannot run arm64 programs); 1 set-up failed.
 set -euo pipefail
 ROOT=${KSEG_ARM64_ROOT:-/tmp/kseg-arm64-root}
 MIRROR=${KSEG_ARM64_MIRROR:-http://deb.debian.org/debian}
@@ -61,6 +61,8 @@ for deb in "$tmp"/var/cache/apt/archives/*.deb; do
   dpkg-deb --fsys-tarfile "$deb" | tar -x --keep-directory-symlink -C "$tmp"
 done
 rm -f "$tmp"/var/cache/apt/archives/*.deb
+qemu-aarch64-static -L "$tmp" "$tmp/usr/bin/true" 2>/dev/null ||
+  cannot "qemu-aarch64-static cannot run arm64 programs here"
 
 echo "== aarch64 wheels: ${WHEELS[*]}" >&2
 wheels="$tmp.wheels"
