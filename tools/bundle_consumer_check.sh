@@ -8,9 +8,11 @@
 #   3. tflite-support's MetadataDisplayer: the embedded metadata and labels.txt;
 #   4. arm64: LiteRT's aarch64 wheel (ai-edge-litert 2.3.0) on emulated arm64 CPUs
 #      (qemu-aarch64-static, root from tools/setup_arm64_env.sh): XNNPACK must reproduce
-#      golden/NAME.output.npy exactly, the builtin kernels must agree with golden/NAME.mask.png on
-#      KSEG_ARM64_BUILTIN_MIN_AGREEMENT of the pixels. Where the arm64 root cannot be made (not
-#      root, no apt-get) it prints "[bundle] arm64 skipped: <reason>" and does not fail.
+#      golden/NAME.output.npy exactly (a quantized graph with SOFTMAX, which XNNPACK leaves to the
+#      builtin kernels, is held to the mask gate instead), the builtin kernels must agree with
+#      golden/NAME.mask.png on KSEG_ARM64_BUILTIN_MIN_AGREEMENT of the pixels. Where the arm64
+#      root cannot be made or run (not root, no apt-get, qemu cannot run arm64 programs) it prints
+#      "[bundle] arm64 skipped: <reason>" and does not fail.
 # 1-3 run in their own venvs from tools/setup_deploy_env.sh (created once, reused).
 # Usage: tools/bundle_consumer_check.sh [BUNDLE_DIR]
 # Env:   KSEG_BUNDLE_MIN_AGREEMENT pixel agreement required on every sample (default 0.999)
