@@ -2,7 +2,9 @@
 # The test command: set up the environment on a fresh machine, run the default test suite (slow
 # tests excluded), then the edge-device emulation check: a second, minimal venv with numpy<2 and
 # tflite-runtime 2.14 (no TensorFlow) runs `kseg predict` and `kseg bench` on an INT8 model made
-# here and must match LiteRT's masks.
+# here and must match LiteRT's masks; then every bundle under android_demo_assets/ is checked by
+# consumers kseg did not write, on x86-64 and on emulated arm64 CPUs (tools/bundle_consumer_check.sh;
+# the arm64 root is made once by tools/setup_arm64_env.sh, about 70 s, and reused).
 #   bash tools/test.sh                 everything above
 #   bash tools/test.sh -m slow         only the slow tests (arguments go to pytest; no edge check)
 set -euo pipefail
@@ -18,4 +20,13 @@ bash tools/setup_deploy_env.sh  # venvs: metadata writer (tflite-support), Media
 "$KSEG_PY" -m pytest
 echo "[edge] device emulation: tflite-runtime 2.14 + numpy<2, no TensorFlow"
 KSEG_MAIN_PYTHON="$KSEG_PY" bash tools/edge_env_check.sh --self-test
-bash tools/bundle_consumer_check.sh android_demo_assets  # tflite-runtime, MediaPipe, metadata reader
+# tflite-runtime, MediaPipe, metadata reader, LiteRT on arm64: every bundle (model.tflite + golden/)
+bundles=0 failed=0
+while read -r bundle; do
+  [[ -d "$bundle/golden" ]] || continue
+  echo "[bundle] $bundle"
+  bundles=$((bundles + 1))
+  bash tools/bundle_consumer_check.sh "$bundle" || failed=$((failed + 1))
+done < <(find android_demo_assets -name model.tflite -printf '%h\n' | sort)
+echo "[bundle] $bundles bundle(s) checked, $failed failed"
+((bundles > 0 && failed == 0))

@@ -37,6 +37,10 @@ from kseg.errors import KsegError, ModelError
 BUNDLE_FORMAT = "kseg-android-bundle/1"
 MANIFEST = "manifest.json"
 DEFAULT_SAMPLES = 4
+#: mask agreement with ``golden/NAME.mask.png`` a path that cannot reproduce ``output.npy`` bit for
+#: bit must reach: TFLite's builtin kernels on arm64 (android_demo_assets: 0.9985 at worst), the gate
+#: of tools/bundle_consumer_check.sh (tools/bundle_consumer.py ARM64_BUILTIN_MIN_AGREEMENT)
+ARM64_MIN_MASK_AGREEMENT = 0.998
 
 
 class BundleExistsError(KsegError):
@@ -448,6 +452,64 @@ def _vela(tflite: Path) -> dict[str, Any] | None:
     return {"source": "Arm Vela compiler", **{k: r.get(k) for k in keep}}
 
 
+def readme_from_folder(folder: str | os.PathLike[str]) -> str:
+    """The README text ``kseg export android`` writes, rebuilt from a bundle's own files
+    (``model.json``, ``metadata.json``, ``bench.json``, ``labels.txt``)."""
+    folder = Path(folder)
+    card = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    md = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))["metadata"]
+    return _readme(
+        card,
+        {"name": md["name"], "description": md["description"]},
+        [{"name": n} for n in card["bundle"]["samples"]],
+        json.loads((folder / "bench.json").read_text(encoding="utf-8")),
+        (folder / "labels.txt").read_text(encoding="utf-8").splitlines(),
+    )
+
+
+def arm64_figures(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures a bundle records from ``tools/bundle_consumer.py arm64`` results (one per
+    emulated CPU): the worst case over CPUs and samples, in output quantization steps."""
+    if not results:
+        raise KsegError("no arm64 results to record")
+    if not all(r.get("passed") for r in results):
+        raise KsegError("an arm64 result did not pass its gates; fix that before recording it")
+    return {
+        "runtime": results[0]["consumer"].split(",")[0],
+        "cpus": [r["cpu"] for r in results],
+        "xnnpack_exact": all(r["xnnpack_all_exact"] for r in results),
+        "xnnpack_max_diff": max(r["xnnpack_max_diff"] for r in results),
+        "xnnpack_min_mask_agreement": min(r["xnnpack_min_pixel_agreement"] for r in results),
+        "builtin_max_diff_vs_output_builtin": max(
+            r["builtin_max_diff_vs_output_builtin"] for r in results
+        ),
+        "builtin_max_diff_vs_output": max(r["builtin_max_diff_vs_output"] for r in results),
+        "builtin_min_mask_agreement": min(r["builtin_min_pixel_agreement"] for r in results),
+    }
+
+
+def record_arm64(folder: str | os.PathLike[str], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write the arm64 figures of passing ``tools/bundle_consumer.py arm64`` results into a
+    bundle: ``model.json`` (``bundle.golden_kernels.arm64``), the README's expectation table and
+    ``manifest.json``. Returns the figures.
+
+    Example:
+        >>> record_arm64("android_demo_assets", [json.load(open(f)) for f in result_files])
+    """
+    from kseg.atomic import write_json, write_text
+
+    folder = Path(folder)
+    if problems := verify_manifest(folder):
+        raise KsegError(f"{folder}: manifest does not match the files ({problems[0]})")
+    figures = arm64_figures(results)
+    card = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    card["bundle"]["golden_kernels"]["arm64"] = figures
+    write_json(folder / "model.json", card)
+    write_text(folder / "README.md", readme_from_folder(folder))
+    write_manifest(folder)
+    return figures
+
+
 def write_manifest(folder: Path) -> dict[str, Any]:
     """``manifest.json``: sha256 and size of every file in ``folder`` except itself."""
     from kseg.atomic import write_json
@@ -485,6 +547,55 @@ def verify_manifest(folder: str | os.PathLike[str]) -> list[str]:
 
 def _kib(n) -> str:
     return "?" if n is None else f"{float(n) / 1024:.0f} KiB"
+
+
+def _arm64_source(arm64: dict[str, Any] | None) -> str:
+    if arm64 is None:
+        return (
+            "x86-64 measured at export (arm64 not measured for this bundle: "
+            "`tools/bundle_consumer_check.sh BUNDLE` measures it on emulated arm64 CPUs)"
+        )
+    cpus = ", ".join(f"`{c}`" for c in arm64["cpus"])
+    return (
+        f"measured with {arm64['runtime']} on x86-64 and on emulated arm64 CPUs (qemu {cpus}) "
+        "by `tools/bundle_consumer_check.sh`"
+    )
+
+
+def _arm64_rows(arm64: dict[str, Any] | None, output: dict[str, Any]) -> tuple[str, str]:
+    """The arm64 rows of the README's expectation table: measured figures where recorded
+    (:func:`record_arm64`), else what the kernels promise."""
+    bar = f"bar: {ARM64_MIN_MASK_AGREEMENT}"
+    xnn = "| arm64 (phones, boards) | XNNPACK (LiteRT's default, MediaPipe Tasks) | "
+    builtin = "| arm64 | builtin | "
+    if arm64 is not None:
+        xnn += (
+            "`output.npy` exactly"
+            if arm64["xnnpack_exact"]
+            else f"`output.npy` to {arm64['xnnpack_max_diff']:.0f} steps (XNNPACK leaves the "
+            f"int8 SOFTMAX to the builtin kernels); mask agreement with `NAME.mask.png` >= "
+            f"{arm64['xnnpack_min_mask_agreement']:.4f} ({bar})"
+        )
+        builtin += (
+            f"neither tensor exactly: up to {arm64['builtin_max_diff_vs_output_builtin']:.0f} "
+            f"steps from `output_builtin.npy` and {arm64['builtin_max_diff_vs_output']:.0f} from "
+            f"`output.npy`; mask agreement with `NAME.mask.png` >= "
+            f"{arm64['builtin_min_mask_agreement']:.4f} ({bar})"
+        )
+    else:
+        softmax = output["activation"] == "softmax" and output["dtype"] == "uint8"
+        xnn += (
+            "`output.npy` to a few steps (XNNPACK leaves the int8 SOFTMAX to the builtin "
+            "kernels, which round differently on arm64); mask agreement with `NAME.mask.png` "
+            f">= {ARM64_MIN_MASK_AGREEMENT}"
+            if softmax
+            else "`output.npy` exactly"
+        )
+        builtin += (
+            "neither tensor exactly (arm64 rounds differently again); mask agreement with "
+            f"`NAME.mask.png` >= {ARM64_MIN_MASK_AGREEMENT}"
+        )
+    return f"{xnn} |", f"{builtin} |"
 
 
 def _readme(card, fields, sample_rows, bench, labels) -> str:
@@ -531,6 +642,7 @@ def _readme(card, fields, sample_rows, bench, labels) -> str:
             "- Vela (Arm's Ethos-U compiler) was not installed at export; the line above is "
             "kseg's own estimate."
         )
+    arm64_xnn, arm64_builtin = _arm64_rows(gk.get("arm64"), o)
     names = ", ".join(r["name"] for r in sample_rows)
     label_lines = "\n".join(f"{i}: {n}" for i, n in enumerate(labels))
     gray = (
@@ -584,14 +696,23 @@ compare:
 
 - `golden/NAME.output.npy` is the output tensor of LiteRT's default CPU path (XNNPACK), the one
   Android's LiteRT Interpreter and MediaPipe Tasks take; `golden/NAME.mask.png` is its mask.
-- `golden/NAME.output_builtin.npy` is the output of TFLite's builtin kernels (tflite-runtime,
-  LiteRT with `BUILTIN_WITHOUT_DEFAULT_DELEGATES`). The two kernel families round int8
-  requantization differently by one step on some elements, which grows over a deep network: here
-  up to {gk["max_diff"]:.0f} steps, mask agreement >= {gk["min_mask_agreement"]:.4f}.
+- `golden/NAME.output_builtin.npy` is the output of TFLite's builtin kernels on x86-64
+  (tflite-runtime, LiteRT with `BUILTIN_WITHOUT_DEFAULT_DELEGATES`). The two kernel families round
+  int8 requantization differently by one step on some elements, which grows over a deep network:
+  here up to {gk["max_diff"]:.0f} steps, mask agreement >= {gk["min_mask_agreement"]:.4f}.
 
-The same interpreter path should reproduce its tensor exactly (a float output: within 1e-5);
-mask agreement >= 0.999 with the matching golden mask is the bar. A clearly lower figure means a pipeline bug (BGR instead of RGB,
-normalizing twice, resizing, wrong threshold).
+What to expect from each CPU and kernel family, {_arm64_source(gk.get("arm64"))}:
+
+| CPU | kernels | expect |
+|---|---|---|
+| x86-64 | XNNPACK (LiteRT's default) | `output.npy` exactly |
+{arm64_xnn}
+| x86-64 | builtin (tflite-runtime, LiteRT without delegates) | `output_builtin.npy` exactly |
+{arm64_builtin}
+
+"Exactly" means the same output bytes for the same input bytes (a float output: within 1e-5);
+there, mask agreement >= 0.999 with `golden/NAME.mask.png` is the bar. A clearly lower figure
+means a pipeline bug (BGR instead of RGB, normalizing twice, resizing, wrong threshold).
 
 ## Speed
 
@@ -639,7 +760,10 @@ Check the integration once against `golden/` (same input bytes -> same output by
 __all__ = [
     "BUNDLE_FORMAT",
     "BundleExistsError",
+    "arm64_figures",
     "export_android",
+    "readme_from_folder",
+    "record_arm64",
     "resolve_model_path",
     "verify_manifest",
     "write_manifest",
