@@ -52,7 +52,8 @@ class MaskClasses:
     values: list[int] = field(default_factory=list)
 
 
-def _keys(stored: StoredMask) -> np.ndarray:
+def label_keys(stored: StoredMask) -> np.ndarray:
+    """``(H, W)`` labels: palette indices, grey values, or colours as ``R << 16 | G << 8 | B``."""
     if stored.kind == "colour":
         return _colour_key(stored.rgb)  # type: ignore[arg-type]
     return stored.values
@@ -74,7 +75,7 @@ def summarize_mask(stored: StoredMask) -> MaskClasses:
             out.classes[255] = {"pixels": int(fg.sum()), "objects": _objects(fg)}
         return out
     _, ids = foreground_ids(stored)
-    keys = _keys(stored)
+    keys = label_keys(stored)
     if len(ids) == 1:
         regions = {ids[0]: keys != 0}
     else:
@@ -203,6 +204,7 @@ __all__ = [
     "BINARY_FOREGROUND",
     "MaskClasses",
     "folder_classes",
+    "label_keys",
     "merge_guard_message",
     "merged_classes",
     "summarize_mask",
