@@ -89,6 +89,16 @@ def _label(kind: str, key: int) -> str:
     return describe_ids(kind, [key]).split(" ", 1)[1] if kind == "colour" else str(key)
 
 
+def label_of(value: Any, kind: str | None = None) -> str:
+    """The label string of a ``data.classes`` value or a stored key: ``"2"`` or
+    ``"[128, 0, 0]"`` (``kind="colour"`` turns an int key into its colour)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(str(int(c)) for c in value) + "]"
+    if kind == "colour":
+        return _label("colour", int(value))
+    return str(int(value))
+
+
 def folder_classes(masks: Iterable[tuple[str, MaskClasses | None]]) -> dict[str, Any]:
     """What the masks of a folder hold, class by class.
 
@@ -205,6 +215,7 @@ __all__ = [
     "MaskClasses",
     "folder_classes",
     "label_keys",
+    "label_of",
     "merge_guard_message",
     "merged_classes",
     "summarize_mask",
