@@ -55,6 +55,8 @@ _FEATURES = ("mean", "log_std", "q50", "q95")
 #: MAD floors per feature: a MAD near 0 (all images alike, or all with a black border) must not
 #: turn a small difference into a huge z-score
 _FLOORS = np.array([0.02, 0.05, 0.02, 0.02])
+#: dead zone of the difference hash, as a share of the pixel type's range (0.5 grey levels)
+HASH_TOL = 0.002
 #: a size is common when this share of the images (and at least 3) has it
 COMMON_SIZE_SHARE = 0.02
 #: a rare size is far when one side differs from every common size by more than this factor
@@ -85,12 +87,17 @@ def _gray_float(arr: np.ndarray) -> np.ndarray:
     return a
 
 
-def dhash(gray: np.ndarray, side: int = 16) -> np.ndarray:
+def dhash(gray: np.ndarray, side: int = 16, tol: float = 0.0) -> np.ndarray:
     """Difference hash: ``side x side`` bits, each whether a pixel is brighter than its right
-    neighbour in a ``(side) x (side + 1)`` area-resized copy."""
+    neighbour by more than ``tol`` in a ``(side) x (side + 1)`` area-resized copy.
+
+    The dead zone ``tol`` keeps flat areas (black borders, letterbox bars) stable: without it,
+    noise of a grey level or two flips half of their bits, and a noisy copy of a USGRA scan
+    differed in up to 60 of 256 bits (0.5 grey levels: at most 8, distinct scans at least 20).
+    """
     g = np.nan_to_num(gray.astype(np.float32))
     small = cv2.resize(g, (side + 1, side), interpolation=cv2.INTER_AREA)
-    return (small[:, 1:] > small[:, :-1]).ravel()
+    return (small[:, 1:] > small[:, :-1] + tol).ravel()
 
 
 def _listing(names: list[str], k: int = 5) -> str:
@@ -190,11 +197,11 @@ def check_folder(
         it.sha = hashlib.sha1(
             np.ascontiguousarray(arr).tobytes() + str(arr.shape).encode()
         ).hexdigest()
-        it.dhash = dhash(g)
         # the same range as kseg.data.io reads it: uint16 full range, float 0..1 or 0..255
         scale = {"u1": 255.0, "u2": 65535.0}.get(f"{arr.dtype.kind}{arr.dtype.itemsize}", 0.0)
         if not scale:
             scale = 1.0 if float(g.max()) <= 1.0 else 255.0
+        it.dhash = dhash(g, tol=HASH_TOL * scale)
         q50, q95 = np.quantile(
             g[:: max(1, g.shape[0] // 256), :: max(1, g.shape[1] // 256)], [0.5, 0.95]
         )
