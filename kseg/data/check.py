@@ -46,7 +46,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from kseg.data.classes import MaskClasses, folder_classes, summarize_mask
+from kseg.data.classes import MaskClasses, folder_classes, read_class_table, summarize_mask
 from kseg.data.folder import MANIFEST, MANIFEST_COLUMNS
 from kseg.data.io import DEFAULT_MAX_PIXELS, _imread, header_size, is_image_file, read_stored_mask
 from kseg.errors import DataError
@@ -217,7 +217,13 @@ def check_folder(
 
     if orphans:
         add("orphan_mask", orphans, "mask without an image (ignored)")
-    classes = folder_classes((i.mask.name, i.classes) for i in items if i.mask is not None)
+    table = read_class_table(root)
+    classes = folder_classes(
+        ((i.mask.name, i.classes) for i in items if i.mask is not None),
+        table[0] if table else None,
+    )
+    if table:
+        classes["names_from"] = table[1].name
     _stray_values(items, classes, add)
     _duplicates([i for i in items if i.ok and i.sha], add, hash_bits)
     _outliers([i for i in items if i.ok and i.feats is not None], add, z_max, dbscan_min_samples)
@@ -503,12 +509,15 @@ def classes_line(classes: dict[str, Any]) -> str:
         return "masks: no foreground class found"
     what = {"palette": "palette indices", "colour": "colours"}.get(classes["kind"], "values")
     parts = ", ".join(
-        f"{k} in {c['masks']}/{classes['n_masks']}" for k, c in classes["classes"].items()
+        f"{k}{' (' + c['name'] + ')' if c.get('name') else ''} in {c['masks']}/{classes['n_masks']}"
+        for k, c in classes["classes"].items()
     )
     line = f"masks ({classes['kind']}): {what} {parts}"
     if classes["multi_class"]:
         ids = classes["ids"]
-        if classes["kind"] == "colour":
+        if classes.get("names_from"):
+            fix = f"kseg train names them from {classes['names_from']}"
+        elif classes["kind"] == "colour":
             fix = "name their colours in data.classes"
         else:
             fix = (
@@ -533,7 +542,7 @@ def _classes_markdown(classes: dict[str, Any]) -> list[str]:
     for k, c in classes["classes"].items():
         area = "/".join(f"{100 * a:.2g}" for a in c["object_area_fraction"])
         lines.append(
-            f"| {k} | {c['masks']} ({c['masks_fraction']:.0%}) | {100 * c['pixel_share']:.2f} % "
+            f"| {k}{' ' + c['name'] if c.get('name') else ''} | {c['masks']} ({c['masks_fraction']:.0%}) | {100 * c['pixel_share']:.2f} % "
             f"| {c['objects_per_mask']:.2f} | {area} |"
         )
     return lines

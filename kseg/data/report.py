@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from kseg.data.classes import folder_classes, label_keys, summarize_mask
+from kseg.data.classes import folder_classes, label_keys, read_class_table, summarize_mask
 from kseg.data.folder import scan_folder
 from kseg.data.io import read_image, read_stored_mask
 from kseg.data.split import group_split
@@ -107,7 +107,7 @@ def data_report(
         "lesions_per_image": dict(sorted(Counter(n_lesions).items())),
         "lesion_area_px_quantiles": _q(lesion_px),
         "lesion_area_fraction_quantiles": _q(lesion_frac),
-        "classes": folder_classes(per_mask),
+        "classes": folder_classes(per_mask, _names(path)),
         "groups": {
             "n": len(groups),
             "images_per_group": dict(sorted(Counter(groups.values()).items())),
@@ -120,6 +120,11 @@ def data_report(
     _sheet(report, hists, sizes, fg, lesion_frac, samples, out / "report.png", examples)
     write_json(out / "report.json", report)
     return report
+
+
+def _names(path) -> dict[str, Any] | None:
+    found = read_class_table(path)
+    return found[0] if found else None
 
 
 def _binary(stored) -> np.ndarray:
@@ -192,8 +197,8 @@ def _sheet(report, hists, sizes, fg, lesion_frac, samples, path: Path, examples:
     legend = ""
     if cls.get("multi_class"):
         legend = "; outlines: " + ", ".join(
-            f"{k} {'red green blue yellow violet'.split()[i % 5]}"
-            for i, k in enumerate(cls["classes"])
+            f"{c.get('name') or k} {'red green blue yellow violet'.split()[i % 5]}"
+            for i, (k, c) in enumerate(cls["classes"].items())
         )
     fig.suptitle(f"{report['folder']}: {report['n_images']} images{legend}", fontsize=11)
     fig.tight_layout()

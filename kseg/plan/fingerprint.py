@@ -69,7 +69,8 @@ def fingerprint(
         group_regex: as ``data.group_regex``: which part of a file name names its group.
         max_images: read at most this many (an evenly spread, seeded sample); counts and groups
             always cover every file.
-        classes: ``data.classes`` (name -> id or colour), to name the classes found.
+        classes: ``data.classes`` (name -> id or colour), to name the classes found; default:
+            the folder's ``labelmap.txt`` / ``class_names.txt`` if any.
 
     Returns:
         ``{"path", "n_images", "n_groups", "sampled", "height", "width", "channels",
@@ -86,6 +87,11 @@ def fingerprint(
     from kseg.data.folder import scan_folder
     from kseg.data.io import mask_to_ids, read_image, read_stored_mask
 
+    if classes is None:  # names stored with the data (labelmap.txt, class_names.txt)
+        from kseg.data.classes import read_class_table
+
+        found = read_class_table(path)
+        classes = found[0] if found else None
     samples = scan_folder(path, group_regex=group_regex)
     if not samples:
         raise DataError(f"{path}: no images to fingerprint")
@@ -114,7 +120,7 @@ def fingerprint(
     gray = all(r["gray"] for r in rows)
     px = px[:, :1] if gray else px
     diameters = [d for r in rows for d in r["diameters"]]
-    found = folder_classes(per_mask)
+    found = folder_classes(per_mask, classes)
     return {
         "path": str(path),
         "n_images": len(samples),
@@ -139,15 +145,14 @@ def fingerprint(
         },
         "n_classes": len(found["classes"]) if found["multi_class"] else min(1, len(found["classes"])),
         "multi_class": found["multi_class"],
-        "classes": _per_class(found, per_mask, classes or {}),
+        "classes": _per_class(found, per_mask),
     }
 
 
-def _per_class(found: dict[str, Any], per_mask: list, names: dict[str, Any]) -> dict[str, Any]:
+def _per_class(found: dict[str, Any], per_mask: list) -> dict[str, Any]:
     """Per class label: its name (from ``data.classes``), presence and object diameters."""
     from kseg.data.classes import label_of
 
-    by_label = {label_of(v): n for n, v in names.items()}
     out: dict[str, Any] = {}
     for label, c in found["classes"].items():
         diam = [
@@ -158,7 +163,7 @@ def _per_class(found: dict[str, Any], per_mask: list, names: dict[str, Any]) -> 
             for a in cls["objects"]
         ]
         out[label] = {
-            "name": by_label.get(label),
+            "name": c.get("name"),
             "masks": c["masks"],
             "masks_fraction": c["masks_fraction"],
             "pixel_share": c["pixel_share"],
