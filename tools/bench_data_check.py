@@ -263,7 +263,10 @@ def _usgra(out: Path) -> tuple[dict, list[str]]:
         f"| {r['file']} | {r['planted']} | {'yes' if r['found'] else 'NO'} | {', '.join(r['kinds'])} |"
         for r in s["planted"]
     ]
-    for title, alarms in (("False alarms (clean)", false), ("False alarms (planted)", s["false_alarms"])):
+    for title, alarms in (
+        ("False alarms (clean)", false),
+        ("False alarms (planted)", s["false_alarms"]),
+    ):
         if alarms:
             md += ["", f"{title}:", ""] + [
                 f"- {', '.join(a['files']) if 'files' in a else a['file']}: {a['kind']} ({a['detail']})"

@@ -426,9 +426,9 @@ def _size_outliers(items: list[_Image], add, z_max: float) -> None:
     common = [hw for hw, c in count.items() if c >= need]
     if sum(count[hw] for hw in common) >= len(items) / 2:
         ref = np.log(np.array(common, np.float64))
-        shown = ", ".join(
-            f"{w}x{h}" for h, w in sorted(common, key=lambda hw: -count[hw])[:4]
-        ) + (" ..." if len(common) > 4 else "")
+        shown = ", ".join(f"{w}x{h}" for h, w in sorted(common, key=lambda hw: -count[hw])[:4]) + (
+            " ..." if len(common) > 4 else ""
+        )
         limit = np.log(SIZE_FACTOR)
         for it in items:
             if count[it.hw] >= need:  # type: ignore[index]

@@ -179,14 +179,12 @@ def _sheet(report, hists, sizes, fg, lesion_frac, samples, path: Path, examples:
             if stored.shape == img.shape[:2]:
                 found = summarize_mask(stored)
                 keys = sorted(found.classes) if len(found.classes) > 1 else []
-                regions = [_binary(stored)] if not keys else [
-                    _class_region(stored, k) for k in keys
-                ]
+                regions = (
+                    [_binary(stored)] if not keys else [_class_region(stored, k) for k in keys]
+                )
                 img = img.copy()
                 for c, region in enumerate(regions):
-                    contours, _ = cv2.findContours(
-                        region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
-                    )
+                    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
                     colour = _OUTLINE[c % len(_OUTLINE)]
                     img = cv2.drawContours(img, contours, -1, colour, max(1, img.shape[0] // 150))
         ax = fig.add_subplot(gs[1, j])

@@ -143,7 +143,9 @@ def fingerprint(
             "p10": float(np.percentile(diameters, 10)) if diameters else 0.0,
             "min": float(np.min(diameters)) if diameters else 0.0,
         },
-        "n_classes": len(found["classes"]) if found["multi_class"] else min(1, len(found["classes"])),
+        "n_classes": len(found["classes"])
+        if found["multi_class"]
+        else min(1, len(found["classes"])),
         "multi_class": found["multi_class"],
         "classes": _per_class(found, per_mask),
     }

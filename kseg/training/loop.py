@@ -121,8 +121,7 @@ def _classes_from_data(config: Config) -> Config:
     config = cfgmod.replace(config, data={"classes": table})
     shown = ", ".join(f"{n}: {list(v) if isinstance(v, tuple) else v}" for n, v in table.items())
     print(
-        f"data.classes from {source}: {shown} (model.num_classes = "
-        f"{config.model.num_classes})",
+        f"data.classes from {source}: {shown} (model.num_classes = {config.model.num_classes})",
         file=sys.stderr,
     )
     return config

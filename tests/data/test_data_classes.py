@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from kseg.config import DataConfig
-from kseg.data.io import foreground_ids, read_mask, read_stored_mask
 from kseg.data.classes import merged_classes
+from kseg.data.io import foreground_ids, read_mask, read_stored_mask
 from kseg.data.pipeline import load_splits
 from kseg.errors import DataError
 
