@@ -258,7 +258,8 @@ def read_stored_mask(
 ) -> StoredMask:
     """Decode a mask file into its stored labels (:class:`StoredMask`), nothing interpreted."""
     check_pixels(path, max_pixels)
-    if _is_palette_png(path):  # decode once, by index (OpenCV would expand the palette)
+    tried = _is_palette_png(path)
+    if tried:  # decode once, by index (OpenCV would expand the palette)
         indexed = _palette_indices(path)
         if indexed is not None:
             return indexed
@@ -270,8 +271,8 @@ def read_stored_mask(
     if str(path).lower().endswith(_LOSSY):
         return StoredMask("lossy", arr[..., :3].max(axis=2) if arr.ndim == 3 else arr)
     if arr.ndim == 3 and arr.shape[2] >= 3:
-        # OpenCV expands a palette to colours; the indices are the labels: read them with Pillow
-        indexed = _palette_indices(path)
+        # OpenCV expands a palette (BMP, TIFF) to colours; the indices are the labels
+        indexed = None if tried else _palette_indices(path)
         if indexed is not None:
             return indexed
         bgr = arr[..., :3]

@@ -44,6 +44,10 @@ def test_palette_png_is_read_by_index_not_colour(tmp_path):
     assert np.array_equal(read_mask(tmp_path / "m.png", classes={"a": 1, "b": 2}), lab > 0)
     with pytest.raises(DataError, match=r"m.png: palette indices 0, 1, 2 are not class ids 0..1"):
         read_mask(tmp_path / "m.png", 2)
+    for ext in ("bmp", "tif"):  # other indexed formats OpenCV expands
+        Image.open(tmp_path / "m.png").save(tmp_path / f"m.{ext}")
+        assert read_stored_mask(tmp_path / f"m.{ext}").kind == "palette", ext
+        assert np.array_equal(read_mask(tmp_path / f"m.{ext}", 3), lab), ext
 
 
 def test_palette_colours_through_a_colour_table(tmp_path):
