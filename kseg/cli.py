@@ -465,7 +465,9 @@ def predict(model_path, inputs, out, runtime, threads, geojson, stats, **flags) 
         click.echo(f"class = argmax; {tiled} of {len(rows)} images tiled")
         for i, name in enumerate(rows[0]["classes"], start=1):
             mean = sum(r["classes"][name]["fraction"] for r in rows) / len(rows)
-            click.echo(f"  {name:<16} overlay {class_colour_hex(i)}  mean {100 * mean:.2f} % of pixels")
+            click.echo(
+                f"  {name:<16} overlay {class_colour_hex(i)}  mean {100 * mean:.2f} % of pixels"
+            )
 
 
 def _expand_inputs(inputs: tuple[Path, ...]) -> list[Path]:

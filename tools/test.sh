@@ -18,4 +18,6 @@ bash tools/setup_deploy_env.sh  # venvs: metadata writer (tflite-support), Media
 "$KSEG_PY" -m pytest
 echo "[edge] device emulation: tflite-runtime 2.14 + numpy<2, no TensorFlow"
 KSEG_MAIN_PYTHON="$KSEG_PY" bash tools/edge_env_check.sh --self-test
-bash tools/bundle_consumer_check.sh android_demo_assets  # tflite-runtime, MediaPipe, metadata reader
+# tflite-runtime, MediaPipe (confidence mask; usgra: category mask), metadata reader, both bundles
+bash tools/bundle_consumer_check.sh android_demo_assets/hc18
+bash tools/bundle_consumer_check.sh android_demo_assets/usgra

@@ -86,7 +86,10 @@ def predictor_class_names(predictor: Any) -> tuple[str, ...]:
         if names is not None:
             return names
     card = getattr(predictor, "card", None) or {}
-    for value in ((card.get("output") or {}).get("classes"), (card.get("bundle") or {}).get("labels")):
+    for value in (
+        (card.get("output") or {}).get("classes"),
+        (card.get("bundle") or {}).get("labels"),
+    ):
         names = _names_from(value, k)
         if names is not None:
             return names

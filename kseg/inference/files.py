@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kseg.atomic import write_bytes, write_json
 import numpy as np
 
+from kseg.atomic import write_bytes, write_json
 from kseg.data.io import read_image
 from kseg.inference.classes import predictor_class_names
 from kseg.inference.options import InferenceOptions

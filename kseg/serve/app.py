@@ -325,7 +325,15 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
         }
         t1 = time.perf_counter()
         content, timing = await engine.run(
-            _segment, data, card["channels"], settings, opts, output, alpha, meta, t0,
+            _segment,
+            data,
+            card["channels"],
+            settings,
+            opts,
+            output,
+            alpha,
+            meta,
+            t0,
             engine.class_names,
         )
         timing["receive_ms"] = (t1 - t0) * 1e3
