@@ -43,6 +43,10 @@ bash tools/setup_deploy_env.sh metadata
 if [[ ! -f "$RUN/best.keras" ]]; then
   nice -n 10 "$PY" -m kseg.cli train --config "$CONFIG" --data "$DATA" --out "$RUN"
 fi
+# Vela's compiled Ethos-U figures go into bench.json and the README when its venv exists
+# (tools/vela_check.sh --install makes it)
+VELA=${KSEG_VELA_VENV:-/tmp/kseg-vela-venv}/bin/vela
+if [[ -z "${KSEG_VELA:-}" && -x "$VELA" ]]; then export KSEG_VELA=$VELA; fi
 "$PY" -m kseg.cli export android --model "$RUN" --out "android_demo_assets/$WHICH" --int8 \
   --samples 4 "${EXTRA[@]}" --force
 du -sh "android_demo_assets/$WHICH"
