@@ -166,7 +166,9 @@ def test_predict_files_records_per_class_areas(tiny_multiclass, tmp_path):
     ]
     assert list(rec["classes"]) == ["nerve", "vessel"]
     assert rec["classes"]["nerve"]["fraction"] == pytest.approx(20 / 64, abs=0.1)
-    assert rec["classes"]["vessel"]["fraction"] == pytest.approx(24 / 64, abs=0.1)  # the 5x5 mean blurs edges
+    assert rec["classes"]["vessel"]["fraction"] == pytest.approx(
+        24 / 64, abs=0.1
+    )  # the 5x5 mean blurs edges
     assert rec["foreground_fraction"] == pytest.approx(
         rec["classes"]["nerve"]["fraction"] + rec["classes"]["vessel"]["fraction"]
     )
