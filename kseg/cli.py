@@ -457,7 +457,17 @@ def predict(model_path, inputs, out, runtime, threads, geojson, stats, **flags) 
     click.echo(f"wrote {len(rows)} masks and overlays{extra} to {out}")
     if rows:
         tiled = sum(r["tiled"] for r in rows)
-        click.echo(f"threshold {rows[0]['threshold']:.3f}; {tiled} of {len(rows)} images tiled")
+        if "classes" not in rows[0]:
+            click.echo(f"threshold {rows[0]['threshold']:.3f}; {tiled} of {len(rows)} images tiled")
+            return
+        from kseg.inference.classes import class_colour_hex
+
+        click.echo(f"class = argmax; {tiled} of {len(rows)} images tiled")
+        for i, name in enumerate(rows[0]["classes"], start=1):
+            mean = sum(r["classes"][name]["fraction"] for r in rows) / len(rows)
+            click.echo(
+                f"  {name:<16} overlay {class_colour_hex(i)}  mean {100 * mean:.2f} % of pixels"
+            )
 
 
 def _expand_inputs(inputs: tuple[Path, ...]) -> list[Path]:

@@ -2,7 +2,7 @@
 
 For each architecture (default ``unet``, ``attention_unet``, ``mobile_unet``; untrained, seed 0,
 at ``--size`` px, gray input, calibrated and checked on synthetic ultrasound; latency does not
-depend on the weights) and for the committed, trained ``android_demo_assets/``:
+depend on the weights) and for the committed, trained ``android_demo_assets/hc18/``:
 
 1. bundle size (all files) and export time (conversion, parity, metadata, golden files);
 2. LiteRT latency at 1 thread of the bundle model (uint8 RGB in, RGB->gray in the graph, uint8
@@ -162,7 +162,7 @@ def row(name, size, bundle, plain, nbytes, export_s, convert_s, args, *, trained
 
 
 def demo_row(args, work: Path) -> dict | None:
-    assets = REPO / "android_demo_assets"
+    assets = REPO / "android_demo_assets" / "hc18"
     if not (assets / "model.tflite").is_file():
         return None
     card = json.loads((assets / "model.json").read_text())

@@ -14,7 +14,9 @@ stdout and exits 1 when the consumer disagrees with the golden files:
   agreement with ``NAME.mask.png`` (LiteRT's XNNPACK path) is reported beside it;
 - mediapipe: ``ImageSegmenter`` built from the model file alone (input size, normalization and
   labels come from its metadata), fed the golden input as an SRGB image; its confidence mask,
-  thresholded as the README says, vs ``NAME.mask.png``;
+  thresholded as the README says, vs ``NAME.mask.png``; a multi-class bundle (K > 1 output
+  channels) also asks for the category mask (class id per pixel), compared with
+  ``NAME.category.png``, and passes on the lower of the two agreements;
 - metadata: tflite-support's ``MetadataDisplayer`` reads the model's metadata and packed files;
   they must equal the bundle's ``metadata.json`` and ``labels.txt``;
 - arm64: LiteRT's aarch64 wheel on an arm64 CPU (qemu-aarch64-static and the root made by
@@ -232,15 +234,17 @@ def check_tflite_runtime(bundle: Path, runs: int) -> dict:
 
 
 def check_mediapipe(bundle: Path, runs: int) -> dict:
+    import cv2
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
     card = _card(bundle)
+    k = int(card["output"]["shape"][-1])
     options = vision.ImageSegmenterOptions(
         base_options=BaseOptions(model_asset_path=str(bundle / "model.tflite")),
         running_mode=vision.RunningMode.IMAGE,
         output_confidence_masks=True,
-        output_category_mask=False,
+        output_category_mask=k > 1,  # K classes: the class id per pixel, as an app reads it
     )
     labels = (bundle / "labels.txt").read_text(encoding="utf-8").split()
     rows = []
@@ -253,7 +257,19 @@ def check_mediapipe(bundle: Path, runs: int) -> dict:
                 [m.numpy_view().reshape(x.shape[1:3]) for m in result.confidence_masks], -1
             )
             mask = _mask(conf, card["output"]["threshold"])
-            rows.append({"name": name, "pixel_agreement": float((mask == gold_mask).mean())})
+            row = {"name": name, "confidence_agreement": float((mask == gold_mask).mean())}
+            row["pixel_agreement"] = row["confidence_agreement"]
+            if k > 1:
+                category = result.category_mask.numpy_view().reshape(x.shape[1:3])
+                gold = cv2.imread(
+                    str(bundle / "golden" / f"{name}.category.png"), cv2.IMREAD_UNCHANGED
+                )
+                row["category_agreement"] = float((category == gold).mean())
+                row["category_classes"] = {
+                    labels[c]: int((category == c).sum()) for c in range(min(k, len(labels)))
+                }
+                row["pixel_agreement"] = min(row["pixel_agreement"], row["category_agreement"])
+            rows.append(row)
         first = mp.Image(
             image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(_golden(bundle)[0][1][0])
         )
@@ -262,6 +278,7 @@ def check_mediapipe(bundle: Path, runs: int) -> dict:
         "consumer": f"mediapipe {mp.__version__} ImageSegmenter, numpy {np.__version__}",
         "labels_from_metadata": seen_labels,
         "labels_match": seen_labels == labels,
+        "category_mask": k > 1,
         "samples": rows,
         "min_pixel_agreement": min(r["pixel_agreement"] for r in rows),
         "latency_ms": latency,

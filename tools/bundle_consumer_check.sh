@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Proof by consumers kseg did not write: a bundle made by `kseg export android` (default: the
-# committed android_demo_assets/) must be reproduced by
+# committed android_demo_assets/hc18/) must be reproduced by
 #   1. tflite-runtime 2.14 + numpy<2 (no TensorFlow): output tensors of the golden inputs vs
 #      golden/NAME.output.npy, masks vs golden/NAME.mask.png;
 #   2. MediaPipe Tasks ImageSegmenter (mediapipe 1.2.3): built from model.tflite and its metadata
@@ -28,7 +28,7 @@
 # Exit:  0 all agree (or arm64 skipped); 1 a consumer disagrees; 2 bad arguments.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUNDLE=$(realpath -m "${1:-$REPO/android_demo_assets}")
+BUNDLE=$(realpath -m "${1:-$REPO/android_demo_assets/hc18}")
 MIN=${KSEG_BUNDLE_MIN_AGREEMENT:-0.999}
 LOGS=${TMPDIR:-/tmp}  # consumer logs and the arm64 results (kseg-bundle-*)
 [[ -f "$BUNDLE/model.tflite" && -d "$BUNDLE/golden" ]] || {

@@ -4,8 +4,8 @@
 # require every operator on the NPU. Prints Vela's cycle estimate, SRAM and off-chip traffic.
 #
 # Usage: tools/vela_check.sh MODEL.tflite [MODEL.tflite ...]
-#        tools/vela_check.sh --self-test [WORK_DIR]  (tiny INT8 model made here, plus
-#                                                    android_demo_assets/model.tflite if present)
+#        tools/vela_check.sh --self-test [WORK_DIR]  (tiny INT8 model made here, plus every
+#                                                    android_demo_assets/*/model.tflite present)
 #        tools/vela_check.sh --install               (only create the venv)
 # Env:   KSEG_VELA_VENV    venv folder, reused when present (default /tmp/kseg-vela-venv)
 #        KSEG_VELA_PYTHON  interpreter that creates it (default python3.11)
@@ -52,9 +52,9 @@ EOF
     exit 1
   fi
   set -- "$WORK/models/tiny_int8.tflite"
-  if [[ -f "$REPO/android_demo_assets/model.tflite" ]]; then
-    set -- "$@" "$REPO/android_demo_assets/model.tflite"
-  fi
+  for bundle in "$REPO"/android_demo_assets/*/model.tflite; do  # hc18, usgra
+    [[ -f "$bundle" ]] && set -- "$@" "$bundle"
+  done
 fi
 if [[ $# -lt 1 ]]; then
   echo "usage: $0 MODEL.tflite [MODEL.tflite ...]  |  $0 --self-test [WORK_DIR]  |  $0 --install" >&2

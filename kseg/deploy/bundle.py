@@ -1,6 +1,6 @@
 """``export_android``: a trained model -> a self-contained bundle an Android app can ship.
 
-The bundle (see README.md inside one, e.g. ``android_demo_assets/``)::
+The bundle (see README.md inside one, e.g. ``android_demo_assets/hc18/``)::
 
     model.tflite       uint8 RGB in, per-class confidence out, batch 1, builtin ops only,
                        standard TFLite Model Metadata (+ labels.txt packed inside)
@@ -11,7 +11,8 @@ The bundle (see README.md inside one, e.g. ``android_demo_assets/``)::
     golden/            per sample: NAME.input.npy (the exact input tensor), NAME.output.npy (the
                        raw output tensor from LiteRT's default XNNPACK path), NAME.output_builtin.npy
                        (from TFLite's builtin kernels), NAME.mask.png (the mask: 0/255, or the
-                       class index for K > 1)
+                       class index spread over 0..255 for K > 1); K > 1 also NAME.category.png,
+                       the class id per pixel (0..K-1), which is MediaPipe's category mask
     bench.json         measured CPU latency and the Ethos-U estimate
     README.md          for the app developer
     manifest.json      sha256 and size of every other file
@@ -89,7 +90,10 @@ def export_android(
         data: calibration/parity data as in ``kseg convert`` (default: the model's run data).
         samples: validation images written to ``samples/`` and ``golden/``.
         bench_runs: timed interpreter runs for the README's latency (0: skip).
-        labels: class names (default: ``background``/``foreground`` by the output width).
+        labels: class names, one per output channel (default: the run configuration's
+            :func:`kseg.config.class_names`, background first for K > 1 classes and the one
+            class's name for a binary model; without a run: ``foreground`` or ``background``,
+            ``class_1``, ...).
     """
     from kseg.deploy.camera import camera_model, check_exportable
     from kseg.deploy.metadata import writer_python
@@ -112,7 +116,7 @@ def export_android(
     spec = model_spec(keras_model)
     channels = int(keras_model.input_shape[3])
     num_classes = int(keras_model.output_shape[-1])
-    labels = list(labels) if labels else _default_labels(num_classes)
+    labels = list(labels) if labels else _default_labels(model_path, num_classes)
     if len(labels) != num_classes:
         raise KsegError(f"--labels: {len(labels)} names for {num_classes} output channels")
     if data is None and find_run_dir(model_path) is None and channels == 1:
@@ -171,10 +175,13 @@ def public_paths(obj: Any) -> Any:
     return obj
 
 
-def _default_labels(num_classes: int) -> list[str]:
-    if num_classes == 1:
-        return ["foreground"]
-    return ["background"] + [f"class_{k}" for k in range(1, num_classes)]
+def _default_labels(model_path: Path, num_classes: int) -> list[str]:
+    """One name per output channel: the run's class names (index = class id) for K > 1, the one
+    foreground class's name for a binary model."""
+    from kseg.inference.classes import default_class_names, run_class_names
+
+    names = run_class_names(model_path, num_classes) or default_class_names(num_classes)
+    return [names[1]] if num_classes == 1 else list(names)
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
@@ -247,16 +254,25 @@ def _write_bundle(
             f"{name} ({len(labels)} output channel(s): {', '.join(labels)}), trained with kseg on "
             f"{data_desc}. Input: uint8 RGB {card['input']['shape'][1]}x{card['input']['shape'][2]}"
             f", pixels as they are (normalization is inside the model). Output: per-class "
-            f"confidence ({card['output']['activation']}); mask = confidence > {threshold}."
-            " Research use only, not a medical device."
+            f"confidence ({card['output']['activation']}); "
+            + (
+                f"mask = confidence > {threshold}."
+                if len(labels) == 1
+                else "class = argmax (0 = background)."
+            )
+            + " Research use only, not a medical device."
         ),
         "author": "kseg",
         "licenses": "Model: Apache-2.0 (kseg). Training data: see samples/ATTRIBUTION.md.",
         "input_description": "RGB image, uint8 [0, 255], resized (stretched) to the input size; "
         + ("converted to gray inside the model (BT.601 luma)." if gray_source else "used as RGB."),
         "output_description": f"Per-class confidence ({card['output']['activation']}) per pixel; "
-        f"mask = confidence > {threshold}"
-        + (" (one channel: the foreground)." if len(labels) == 1 else ", class = argmax."),
+        + (
+            f"mask = confidence > {threshold} (one channel: the foreground)."
+            if len(labels) == 1
+            else "class = argmax over the channels (MediaPipe's category mask); channel i is "
+            "labels.txt line i."
+        ),
     }
     raw = tmp / "model.raw.tflite"
     os.replace(tflite, raw)
@@ -264,7 +280,7 @@ def _write_bundle(
     raw.unlink()
     write_json(tmp / "metadata.json", meta)
 
-    sample_rows = _write_samples(tmp, tflite, model_path, card, data, samples, threshold)
+    sample_rows = _write_samples(tmp, tflite, model_path, card, data, samples, threshold, labels)
     bench = _bench(tflite, bench_runs)
     write_json(tmp / "bench.json", bench)
 
@@ -280,8 +296,10 @@ def _write_bundle(
         "format": BUNDLE_FORMAT,
         "rgb_to_gray_in_graph": gray_source,
         "labels": labels,
+        "category_mask": len(labels) > 1,
         "metadata_writer": f"{meta['writer']} {meta['tflite_support']}",
         "samples": [r["name"] for r in sample_rows],
+        "sample_classes": {r["name"]: r["classes"] for r in sample_rows},
         "golden_kernels": {
             "output.npy": "LiteRT default CPU path (XNNPACK): Android LiteRT, MediaPipe Tasks",
             "output_builtin.npy": "TFLite builtin kernels: tflite-runtime, LiteRT without delegates",
@@ -303,7 +321,9 @@ def _write_bundle(
     }
 
 
-def _write_samples(tmp, tflite, model_path, card, data, n, threshold) -> list[dict[str, Any]]:
+def _write_samples(
+    tmp, tflite, model_path, card, data, n, threshold, labels
+) -> list[dict[str, Any]]:
     """Validation images at model resolution and the exact tensors LiteRT gives for them."""
     import cv2
 
@@ -344,11 +364,19 @@ def _write_samples(tmp, tflite, model_path, card, data, n, threshold) -> list[di
         np.save(tmp / "golden" / f"{name}.input.npy", x)
         np.save(tmp / "golden" / f"{name}.output.npy", raw)
         np.save(tmp / "golden" / f"{name}.output_builtin.npy", raw_ref)
-        cv2.imwrite(str(tmp / "golden" / f"{name}.mask.png"), mask_to_png(mask, prob.shape[-1]))
+        k = prob.shape[-1]
+        cv2.imwrite(str(tmp / "golden" / f"{name}.mask.png"), mask_to_png(mask, k))
+        if k > 1:  # the class id per pixel, as MediaPipe's ImageSegmenter gives its category mask
+            cv2.imwrite(str(tmp / "golden" / f"{name}.category.png"), mask.astype(np.uint8))
         rows.append(
             {
                 "name": name,
-                "foreground": float(mask.mean()),
+                "foreground": float((mask > 0).mean()),
+                # fraction of the sample's pixels per class (K > 1: every class, background too)
+                "classes": {
+                    labels[c] if k > 1 else labels[0]: float((mask == (c if k > 1 else 1)).mean())
+                    for c in range(k)
+                },
                 "builtin_max_diff": float(np.abs(raw.astype(np.float64) - raw_ref).max()),
                 "builtin_mask_agreement": float((mask == mask_ref).mean()),
             }
@@ -545,6 +573,48 @@ def verify_manifest(folder: str | os.PathLike[str]) -> list[str]:
     return problems
 
 
+def _mediapipe_section(s, o, k: int) -> str:
+    """The README's MediaPipe Tasks snippet: confidence mask (one class) or category mask."""
+    head = """## Android: MediaPipe Tasks ImageSegmenter
+
+```kotlin
+// build.gradle: implementation("com.google.mediapipe:tasks-vision:<version>")
+// put model.tflite in app/src/main/assets/
+val options = ImageSegmenter.ImageSegmenterOptions.builder()
+    .setBaseOptions(BaseOptions.builder().setModelAssetPath("model.tflite").build())
+    .setRunningMode(RunningMode.IMAGE)
+"""
+    if k == 1:
+        return (
+            head
+            + f"""    .setOutputConfidenceMasks(true)
+    .setOutputCategoryMask(false)
+    .build()
+val segmenter = ImageSegmenter.createFromOptions(context, options)
+val result = segmenter.segment(BitmapImageBuilder(bitmap).build())   // ARGB_8888 bitmap
+val conf = result.confidenceMasks().get()[0]   // {s[1]}x{s[2]}, float confidence of labels.txt line 0
+// mask pixel = confidence > {o["threshold"]}; MediaPipe resizes the frame to {s[1]}x{s[2]} itself
+```
+"""
+        )
+    return (
+        head
+        + f"""    .setOutputConfidenceMasks(false)
+    .setOutputCategoryMask(true)
+    .build()
+val segmenter = ImageSegmenter.createFromOptions(context, options)
+val result = segmenter.segment(BitmapImageBuilder(bitmap).build())   // ARGB_8888 bitmap
+val category = ByteBufferExtractor.extract(result.categoryMask().get())  // {s[1]}x{s[2]} bytes
+// byte i = class id of pixel i (row-major): labels.txt line (0 = background);
+// MediaPipe resizes the frame to {s[1]}x{s[2]} itself. segmenter.labels lists the names.
+```
+
+`setOutputConfidenceMasks(true)` gives the {k} per-class confidence masks instead (the argmax
+over them is the category mask).
+"""
+    )
+
+
 def _kib(n) -> str:
     return "?" if n is None else f"{float(n) / 1024:.0f} KiB"
 
@@ -652,6 +722,37 @@ def _readme(card, fields, sample_rows, bench, labels) -> str:
         if b["rgb_to_gray_in_graph"]
         else "The model was trained on RGB images."
     )
+    k = int(o["shape"][-1])
+    step = 255 // max(1, k - 1)
+    if k == 1:
+        rule = f"mask = confidence > {o['threshold']}"
+        mask_lines = (
+            f"- Mask: confidence > {o['threshold']} (one channel = foreground).\n"
+            "  `golden/*.mask.png` stores 0 / 255."
+        )
+        category_row, class_table = "", ""
+    else:
+        rule = f"class = argmax over the {k} values of a pixel (0 = background)"
+        mask_lines = (
+            f"- Mask: the class of a pixel is the argmax over its {k} channels (0 = background;"
+            " no threshold), which is what MediaPipe's category mask holds.\n"
+            f"  `golden/*.category.png` stores the class id (0..{k - 1}) per pixel, "
+            f"`golden/*.mask.png` the same scaled for viewing (class c as c * {step})."
+        )
+        category_row = ", `NAME.category.png` (class id per pixel: the category mask)"
+        head = "| sample | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
+        body = "".join(
+            f"| {r['name']} | "
+            + " | ".join(f"{100 * r['classes'].get(n, 0.0):.2f} %" for n in labels)
+            + " |\n"
+            for r in sample_rows
+        )
+        class_table = (
+            "\nPixels per class in the golden masks (check your category mask against these):\n\n"
+            + head
+            + body
+        )
+    mediapipe = _mediapipe_section(s, o, k)
     return f"""# {fields["name"]} (Android bundle)
 
 Generated by `kseg export android`; do not edit by hand (`manifest.json` holds every file's
@@ -666,7 +767,7 @@ sha256). {fields["description"]}
 | `model.json`, `model.md` | kseg model card: conversion, parity gate, graph facts |
 | `metadata.json` | the embedded metadata as tflite-support's `MetadataDisplayer` reads it |
 | `samples/` | {len(sample_rows)} validation images ({names}) at model resolution; origin and licence in `samples/ATTRIBUTION.md` |
-| `golden/` | per sample: `NAME.input.npy` (exact input tensor), `NAME.output.npy` and `NAME.output_builtin.npy` (exact output tensors of two kernel families, below), `NAME.mask.png` (the mask) |
+| `golden/` | per sample: `NAME.input.npy` (exact input tensor), `NAME.output.npy` and `NAME.output_builtin.npy` (exact output tensors of two kernel families, below), `NAME.mask.png` (the mask){category_row} |
 | `bench.json` | latency measured at export and the Ethos-U estimate |
 | `manifest.json` | sha256 and size of every file |
 
@@ -678,8 +779,7 @@ sha256). {fields["description"]}
   {gray}
 - Output `segmentation_masks`: `{o["dtype"]} [1, {s[1]}, {s[2]}, {o["shape"][-1]}]`, {out_q};
   activation {o["activation"]}.
-- Mask: confidence > {o["threshold"]} {"(one channel = foreground)" if o["shape"][-1] == 1 else "then argmax over classes"}.
-  `golden/*.mask.png` stores {"0 / 255" if o["shape"][-1] == 1 else "the class index scaled to 0..255"}.
+{mask_lines}
 - Labels (`labels.txt`):
 
 ```
@@ -688,7 +788,7 @@ sha256). {fields["description"]}
 
 Quality (kseg's parity gate, {p["n_images"]} validation images): Keras Dice {p["float_dice"]:.4f},
 this file {p["tflite_dice"]:.4f} (drop {p["dice_drop"]:+.4f}), pixel agreement {p["pixel_agreement"]:.4f}.
-
+{class_table}
 ## Golden files: check your integration
 
 Run your pipeline on `golden/NAME.input.npy` (or decode `samples/NAME.png`: the same pixels) and
@@ -719,23 +819,7 @@ means a pipeline bug (BGR instead of RGB, normalizing twice, resizing, wrong thr
 {cpu_line}
 {chr(10).join(eu_lines)}
 
-## Android: MediaPipe Tasks ImageSegmenter
-
-```kotlin
-// build.gradle: implementation("com.google.mediapipe:tasks-vision:<version>")
-// put model.tflite in app/src/main/assets/
-val options = ImageSegmenter.ImageSegmenterOptions.builder()
-    .setBaseOptions(BaseOptions.builder().setModelAssetPath("model.tflite").build())
-    .setRunningMode(RunningMode.IMAGE)
-    .setOutputConfidenceMasks(true)
-    .setOutputCategoryMask(false)
-    .build()
-val segmenter = ImageSegmenter.createFromOptions(context, options)
-val result = segmenter.segment(BitmapImageBuilder(bitmap).build())   // ARGB_8888 bitmap
-val conf = result.confidenceMasks().get()[0]   // {s[1]}x{s[2]}, float confidence of labels.txt line 0
-// mask pixel = confidence > {o["threshold"]}; MediaPipe resizes the frame to {s[1]}x{s[2]} itself
-```
-
+{mediapipe}
 MediaPipe reads the input size, colour space, normalization and labels from the metadata.
 
 ## Android: plain LiteRT Interpreter
@@ -750,7 +834,7 @@ val px = IntArray({s[1]} * {s[2]}); scaled.getPixels(px, 0, {s[2]}, 0, 0, {s[2]}
 for (p in px) {{ input.put((p shr 16 and 0xFF).toByte()); input.put((p shr 8 and 0xFF).toByte()); input.put((p and 0xFF).toByte()) }}
 val output = ByteBuffer.allocateDirect({s[1]} * {s[2]} * {o["shape"][-1]} * {1 if o["dtype"] == "uint8" else 4}).order(ByteOrder.nativeOrder())
 interpreter.run(input.rewind(), output)
-// {out_q}; mask = confidence > {o["threshold"]}
+// {out_q}; {rule}
 ```
 
 Check the integration once against `golden/` (same input bytes -> same output bytes).

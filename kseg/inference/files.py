@@ -2,8 +2,8 @@
 
 ``kseg predict`` calls :func:`predict_files` for every model kind, so a ``.tflite`` on a device and
 a ``.keras`` on a workstation write the same files through the same path
-(:func:`kseg.inference.segment_image`): ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png``
-(the image with the mask outline and a tint), and on request ``<stem>.geojson`` (one polygon per
+(:func:`kseg.inference.segment_image`): ``<stem>_mask.png`` (0/255; K classes: class ids spread over 0..255) and ``<stem>_overlay.png``
+(the image with a tint and outline per class), and on request ``<stem>.geojson`` (one polygon per
 component, pixel coordinates) and ``<stem>_stats.json`` (areas, perimeters, boxes, components).
 """
 
@@ -14,8 +14,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kseg.atomic import write_bytes, write_json
 from kseg.data.io import read_image
+from kseg.inference.classes import predictor_class_names
 from kseg.inference.options import InferenceOptions
 from kseg.inference.segment import segment_image
 from kseg.runtime.protocol import Predictor
@@ -32,7 +35,7 @@ def predict_files(
     geojson: bool = False,
     stats: bool = False,
 ) -> list[dict[str, Any]]:
-    """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` for each input image, and
+    """Write ``<stem>_mask.png`` (0/255; K classes: class ids spread over 0..255) and ``<stem>_overlay.png`` for each input image, and
     ``<stem>.geojson`` / ``<stem>_stats.json`` when asked.
 
     Args:
@@ -40,7 +43,8 @@ def predict_files(
             ``False`` ``"auto"`` (see :class:`kseg.inference.InferenceOptions`).
 
     Returns one record per input: paths written, image size, foreground fraction, area,
-    component count and threshold.
+    component count and threshold; for K > 1 classes also ``classes``: per class name its
+    ``area_px`` and ``fraction`` of the image (with ``stats``: its ``component_count`` too).
 
     Raises:
         DataError: an input that cannot be read (the message names it).
@@ -48,10 +52,11 @@ def predict_files(
     opts = options or InferenceOptions(tile="on" if tile else "auto", overlap=overlap)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    names = predictor_class_names(predictor)
     records = []
     for src in map(Path, inputs):
         image = read_image(src, int(predictor.channels))
-        res = segment_image(predictor, image, opts)
+        res = segment_image(predictor, image, opts, class_names=names)
         mask_path = out / f"{src.stem}_mask.png"
         overlay_path = out / f"{src.stem}_overlay.png"
         write_bytes(mask_path, res.mask_png())
@@ -66,6 +71,14 @@ def predict_files(
             "threshold": res.threshold,
             "tiled": res.tiled,
         }
+        if res.num_classes > 1:
+            rec["classes"] = {
+                names[c]: {
+                    "area_px": int(np.count_nonzero(res.mask == c)),
+                    "fraction": float((res.mask == c).mean()),
+                }
+                for c in range(1, res.num_classes)
+            }
         if stats:
             s = res.stats()
             stats_path = out / f"{src.stem}_stats.json"
@@ -75,6 +88,8 @@ def predict_files(
             )
             if "area_mm2" in s:
                 rec["area_mm2"] = s["area_mm2"]
+            for c, entry in s.get("classes", {}).items():
+                rec["classes"][names[int(c)]]["component_count"] = entry["component_count"]
         if geojson:
             gj_path = out / f"{src.stem}.geojson"
             write_bytes(gj_path, json.dumps(res.geojson()).encode("utf-8"))

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from kseg.errors import DataError
+from kseg.inference.classes import class_colour, default_class_names, predictor_class_names
 from kseg.inference.options import InferenceOptions
 from kseg.inference.postprocess import postprocess
 from kseg.inference.tiling import ProbInfo, predict_prob
@@ -35,16 +36,30 @@ def mask_to_png(mask: np.ndarray, num_classes: int = 1) -> np.ndarray:
     return (mask.astype(np.uint16) * (255 // top)).clip(0, 255).astype(np.uint8)
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, *, alpha: float = 0.35) -> np.ndarray:
-    """RGB uint8: the image with foreground tinted red and its outline in yellow."""
+def overlay(
+    image: np.ndarray, mask: np.ndarray, *, alpha: float = 0.35, num_classes: int = 1
+) -> np.ndarray:
+    """RGB uint8: the image with the mask tinted and outlined.
+
+    One output channel: foreground tinted red, outlined in yellow. K > 1 classes: each class
+    tinted and outlined in its own colour (:func:`kseg.inference.classes.class_colour`), so one
+    overlay shows every class and the page's legend explains it.
+    """
     img = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
     rgb = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img.copy()
     rgb = rgb.astype(np.float32)
-    fg = mask > 0
-    rgb[fg] = (1 - alpha) * rgb[fg] + alpha * np.array([255.0, 0.0, 0.0])
+    classes = [1] if num_classes <= 1 else [int(c) for c in np.unique(mask) if c > 0]
+    for c in classes:
+        fg = mask > 0 if num_classes <= 1 else mask == c
+        rgb[fg] = (1 - alpha) * rgb[fg] + alpha * np.array(class_colour(c), np.float32)
     out = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-    contours, _ = cv2.findContours(fg.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(out, contours, -1, (255, 255, 0), 1)
+    for c in classes:
+        fg = mask > 0 if num_classes <= 1 else mask == c
+        contours, _ = cv2.findContours(
+            fg.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+        )
+        edge = (255, 255, 0) if num_classes <= 1 else class_colour(c)
+        cv2.drawContours(out, contours, -1, edge, 1)
     return out
 
 
@@ -74,6 +89,8 @@ class Segmentation:
         tiled: whether the image was processed at native resolution in windows.
         windows: model windows run (TTA multiplies model calls, not windows).
         seconds: wall time of prediction and postprocessing.
+        names: class names by class id, background first (default: ``class_1``, ...; see
+            :func:`kseg.inference.classes.predictor_class_names`).
     """
 
     image: np.ndarray
@@ -84,6 +101,7 @@ class Segmentation:
     tiled: bool = False
     windows: int = 1
     seconds: float = 0.0
+    names: tuple[str, ...] | None = None
     _stats: dict[str, Any] | None = field(default=None, repr=False)
     _parts: dict[int, Any] | None = field(default=None, repr=False)
 
@@ -91,12 +109,21 @@ class Segmentation:
     def num_classes(self) -> int:
         return int(self.prob.shape[-1])
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Names by class id, background first (``names`` or the defaults)."""
+        return tuple(self.names) if self.names else default_class_names(self.num_classes)
+
     def stats(self) -> dict[str, Any]:
         """Area (px, and mm^2 with a pixel spacing), perimeter, bounding box, component count and
         one record per component (see :func:`kseg.inference.vector.mask_stats`)."""
         if self._stats is None:
             s = mask_stats(
-                self.mask, self.options.spacing, num_classes=self.num_classes, parts=self._shared()
+                self.mask,
+                self.options.spacing,
+                num_classes=self.num_classes,
+                parts=self._shared(),
+                class_names=self.class_names,
             )
             s["threshold"] = float(self.threshold)
             s["tiled"] = bool(self.tiled)
@@ -106,12 +133,20 @@ class Segmentation:
 
     def geojson(self) -> dict[str, Any]:
         """A FeatureCollection: one Polygon per component in pixel coordinates, holes as interior
-        rings, each with its area (see :func:`kseg.inference.vector.mask_geojson`)."""
+        rings, each with its class id and name and its area (see
+        :func:`kseg.inference.vector.mask_geojson`)."""
         h, w = self.mask.shape
         props: dict[str, Any] = {"width": int(w), "height": int(h), "coordinates": "pixel"}
         if self.options.spacing is not None:
             props["pixel_spacing_mm"] = list(self.options.spacing)
-        return mask_geojson(self.mask, self.options.spacing, properties=props, parts=self._shared())
+        props["class_names"] = list(self.class_names)
+        return mask_geojson(
+            self.mask,
+            self.options.spacing,
+            properties=props,
+            parts=self._shared(),
+            class_names=self.class_names,
+        )
 
     def _shared(self) -> dict[int, Any]:
         """The mask's components with their rings, labelled once for stats() and geojson()."""
@@ -126,22 +161,35 @@ class Segmentation:
         return encode_png(mask_to_png(self.mask, self.num_classes))
 
     def overlay_png(self, alpha: float = 0.35) -> bytes:
-        """The image with the mask tinted red and outlined in yellow, as an RGB PNG."""
+        """The image with the mask tinted and outlined (one colour per class), as an RGB PNG."""
         if not 0.0 <= float(alpha) <= 1.0:
             raise DataError(f"overlay alpha {alpha} must be in [0, 1]")
-        return encode_png(overlay(self.image, self.mask, alpha=float(alpha)), rgb=True)
+        ov = overlay(self.image, self.mask, alpha=float(alpha), num_classes=self.num_classes)
+        return encode_png(ov, rgb=True)
 
     def rethreshold(self, threshold: float) -> Segmentation:
         """The same probabilities with another threshold (postprocessing applied again)."""
         opts = self.options.replace(threshold=threshold)
         mask = postprocess(prob_to_mask(self.prob, opts.threshold), opts)
         return Segmentation(
-            self.image, self.prob, mask, float(threshold), opts, self.tiled, self.windows, 0.0
+            self.image,
+            self.prob,
+            mask,
+            float(threshold),
+            opts,
+            self.tiled,
+            self.windows,
+            0.0,
+            self.names,
         )
 
 
 def segment_image(
-    predictor, image: np.ndarray, options: InferenceOptions | None = None
+    predictor,
+    image: np.ndarray,
+    options: InferenceOptions | None = None,
+    *,
+    class_names: tuple[str, ...] | list[str] | None = None,
 ) -> Segmentation:
     """Probabilities, mask and everything derived from them for one uint8 image of any size.
 
@@ -152,6 +200,9 @@ def segment_image(
         image: uint8 ``(H, W)`` or ``(H, W, C)``; C must match the model.
         options: :class:`InferenceOptions` (default: no tiling unless the model was trained at
             native scale, the model's threshold, no postprocessing).
+        class_names: names by class id, background first (default: looked up with
+            :func:`kseg.inference.classes.predictor_class_names`; callers that segment many
+            images pass them once).
 
     Raises:
         DataError: wrong channel count or shape.
@@ -168,7 +219,15 @@ def segment_image(
     mask = postprocess(prob_to_mask(prob, threshold), opts)
     img = image[..., None] if image.ndim == 2 else image
     return Segmentation(
-        img, prob, mask, float(threshold), opts, info.tiled, info.windows, time.perf_counter() - t0
+        img,
+        prob,
+        mask,
+        float(threshold),
+        opts,
+        info.tiled,
+        info.windows,
+        time.perf_counter() - t0,
+        tuple(class_names) if class_names else predictor_class_names(predictor),
     )
 
 

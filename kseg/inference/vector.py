@@ -14,6 +14,7 @@ cuts each staircase corner: exact for horizontal, vertical and 45-degree boundar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -230,6 +231,7 @@ def mask_stats(
     num_classes: int = 1,
     limit: int | None = MAX_COMPONENTS,
     parts: dict[int, tuple[list[dict[str, Any]], float, int]] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """JSON statistics of a label mask: totals over the foreground and one entry per component.
 
@@ -239,7 +241,8 @@ def mask_stats(
     with ``spacing``: ``pixel_spacing_mm`` and ``area_mm2`` (+ ``perimeter_mm`` if isotropic).
     Multi-class masks add ``classes``: the same totals per class. ``parts``: the mask's
     :func:`class_components`, when the caller has them already (one labelling for statistics and
-    GeoJSON).
+    GeoJSON). ``class_names`` (by class id, background first) adds ``class_name`` to every
+    component, ``name`` to every entry of ``classes`` and the list itself as ``class_names``.
     """
     mask = np.asarray(mask)
     if parts is None:
@@ -250,10 +253,14 @@ def mask_stats(
     per_class = {}
     perim_total, count_total = 0.0, 0
     for cls, (recs, perim, count) in parts.items():
-        comps += [{k: v for k, v in r.items() if k not in ("rings", "holes")} for r in recs]
+        comps += [
+            _named({k: v for k, v in r.items() if k not in ("rings", "holes")}, class_names)
+            for r in recs
+        ]
         perim_total += perim
         count_total += count
-        per_class[str(cls)] = _totals(mask == cls, perim, count, spacing)
+        name = {"name": _class_name(class_names, cls)} if class_names is not None else {}
+        per_class[str(cls)] = {**name, **_totals(mask == cls, perim, count, spacing)}
     out = {
         "height": int(mask.shape[0]),
         "width": int(mask.shape[1]),
@@ -261,10 +268,30 @@ def mask_stats(
     }
     if spacing is not None:
         out["pixel_spacing_mm"] = [float(spacing[0]), float(spacing[1])]
+    if class_names is not None:
+        out["class_names"] = [str(n) for n in class_names]
     if num_classes > 1:
         out["classes"] = per_class
     out["components"] = comps
     out["components_truncated"] = len(comps) < count_total
+    return out
+
+
+def _class_name(class_names: Sequence[str] | None, cls: int) -> str:
+    if class_names is not None and 0 <= cls < len(class_names):
+        return str(class_names[cls])
+    return f"class_{cls}"
+
+
+def _named(rec: dict[str, Any], class_names: Sequence[str] | None) -> dict[str, Any]:
+    """The component record with ``class_name`` after ``class`` (when names are given)."""
+    if class_names is None:
+        return rec
+    out: dict[str, Any] = {}
+    for k, v in rec.items():
+        out[k] = v
+        if k == "class":
+            out["class_name"] = _class_name(class_names, int(v))
     return out
 
 
@@ -297,11 +324,13 @@ def mask_geojson(
     properties: dict[str, Any] | None = None,
     limit: int | None = MAX_COMPONENTS,
     parts: dict[int, tuple[list[dict[str, Any]], float, int]] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """A GeoJSON FeatureCollection with one Polygon feature per component, in pixel coordinates.
 
     Each feature's ``properties`` hold the component record of :func:`components` (class, area,
-    perimeter, bbox, centroid, holes); ``properties`` of the collection (e.g. image size) go into a
+    perimeter, bbox, centroid, holes; with ``class_names`` also ``class_name``, the name of its
+    ``class`` id); ``properties`` of the collection (e.g. image size) go into a
     top-level ``properties`` member (a foreign member, allowed by RFC 7946 section 6.1).
     """
     if parts is None:
@@ -309,7 +338,7 @@ def mask_geojson(
     features = []
     for recs, _, _ in parts.values():
         for rec in recs:
-            rec = dict(rec)  # the caller's parts stay intact
+            rec = _named(dict(rec), class_names)  # the caller's parts stay intact
             rings = rec.pop("rings")
             coords = []
             for ring in rings:

@@ -48,8 +48,8 @@ _PLAIN_NAME = re.compile(r"^[^/\\\x00-\x1f]{1,255}$")
 class OutputFormat(StrEnum):
     """What ``POST /v1/segment`` answers with."""
 
-    JSON = "json"  # statistics, GeoJSON and the mask as a base64 PNG
-    PNG = "png"  # the mask PNG itself (0/255)
+    JSON = "json"  # statistics and GeoJSON (per class, with names) and the mask as a base64 PNG
+    PNG = "png"  # the mask PNG itself (0/255; K classes: class ids spread over 0..255)
     OVERLAY = "overlay"  # the image with the mask tinted and outlined, as PNG
 
 
@@ -325,7 +325,16 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
         }
         t1 = time.perf_counter()
         content, timing = await engine.run(
-            _segment, data, card["channels"], settings, opts, output, alpha, meta, t0
+            _segment,
+            data,
+            card["channels"],
+            settings,
+            opts,
+            output,
+            alpha,
+            meta,
+            t0,
+            engine.class_names,
         )
         timing["receive_ms"] = (t1 - t0) * 1e3
         timing["total_ms"] = (time.perf_counter() - t0) * 1e3
@@ -357,15 +366,17 @@ def _segment(
     alpha: float,
     meta: dict[str, Any],
     t_request: float,
+    class_names: tuple[str, ...],
 ) -> tuple[bytes, dict[str, float]]:
     """Decode, segment and encode the answer on a worker thread (JSON too: a large GeoJSON
     would otherwise hold the event loop)."""
     from kseg.inference import segment_image
+    from kseg.inference.classes import class_legend
 
     t0 = time.perf_counter()
     image = decode_upload(data, channels=channels, max_pixels=settings.max_pixels)
     t1 = time.perf_counter()
-    res = segment_image(predictor, image, opts)
+    res = segment_image(predictor, image, opts, class_names=class_names)
     t2 = time.perf_counter()
     timing = {"decode_ms": (t1 - t0) * 1e3, "inference_ms": (t2 - t1) * 1e3}
     if output is OutputFormat.PNG:
@@ -376,6 +387,8 @@ def _segment(
         body = {
             **meta,
             "threshold": float(res.threshold),
+            "num_classes": res.num_classes,
+            "classes": class_legend(res.class_names),
             "stats": res.stats(),
             "geojson": res.geojson(),
             "mask_png_base64": base64.b64encode(res.mask_png()).decode("ascii"),

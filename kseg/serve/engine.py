@@ -45,6 +45,10 @@ class Engine:
         else:
             self.path, self._load, first = None, None, model
         self.reference = first
+        from kseg.inference.classes import predictor_class_names
+
+        #: class names by class id, background first (run config, card or defaults), read once
+        self.class_names: tuple[str, ...] = predictor_class_names(first)
         self._spare = [first]
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -100,7 +104,10 @@ class Engine:
         return await loop.run_in_executor(self.pool, lambda: fn(self.predictor(), *args))
 
     def card(self) -> dict[str, Any]:
-        """What ``GET /v1/model`` answers: the model card plus the facts the service relies on."""
+        """What ``GET /v1/model`` answers: the model card plus the facts the service relies on,
+        with ``classes``: id, name and overlay colour of each foreground class (the page's legend)."""
+        from kseg.inference.classes import class_legend
+
         ref = self.reference
         info: dict[str, Any] = {
             "name": self.path.name if self.path else type(ref).__name__,
@@ -110,6 +117,8 @@ class Engine:
             "num_classes": int(getattr(ref, "num_classes", 1)),
             "threshold": float(getattr(ref, "threshold", 0.5)),
             "resize_mode": str(getattr(ref, "resize_mode", "stretch")),
+            "class_names": list(self.class_names),
+            "classes": class_legend(self.class_names),
             "workers": self.settings.workers,
             "card": getattr(ref, "card", None),
         }

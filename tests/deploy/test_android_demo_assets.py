@@ -1,6 +1,8 @@
-"""The committed android_demo_assets/ is consistent: every file is the one the manifest names,
-LiteRT reproduces both golden outputs exactly (XNNPACK and builtin kernels), the metadata is embedded and parsable, the samples
-carry their attribution, and the bundle stays small."""
+"""The committed android_demo_assets/ bundles (hc18: one class; usgra: background, nerve, vessel)
+are consistent: every file is the one the manifest names, LiteRT reproduces both golden outputs
+exactly (XNNPACK and builtin kernels), the golden masks (and usgra's category masks) follow from
+them, the metadata is embedded and parsable with the labels inside, the samples carry their
+attribution, and each bundle stays small."""
 
 from __future__ import annotations
 
@@ -14,69 +16,95 @@ import pytest
 from kseg.deploy import verify_manifest
 from kseg.deploy.metadata import read_metadata
 
-ASSETS = Path(__file__).resolve().parents[2] / "android_demo_assets"
+ROOT = Path(__file__).resolve().parents[2] / "android_demo_assets"
+#: bundle -> (labels.txt lines, minimum INT8 validation Dice, words the attribution must hold)
+BUNDLES = {
+    "hc18": (["fetal_head"], 0.9, ("CC BY 4.0", "van den Heuvel")),
+    # trained for 20 minutes on a shared CPU: accuracy is another task's; the file is this one's
+    "usgra": (["background", "nerve", "vessel"], 0.2, ("CC BY 4.0", "Kandaouroff")),
+}
 
 
-@pytest.fixture(scope="module")
-def card():
-    if not (ASSETS / "model.tflite").is_file():
-        pytest.fail(f"{ASSETS}: missing; make it with tools/make_android_assets.sh")
-    return json.loads((ASSETS / "model.json").read_text())
+@pytest.fixture(scope="module", params=sorted(BUNDLES))
+def bundle(request):
+    assets = ROOT / request.param
+    if not (assets / "model.tflite").is_file():
+        pytest.fail(f"{assets}: missing; make it with tools/make_android_assets.sh {request.param}")
+    return request.param, assets, json.loads((assets / "model.json").read_text())
 
 
-def test_manifest_matches_every_file(card):
-    assert verify_manifest(ASSETS) == []
-    manifest = json.loads((ASSETS / "manifest.json").read_text())["files"]
+def test_manifest_matches_every_file(bundle):
+    _, assets, _ = bundle
+    assert verify_manifest(assets) == []
+    manifest = json.loads((assets / "manifest.json").read_text())["files"]
     assert sum(f["size_bytes"] for f in manifest.values()) < 2 * 1024 * 1024
 
 
-def test_golden_outputs_reproduce_with_litert(card):
+def test_golden_outputs_reproduce_with_litert(bundle):
     from kseg.runtime import TFLiteModel
 
-    m = TFLiteModel(ASSETS / "model.tflite", runtime="litert")
-    builtin = TFLiteModel(ASSETS / "model.tflite", runtime="litert", delegate="none")
+    name_, assets, card = bundle
+    m = TFLiteModel(assets / "model.tflite", runtime="litert")
+    builtin = TFLiteModel(assets / "model.tflite", runtime="litert", delegate="none")
     assert (m.input_dtype, m.channels) == (np.uint8, 3)
-    names = sorted(p.name[: -len(".input.npy")] for p in (ASSETS / "golden").glob("*.input.npy"))
+    k = int(card["output"]["shape"][-1])
+    assert k == (1 if name_ == "hc18" else 3)
+    names = sorted(p.name[: -len(".input.npy")] for p in (assets / "golden").glob("*.input.npy"))
     assert names == sorted(card["bundle"]["samples"]) and len(names) >= 3
     for name in names:
-        x = np.load(ASSETS / "golden" / f"{name}.input.npy")
+        x = np.load(assets / "golden" / f"{name}.input.npy")
         assert x.dtype == np.uint8 and x.shape == tuple(card["input"]["shape"])
         y = m.invoke_raw(x)
-        np.testing.assert_array_equal(y, np.load(ASSETS / "golden" / f"{name}.output.npy"))
-        ref = np.load(ASSETS / "golden" / f"{name}.output_builtin.npy")
+        np.testing.assert_array_equal(y, np.load(assets / "golden" / f"{name}.output.npy"))
+        ref = np.load(assets / "golden" / f"{name}.output_builtin.npy")
         np.testing.assert_array_equal(builtin.invoke_raw(x), ref)
         prob = (y.astype(np.float32) - m.output_zero_point) * m.output_scale
-        mask = cv2.imread(str(ASSETS / "golden" / f"{name}.mask.png"), cv2.IMREAD_UNCHANGED)
-        np.testing.assert_array_equal(mask, (prob[0, ..., 0] > card["output"]["threshold"]) * 255)
-        png = cv2.cvtColor(cv2.imread(str(ASSETS / "samples" / f"{name}.png")), cv2.COLOR_BGR2RGB)
+        mask = cv2.imread(str(assets / "golden" / f"{name}.mask.png"), cv2.IMREAD_UNCHANGED)
+        if k == 1:
+            want = (prob[0, ..., 0] > card["output"]["threshold"]) * 255
+            np.testing.assert_array_equal(mask, want)
+        else:
+            category = cv2.imread(
+                str(assets / "golden" / f"{name}.category.png"), cv2.IMREAD_UNCHANGED
+            )
+            np.testing.assert_array_equal(category, prob[0].argmax(-1))
+            np.testing.assert_array_equal(mask, category.astype(np.uint16) * (255 // (k - 1)))
+        png = cv2.cvtColor(cv2.imread(str(assets / "samples" / f"{name}.png")), cv2.COLOR_BGR2RGB)
         np.testing.assert_array_equal(png, x[0])
 
 
-def test_metadata_is_present_and_parsable(card):
-    found = read_metadata(ASSETS / "model.tflite")
+def test_metadata_is_present_and_parsable(bundle):
+    name_, assets, _ = bundle
+    labels = (assets / "labels.txt").read_text().splitlines()
+    assert labels == BUNDLES[name_][0]
+    found = read_metadata(assets / "model.tflite")
     assert found["has_metadata"]
-    assert found["associated_files"] == {"labels.txt": (ASSETS / "labels.txt").read_bytes()}
-    md = json.loads((ASSETS / "metadata.json").read_text())
+    assert found["associated_files"] == {"labels.txt": (assets / "labels.txt").read_bytes()}
+    md = json.loads((assets / "metadata.json").read_text())
     assert md["writer"] == "tflite_support.metadata_writers.image_segmenter"
     sub = md["metadata"]["subgraph_metadata"][0]
     assert sub["input_tensor_metadata"][0]["content"]["content_properties"]["color_space"] == "RGB"
-    assert md["metadata"]["name"] in (ASSETS / "README.md").read_text()
+    assert md["metadata"]["name"] in (assets / "README.md").read_text()
 
 
-def test_demo_model_is_accurate_and_attributed(card):
-    assert card["parity"]["passed"] is True and card["tflite_dice"] > 0.9  # HC18 validation
-    attribution = (ASSETS / "samples" / "ATTRIBUTION.md").read_text()
-    assert "CC BY 4.0" in attribution and "van den Heuvel" in attribution
+def test_demo_model_is_accurate_enough_and_attributed(bundle):
+    name_, assets, card = bundle
+    _, min_dice, words = BUNDLES[name_]
+    assert card["parity"]["passed"] is True and card["tflite_dice"] > min_dice
+    attribution = (assets / "samples" / "ATTRIBUTION.md").read_text()
+    for word in words:
+        assert word in attribution
 
 
-def test_no_machine_paths_leave_with_the_bundle(card):
+def test_no_machine_paths_leave_with_the_bundle(bundle):
     """Cards, README and the metadata inside model.tflite name runs and data by folder name only."""
     import re
 
     from kseg.deploy.bundle import public_paths
 
-    texts = {p.name: p.read_text() for p in ASSETS.iterdir() if p.suffix in (".json", ".md")}
-    texts["model.tflite"] = (ASSETS / "model.tflite").read_bytes().decode("latin-1")
+    _, assets, _ = bundle
+    texts = {p.name: p.read_text() for p in assets.iterdir() if p.suffix in (".json", ".md")}
+    texts["model.tflite"] = (assets / "model.tflite").read_bytes().decode("latin-1")
     for name, text in texts.items():
         found = re.findall(r"(?:/tmp/|/work/|/home/|/root/)[^\s\"']*", text)
         assert not found, f"{name} holds machine paths: {found[:3]}"

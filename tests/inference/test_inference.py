@@ -445,12 +445,12 @@ def test_stats_and_geojson_of_a_segmentation_share_one_labelling(monkeypatch):
     assert calls == [1, 2]  # one pass per class, shared
     assert gj == seg.geojson() and calls == [1, 2]  # parts not consumed by the first call
     calls.clear()
-    want_stats = mask_stats(m, opts.spacing, num_classes=3)
+    want_stats = mask_stats(m, opts.spacing, num_classes=3, class_names=seg.class_names)
     assert calls == [1, 2]
     for key in ("threshold", "tiled", "windows"):
         stats.pop(key)
     assert stats == want_stats
-    want = mask_geojson(m, opts.spacing, properties=gj["properties"])
+    want = mask_geojson(m, opts.spacing, properties=gj["properties"], class_names=seg.class_names)
     assert gj == want and len(gj["features"]) == 3
     assert [f["properties"]["holes"] for f in gj["features"]] == [1, 0, 0]
     assert all("rings" not in c and "holes" not in c for c in stats["components"])

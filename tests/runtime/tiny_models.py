@@ -103,3 +103,46 @@ def build_all(folder: Path) -> dict[str, Path]:
         it = Interpreter(model_path=str(paths[key]))
         _card(paths[key], (it.get_input_details()[0], it.get_output_details()[0]), mode)
     return paths
+
+
+#: class names of :func:`build_multiclass`'s model (index = class id), as its card records them
+MULTICLASS_NAMES = ["background", "nerve", "vessel"]
+
+
+def _build_multiclass():
+    """A 3-class softmax model with fixed weights: after a 5x5 mean, bright pixels (> 0.45 of full
+    scale) are class 1, dark ones (< 0.34) class 2, the rest background. Deterministic, so a
+    test knows which class a region gets (the service tests' speckle frame has all three)."""
+    from kseg._keras import keras
+
+    inp = keras.Input((SIZE, SIZE, 1), batch_size=1)
+    x = keras.layers.Rescaling(1.0 / 255.0)(inp)
+    mean = keras.layers.Conv2D(1, 5, padding="same", use_bias=False, name="mean5")
+    x = mean(x)
+    head = keras.layers.Conv2D(3, 1, activation="softmax", name="classes")
+    out = head(x)
+    model = keras.Model(inp, out)
+    mean.set_weights([np.full((5, 5, 1, 1), 1 / 25, np.float32)])
+    head.set_weights(
+        [np.array([[[[0.0, 100.0, -100.0]]]], np.float32), np.array([0.0, -45.0, 34.0], np.float32)]
+    )
+    return model
+
+
+def build_multiclass(folder: Path) -> Path:
+    """``tiny_3class.tflite`` (float32, 32x32x1 -> 3 classes) with a card whose ``output.classes``
+    names the classes (:data:`MULTICLASS_NAMES`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tiny_3class.tflite"
+    if path.is_file() and path.with_suffix(".json").is_file():
+        return path
+    from ai_edge_litert.interpreter import Interpreter
+
+    path.write_bytes(_convert(_build_multiclass(), int8=False))
+    it = Interpreter(model_path=str(path))
+    _card(path, (it.get_input_details()[0], it.get_output_details()[0]), "float32")
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["input"]["normalization"] = {"mean": [0.0], "std": [1.0], "applied": "in_model"}
+    card["output"].update(activation="softmax", classes=MULTICLASS_NAMES)
+    path.with_suffix(".json").write_text(json.dumps(card))
+    return path

@@ -38,6 +38,12 @@ def tiny_tflite(tmp_path_factory) -> dict[str, Path]:
     return tiny_models.build_all(tmp_path_factory.getbasetemp() / "kseg_tiny_models")
 
 
+@pytest.fixture(scope="session")
+def tiny_multiclass(tmp_path_factory) -> Path:
+    """``tiny_3class.tflite``: 32x32x1 -> background, nerve, vessel (names in its card)."""
+    return tiny_models.build_multiclass(tmp_path_factory.getbasetemp() / "kseg_tiny_models")
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", image)
     assert ok
@@ -181,6 +187,19 @@ def served(tiny_tflite, tmp_path_factory):
         str(MAX_PIXELS / 1e6),
         log=log,
     )
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def served_multiclass(tiny_multiclass, tmp_path_factory):
+    """``kseg serve`` of the 3-class model (no token); yields its base URL."""
+    log = tmp_path_factory.mktemp("serve_mc") / "serve.log"
+    proc, url = start_server(tiny_multiclass, log=log)
     yield url
     proc.terminate()
     try:

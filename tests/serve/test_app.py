@@ -273,3 +273,49 @@ def test_a_full_queue_answers_503_at_once_and_serving_resumes(tiny_tflite, sampl
         health = c.get("/healthz").json()
         assert health["in_flight"] == 0 and health["refused_busy"] == 1
         assert c.get("/v1/model").json()["limits"]["max_queue"] == 0
+
+
+def test_multiclass_answer_names_and_colours_every_class(tiny_multiclass, sample_image, sample_png):
+    """A 3-class model: /v1/model lists the classes with names and colours; the JSON answer has
+    statistics per class (names, areas that add up to the mask's) and GeoJSON features carrying
+    their class id and name; the overlay paints each class in its legend colour."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(tiny_multiclass), raise_server_exceptions=False) as c:
+        card = c.get("/v1/model").json()
+        assert card["num_classes"] == 3
+        assert card["class_names"] == ["background", "nerve", "vessel"]
+        assert card["classes"] == [
+            {"id": 1, "name": "nerve", "colour": "#ff0000"},
+            {"id": 2, "name": "vessel", "colour": "#00a0ff"},
+        ]
+        body = c.post("/v1/segment", content=sample_png).json()
+        over = c.post("/v1/segment", content=sample_png, params={"format": "overlay", "alpha": 1})
+    assert body["classes"] == card["classes"] and body["num_classes"] == 3
+    mask = _mask(body["mask_png_base64"])  # class ids spread over 0..255: 0, 127, 254
+    assert set(np.unique(mask)) == {0, 127, 254}
+    labels = mask // 127
+    ref = _direct(tiny_multiclass, sample_image[..., None])
+    np.testing.assert_array_equal(labels, ref.mask)
+    per = body["stats"]["classes"]
+    assert [per["1"]["name"], per["2"]["name"]] == ["nerve", "vessel"]
+    for cid in (1, 2):
+        assert per[str(cid)]["area_px"] == int((labels == cid).sum()) > 100
+    assert per["1"]["area_px"] + per["2"]["area_px"] == body["stats"]["area_px"]
+    assert body["stats"]["class_names"] == ["background", "nerve", "vessel"]
+    feats = body["geojson"]["features"]
+    assert {(f["properties"]["class"], f["properties"]["class_name"]) for f in feats} == {
+        (1, "nerve"),
+        (2, "vessel"),
+    }
+    for cid in (1, 2):
+        area = sum(f["properties"]["area_px"] for f in feats if f["properties"]["class"] == cid)
+        assert area == per[str(cid)]["area_px"]
+        assert per[str(cid)]["component_count"] == sum(
+            f["properties"]["class"] == cid for f in feats
+        )
+    ov = cv2.cvtColor(cv2.imdecode(np.frombuffer(over.content, np.uint8), 1), cv2.COLOR_BGR2RGB)
+    inner = cv2.erode((labels == 2).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    assert inner.any() and (ov[inner] == [0, 160, 255]).all()  # alpha 1: the vessel colour
+    inner = cv2.erode((labels == 1).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    assert inner.any() and (ov[inner] == [255, 0, 0]).all()

@@ -166,3 +166,78 @@ def _first_mask_pixel(api: dict) -> tuple[int, int]:
     m = cv2.imdecode(np.frombuffer(base64.b64decode(api["mask_png_base64"]), np.uint8), 0) > 0
     ys, xs = np.nonzero(m)
     return int(xs[0]), int(ys[0])
+
+
+def test_page_legend_and_colours_for_a_multiclass_model(
+    browser, served_multiclass, sample_png, tmp_path
+):
+    """A 3-class model: the legend lists the class names with their colours, each class is
+    painted in its colour, the per-class table shows what the API answers, and the threshold
+    control (which argmax ignores) is hidden."""
+    import base64
+
+    import cv2
+    import numpy as np
+
+    served = served_multiclass
+    sample = tmp_path / "sample.png"
+    sample.write_bytes(sample_png)
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(served + "/")
+    page.wait_for_selector("#legend:not([hidden]) li", timeout=15000)
+    legend = page.evaluate(
+        "Array.from(document.querySelectorAll('#legend li')).map(li => [li.dataset.classId, "
+        "li.querySelector('.name').textContent, getComputedStyle(li.querySelector('.swatch'))"
+        ".backgroundColor])"
+    )
+    assert legend == [["1", "nerve", "rgb(255, 0, 0)"], ["2", "vessel", "rgb(0, 160, 255)"]]
+    assert page.is_hidden("#threshold-box")
+
+    page.set_input_files("#file", str(sample))
+    page.wait_for_selector("#canvas[data-overlay=ready]", timeout=30000)
+    page.wait_for_selector("#status[data-state=done]", timeout=30000)
+    r = httpx.post(
+        f"{served}/v1/segment", files={"file": ("sample.png", sample_png, "image/png")}, timeout=30
+    )
+    api = r.json()
+    labels = cv2.imdecode(np.frombuffer(base64.b64decode(api["mask_png_base64"]), np.uint8), 0)
+    labels = labels // 127
+    rows = page.evaluate(
+        "Array.from(document.querySelectorAll('#class-stats tbody tr')).map(tr => "
+        "Array.from(tr.cells).map(td => td.textContent))"
+    )
+    per = api["stats"]["classes"]
+    assert rows == [
+        ["nerve", f"{per['1']['area_px']:,}", "-", str(per["1"]["component_count"])],
+        ["vessel", f"{per['2']['area_px']:,}", "-", str(per["2"]["component_count"])],
+    ]
+    assert int(page.get_attribute("#canvas", "data-mask-pixels")) == api["stats"]["area_px"]
+    assert "nerve" in page.text_content("#status") and "vessel" in page.text_content("#status")
+    assert page.text_content("#threshold-used") == "argmax over 3 classes"
+
+    # opacity 100 %: a pixel inside each class shows exactly that class's legend colour
+    page.fill("#opacity", "100")
+    page.dispatch_event("#opacity", "input")
+    for cid, rgb in ((1, [255, 0, 0]), (2, [0, 160, 255])):
+        inner = cv2.erode((labels == cid).astype(np.uint8), np.ones((3, 3), np.uint8))
+        ys, xs = np.nonzero(inner)
+        x, y = int(xs[len(xs) // 2]), int(ys[len(ys) // 2])
+        rgba = page.evaluate(
+            f"Array.from(document.getElementById('canvas').getContext('2d')"
+            f".getImageData({x}, {y}, 1, 1).data)"
+        )
+        assert rgba[:3] == rgb, (cid, rgba)
+    page.fill("#opacity", "55")
+    page.dispatch_event("#opacity", "input")
+    shot = REPO / "runs" / "serve" / "page_multiclass.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    geo = page.evaluate(
+        "fetch(document.getElementById('download-geojson').href).then(r => r.json())"
+    )
+    assert {f["properties"]["class_name"] for f in geo["features"]} == {"nerve", "vessel"}
+    assert not errors, errors
+    page.close()

@@ -7,6 +7,8 @@ const state = {
   image: null,       // ImageBitmap of it (null when the browser cannot show the format)
   mask: null,        // canvas holding the red mask layer
   result: null,      // last JSON answer of /v1/segment
+  classes: [],       // [{id, name, colour}] of the foreground classes (GET /v1/model)
+  numClasses: 1,     // output channels: 1 = binary (threshold), K > 1 = argmax over K classes
   urls: [],          // object URLs to revoke
   seq: 0,            // request counter: only the newest answer is drawn
 };
@@ -35,10 +37,39 @@ async function loadModel() {
     $("model-name").textContent = `${card.name} - ${card.input_size}x${card.input_size}x${card.channels}`;
     $("threshold").value = card.threshold;
     $("threshold-out").textContent = Number(card.threshold).toFixed(2);
+    state.classes = card.classes || [];
+    state.numClasses = card.num_classes || 1;
+    // K > 1 classes: the mask is the argmax over classes, a threshold does not apply
+    $("threshold-box").hidden = state.numClasses > 1;
+    showLegend();
     $("token-box").hidden = true;
   } catch (e) {
     $("model-name").textContent = "model: " + e.message;
   }
+}
+
+function showLegend() {
+  const ul = $("legend");
+  ul.replaceChildren();
+  for (const c of state.classes) {
+    const li = document.createElement("li");
+    li.dataset.classId = String(c.id);
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.background = c.colour;
+    sw.dataset.colour = c.colour;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = c.name;
+    li.append(sw, name);
+    ul.append(li);
+  }
+  ul.hidden = state.classes.length === 0;
+}
+
+function hexRgb(hex) {
+  const n = parseInt(hex.slice(1), 16);
+  return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
 }
 
 function fmt(x, digits = 1) {
@@ -55,8 +86,35 @@ function showStats(res) {
   const b = s.bbox;
   $("bbox").textContent = b ? (Array.isArray(b) ? b.join(", ") : Object.values(b).join(", ")) : "-";
   $("image-size").textContent = `${res.image.width} x ${res.image.height} (${res.image.format})`;
-  $("threshold-used").textContent = Number(res.threshold).toFixed(2);
+  $("threshold-used").textContent = res.num_classes > 1 ? `argmax over ${res.num_classes} classes` : Number(res.threshold).toFixed(2);
   $("server-time").textContent = `${fmt(res.timing_ms.total_ms, 0)} ms`;
+  showClassStats(res);
+}
+
+function showClassStats(res) {
+  const table = $("class-stats");
+  const body = table.querySelector("tbody");
+  body.replaceChildren();
+  const per = (res.stats && res.stats.classes) || null;
+  if (!per) { table.hidden = true; return; }
+  for (const c of res.classes || state.classes) {
+    const s = per[String(c.id)] || {};
+    const tr = document.createElement("tr");
+    tr.dataset.classId = String(c.id);
+    const name = document.createElement("td");
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.cssText = `display:inline-block;width:0.8em;height:0.8em;margin-right:0.4em;border-radius:2px;background:${c.colour}`;
+    name.append(sw, document.createTextNode(c.name));
+    tr.append(name);
+    for (const v of [fmt(s.area_px, 0), s.area_mm2 === undefined ? "-" : fmt(s.area_mm2, 2), fmt(s.component_count, 0)]) {
+      const td = document.createElement("td");
+      td.textContent = v;
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+  table.hidden = false;
 }
 
 function b64ToBlob(b64, type) {
@@ -82,7 +140,9 @@ function setDownloads(res) {
 }
 
 async function maskLayer(b64, width, height) {
-  // the mask PNG (0/255 grey) becomes a red layer, transparent where the mask is 0
+  // the mask PNG becomes a colour layer, transparent where the mask is 0: binary 0/255 grey
+  // is red; K classes are spread over 0..255 (class c at c * floor(255 / (K - 1))) and each gets
+  // its legend colour
   const bitmap = await createImageBitmap(b64ToBlob(b64, "image/png"));
   const layer = document.createElement("canvas");
   layer.width = width; layer.height = height;
@@ -90,11 +150,16 @@ async function maskLayer(b64, width, height) {
   ctx.drawImage(bitmap, 0, 0);
   const px = ctx.getImageData(0, 0, width, height);
   const d = px.data;
+  const k = state.numClasses;
+  const step = k > 1 ? Math.floor(255 / (k - 1)) : 255;
+  const colours = [[0, 0, 0], [255, 0, 0]];
+  for (const c of state.classes) colours[c.id] = hexRgb(c.colour);
   let on = 0;
   for (let i = 0; i < d.length; i += 4) {
-    const fg = d[i] > 0;
-    on += fg ? 1 : 0;
-    d[i] = 255; d[i + 1] = 0; d[i + 2] = 0; d[i + 3] = fg ? 255 : 0;
+    const cls = k > 1 ? Math.round(d[i] / step) : (d[i] > 0 ? 1 : 0);
+    const rgb = colours[cls] || [255, 0, 0];
+    on += cls > 0 ? 1 : 0;
+    d[i] = rgb[0]; d[i + 1] = rgb[1]; d[i + 2] = rgb[2]; d[i + 3] = cls > 0 ? 255 : 0;
   }
   ctx.putImageData(px, 0, 0);
   layer.dataset.pixels = String(on);
@@ -125,10 +190,10 @@ async function segment() {
   if (!state.file) return;
   const seq = ++state.seq;
   const q = new URLSearchParams({
-    threshold: $("threshold").value,
     fill_holes: $("fill-holes").checked ? "true" : "false",
     min_size: String(Math.max(0, parseInt($("min-size").value || "0", 10) || 0)),
   });
+  if (state.numClasses === 1) q.set("threshold", $("threshold").value);
   const spacing = parseFloat($("spacing").value);
   if (spacing > 0) q.set("pixel_spacing_mm", String(spacing));
   setStatus("busy", "Segmenting...");
@@ -145,7 +210,11 @@ async function segment() {
     draw();
     showStats(res);
     setDownloads(res);
-    setStatus("done", `Done: ${fmt(res.stats.area_px, 0)} px of foreground.`);
+    const per = res.stats.classes;
+    const what = per
+      ? (res.classes || []).map((c) => `${c.name} ${fmt((per[String(c.id)] || {}).area_px, 0)} px`).join(", ")
+      : `${fmt(res.stats.area_px, 0)} px of foreground`;
+    setStatus("done", `Done: ${what}.`);
   } catch (e) {
     if (seq !== state.seq) return;
     setStatus("error", e.message);
