@@ -111,20 +111,25 @@ def test_no_machine_paths_leave_with_the_bundle(bundle):
     assert public_paths({"a": ["/x/y/run1: /d/hc18"]}) == {"a": ["run1: hc18"]}
 
 
-def test_readme_is_the_template_text_with_the_measured_arm64_figures(card):
+def test_readme_is_the_template_text_with_the_measured_arm64_figures(bundle):
     """The README is what `kseg export android` writes from the bundle's own files, with the arm64
-    figures tools/bundle_consumer_check.sh measured (LiteRT 2.3.0 on emulated arm64 CPUs)."""
+    figures tools/bundle_consumer_check.sh measured (LiteRT 2.3.0 on emulated arm64 CPUs). XNNPACK
+    is exact on arm64 except where an int8 SOFTMAX head runs on the builtin kernels (usgra)."""
     from kseg.deploy.bundle import readme_from_folder
 
-    text = (ASSETS / "README.md").read_text()
-    assert text == readme_from_folder(ASSETS)
+    name, assets, card = bundle
+    text = (assets / "README.md").read_text()
+    assert text == readme_from_folder(assets)
     arm64 = card["bundle"]["golden_kernels"]["arm64"]
-    assert arm64["xnnpack_exact"] and arm64["xnnpack_max_diff"] == 0
-    assert arm64["builtin_min_mask_agreement"] >= 0.998 and arm64["builtin_max_diff_vs_output"] > 0
-    assert (
-        "| arm64 (phones, boards) | XNNPACK (LiteRT's default, MediaPipe Tasks) | `output.npy` exactly |"
-        in text
-    )
+    assert arm64["builtin_min_mask_agreement"] >= 0.998
+    assert arm64["xnnpack_min_mask_agreement"] >= 0.998
+    if name == "hc18":  # sigmoid head: every op on XNNPACK
+        assert arm64["xnnpack_exact"] and arm64["xnnpack_max_diff"] == 0
+        assert arm64["builtin_max_diff_vs_output"] > 0
+        assert (
+            "| arm64 (phones, boards) | XNNPACK (LiteRT's default, MediaPipe Tasks) | `output.npy` exactly |"
+            in text
+        )
     assert (
         f"up to {arm64['builtin_max_diff_vs_output_builtin']:.0f} steps from `output_builtin.npy`"
         in text

@@ -23,7 +23,7 @@ from kseg.deploy.bundle import (
 from kseg.errors import KsegError
 
 REPO = Path(__file__).resolve().parents[2]
-ASSETS = REPO / "android_demo_assets"
+ASSETS = REPO / "android_demo_assets" / "hc18"
 _spec = importlib.util.spec_from_file_location(
     "kseg_bundle_consumer", REPO / "tools" / "bundle_consumer.py"
 )
