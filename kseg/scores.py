@@ -249,6 +249,17 @@ def aggregate(
     return out
 
 
+def nan_to_none(obj: Any) -> Any:
+    """``obj`` with every non-finite float (nested in dicts and lists) as ``None``: JSON has no NaN."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [nan_to_none(v) for v in obj]
+    return obj
+
+
 #: suffixes that would collide with the foreground-mean names (``dice_mean``)
 _RESERVED_SUFFIXES = {"mean"}
 
@@ -301,5 +312,6 @@ __all__ = [
     "hd95",
     "image_scores",
     "label_scores",
+    "nan_to_none",
     "scores_from_counts",
 ]

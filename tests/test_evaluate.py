@@ -115,3 +115,53 @@ def test_predict_image_gives_original_size_and_pixel_contract():
     assert seen == {"shape": (1, 16, 16, 1), "dtype": np.float32, "max": 200.0}
     assert prob.shape[:2] == (30, 50)
     assert prob[:, :20].max() == 0.0 and prob[:, 30:].min() == 1.0
+
+
+def test_multiclass_per_class_section_columns_and_worst_cases(tmp_path):
+    """Two 4x4 images, K = 3; scores by hand (the absent-class convention of kseg.scores)."""
+    # A: truth row 0 1 1 2, prediction 0 1 2 2 -> nerve 2/3, vessel 2/3
+    # B: truth row 0 1 1 1, prediction 0 1 0 0 -> nerve 1/2, vessel absent from both
+    truths = {"A": [0, 1, 1, 2], "B": [0, 1, 1, 1]}
+    preds = {"A": [0, 1, 2, 2], "B": [0, 1, 0, 0]}
+    items = [(n, np.full((4, 4), i * 50, np.uint8), np.tile(truths[n], (4, 1)).astype(np.uint8))
+             for i, n in enumerate("AB")]  # fmt: skip
+    probs = {
+        i * 50: np.eye(3, dtype=np.float32)[np.tile(preds[n], (4, 1))] for i, n in enumerate("AB")
+    }
+    names = ("background", "nerve", "blood vessel")
+    result = evaluate(lambda im: probs[int(im[0, 0])], items, tmp_path, worst_k=2,
+                      class_names=names)  # fmt: skip
+    pc = result["per_class"]
+    assert result["classes"] == list(names) and list(pc) == ["nerve", "blood vessel"]
+    # nerve: tp 8 fp 0 fn 12 over the two images -> 16/28; per image (2/3 + 1/2) / 2
+    assert pc["nerve"]["dice"] == pytest.approx(4 / 7) and pc["nerve"]["n_images"] == 2
+    assert pc["nerve"]["dice_mean"] == pytest.approx(7 / 12)
+    # vessel: only A counts (B has no vessel in truth or prediction)
+    assert pc["blood vessel"]["dice"] == pytest.approx(2 / 3)
+    assert pc["blood vessel"]["n_images"] == 1
+    assert pc["nerve"]["worst_cases"] == ["B", "A"] and pc["blood vessel"]["worst_cases"] == ["A"]
+    assert result["foreground_mean"]["dice"] == pytest.approx((4 / 7 + 2 / 3) / 2)
+    assert result["dice"] == pytest.approx(result["foreground_mean"]["dice"])
+    assert result["decision"] == "argmax" and "absent" in result["per_class_convention"]
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["per_class"]["blood vessel"]["dice"] == pytest.approx(2 / 3)
+    with open(tmp_path / "per_image.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[6:] == [
+        "dice_nerve", "iou_nerve", "hd95_nerve",
+        "dice_blood_vessel", "iou_blood_vessel", "hd95_blood_vessel",
+    ]  # fmt: skip
+    assert float(rows[1]["dice_nerve"]) == pytest.approx(0.5)
+    assert rows[1]["dice_blood_vessel"] == "nan"  # absent from B: no score
+    assert float(rows[1]["dice"]) == pytest.approx(0.5)  # B's mean skips the absent class
+    for png in ("worst_cases.png", "worst_cases_nerve.png", "worst_cases_blood_vessel.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+
+
+def test_binary_per_image_csv_keeps_its_columns(tmp_path):
+    true = np.zeros((8, 8), np.uint8)
+    true[2:6, 2:6] = 1
+    result = evaluate(lambda im: true.astype(np.float32), [("a", true, true)], tmp_path, worst_k=0)
+    assert "per_class" not in result and "classes" not in result
+    header = (tmp_path / "per_image.csv").read_text().splitlines()[0]
+    assert header == "name,dice,iou,precision,recall,hd95"

@@ -399,6 +399,7 @@ def score_split(
         aggregate_classes,
         image_scores,
         label_scores,
+        nan_to_none,
     )
 
     pred = _to_labels(probs, threshold)
@@ -420,7 +421,7 @@ def score_split(
     names = names or ["background", *(f"class_{c}" for c in range(1, k))]
     per_image = [label_scores(p, m, k) for p, m in zip(pred, masks, strict=True)]
     out = aggregate(per_image)
-    out["per_class"] = aggregate_classes(per_image, names)
+    out["per_class"] = nan_to_none(aggregate_classes(per_image, names))  # JSON has no NaN
     out["per_class_convention"] = ABSENT_CLASS_CONVENTION
     out["classes"] = names
     out["baseline_dice_all_foreground"] = float(
