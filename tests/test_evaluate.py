@@ -165,3 +165,82 @@ def test_binary_per_image_csv_keeps_its_columns(tmp_path):
     assert "per_class" not in result and "classes" not in result
     header = (tmp_path / "per_image.csv").read_text().splitlines()[0]
     assert header == "name,dice,iou,precision,recall,hd95"
+
+
+def _palette_folder(root, n: int = 12, size: int = 32):
+    """Grey images with a bright disc (class 1, nerve) and a dark square (class 2, vessel);
+    masks are palette PNGs whose pixel values are the class ids."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        label = np.zeros((size, size), np.uint8)
+        cy, cx = rng.integers(8, 14, 2)
+        label[(yy - cy) ** 2 + (xx - cx) ** 2 <= 25] = 1
+        y0, x0 = rng.integers(18, 24, 2)
+        label[y0 : y0 + 7, x0 : x0 + 7] = 2
+        image = np.choose(label, [110, 220, 20]).astype(np.float64) + rng.normal(0, 8, label.shape)
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(
+            root / "images" / f"{i:02d}.png"
+        )
+        mask = Image.fromarray(label, mode="P")
+        mask.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255] + [0] * (3 * 253))
+        mask.save(root / "masks" / f"{i:02d}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_tiny_multiclass_run_logs_evaluates_and_converts_per_class(tmp_path):
+    """3 classes, 32 px, 2 epochs: history, metrics.json, evaluate and the INT8 card per class."""
+    from kseg.config import load_config
+    from kseg.evaluate import evaluate_model
+    from kseg.export import export_tflite
+    from kseg.training import train
+
+    data = _palette_folder(tmp_path / "data")
+    cfg = load_config(None, {
+        "data.path": str(data), "data.classes": {"nerve": 1, "vessel": 2}, "data.img_size": 32,
+        "data.channels": 1, "data.val_fraction": 0.25, "data.test_fraction": 0.0,
+        "model.options": {"depth": 2, "filters": 4}, "train.epochs": 2, "train.batch_size": 4,
+        "train.learning_rate": 0.01,
+    })  # fmt: skip
+    assert cfg.model.num_classes == 3
+    run = tmp_path / "run"
+    metrics = train(cfg, run, verbose=0)
+    with open(run / "history.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    for col in ("dice_nerve", "iou_vessel", "val_dice_nerve", "val_dice_vessel", "val_dice"):
+        assert col in header
+    pc = metrics["per_class"]
+    assert list(pc) == ["nerve", "vessel"] and metrics["classes"] == [
+        "background",
+        "nerve",
+        "vessel",
+    ]
+    assert metrics["dice"] == pytest.approx(np.mean([pc["nerve"]["dice"], pc["vessel"]["dice"]]))
+    assert json.loads((run / "metrics.json").read_text())["per_class"]["vessel"]["n_images"] == 3
+
+    ev = evaluate_model(run / "best.keras", split="val", out_dir=tmp_path / "eval", worst_k=2)
+    with open(tmp_path / "eval" / "per_image.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 and ev["classes"] == ["background", "nerve", "vessel"]
+    for name in ("nerve", "vessel"):  # every image holds both classes: per-image mean = CSV mean
+        col = [float(r[f"dice_{name}"]) for r in rows]
+        assert ev["per_class"][name]["dice_mean"] == pytest.approx(np.mean(col))
+        assert (tmp_path / "eval" / f"worst_cases_{name}.png").is_file()
+    assert ev["foreground_mean"]["dice"] == pytest.approx(
+        np.mean([ev["per_class"][n]["dice"] for n in ("nerve", "vessel")])
+    )
+
+    card = export_tflite(run / "best.keras", "int8", max_dice_drop=1.0, select_threshold=False)
+    assert card["output"]["classes"] == ["background", "nerve", "vessel"]
+    assert card["output"]["decision"] == "argmax"
+    parity = card["parity"]
+    assert parity["passed"] is True and parity["failed_classes"] == []
+    for c in parity["per_class"].values():
+        assert c["dice_drop"] == pytest.approx(c["float_dice"] - c["tflite_dice"])
+    md = (run / "best.int8.md").read_text()
+    assert "| nerve | 3 |" in md and "argmax over classes" in md
