@@ -124,11 +124,11 @@ def check_parity(
         "passed": None if max_dice_drop is None else bool(drop <= max_dice_drop),
     }
     if k > 1:
-        names = list(class_names) if class_names is not None and len(class_names) == k else []
-        names = names or ["background", *(f"class_{c}" for c in range(1, k))]
-        rc, cc = aggregate_classes(ref_scores, names), aggregate_classes(cand_scores, names)
+        labels = list(class_names) if class_names is not None and len(class_names) == k else []
+        labels = labels or ["background", *(f"class_{c}" for c in range(1, k))]
+        rc, cc = aggregate_classes(ref_scores, labels), aggregate_classes(cand_scores, labels)
         per_class = {}
-        for name in names[1:]:
+        for name in labels[1:]:
             f, q = rc[name]["dice"], cc[name]["dice"]
             class_drop = f - q  # NaN when the class is in no image and never predicted
             per_class[name] = {
@@ -144,7 +144,7 @@ def check_parity(
             }
         failed = [n for n, c in per_class.items() if c["passed"] is False]
         summary["decision"] = "argmax"
-        summary["classes"] = names
+        summary["classes"] = labels
         summary["per_class"] = nan_to_none(per_class)  # JSON has no NaN
         summary["failed_classes"] = failed
         if max_dice_drop is not None:

@@ -74,3 +74,17 @@ def test_markdown_card_has_classes_decision_and_per_class_table():
     assert "0 `background`, 1 `nerve`, 2 `vessel`" in md
     assert "| vessel | 2 | 1.0000 | 0.6667 | 0.3333 | FAIL |" in md
     assert "| nerve | 2 | 1.0000 | 1.0000 | 0.0000 | pass |" in md
+
+
+def test_review_png_names_the_images(tmp_path):
+    masks = np.concatenate([MASKS, MASKS])  # four images: more images than classes
+    cand = masks.copy()
+    cand[1, 0, 3] = cand[3, 0, 3] = 0
+    images = np.arange(4, dtype=np.uint8)[:, None, None, None] * np.ones((4, 1, 4, 1), np.uint8)
+    s = check_parity(
+        _Fake(masks), _Fake(cand), images, masks, ["a", "b", "c", "d"], max_dice_drop=0.2,
+        class_names=NAMES, review_png=tmp_path / "r.png", worst_k=4,
+    ).summary  # fmt: skip
+    assert s["per_class"]["vessel"]["dice_drop"] == pytest.approx(1 / 3)  # tp 2 fn 2 -> 2/3
+    assert set(s["worst_disagreement"]) == {"a", "b", "c", "d"}
+    assert (tmp_path / "r.png").stat().st_size > 1000
