@@ -262,7 +262,6 @@ def evaluate_model(
     for the model: in the card of a ``.tflite``, in ``MODEL.threshold.json`` beside a Keras model;
     ``kseg predict`` and ``kseg serve`` then use it by default.
     """
-    from kseg.config import class_names
     from kseg.data.folder import scan_folder
     from kseg.data.io import read_image, read_mask
     from kseg.data.pipeline import load_splits
@@ -270,11 +269,13 @@ def evaluate_model(
     from kseg.inference.postprocess import needs_postprocess
     from kseg.inference.postprocess import postprocess as clean
     from kseg.inference.segment import model_threshold
+    from kseg.runtime import resolve_model_path
     from kseg.training.rundir import resolve_data
 
     model_path = Path(model_path)
     if not model_path.exists():
         raise DataError(f"{model_path}: model file not found")
+    model_path = resolve_model_path(model_path)[0]  # a run directory: its best.keras and config
     if store_threshold and split != "val":
         raise DataError(
             f"--store-threshold chooses the threshold on held-out validation data; use --split val "
@@ -337,7 +338,7 @@ def evaluate_model(
         threshold=threshold,
         worst_k=worst_k,
         postprocess=(lambda m: clean(m, opts)) if needs_postprocess(opts) else None,
-        class_names=class_names(cfg) if cfg.model.num_classes == predictor.num_classes else None,
+        class_names=_model_class_names(predictor, cfg),
     )
     result["model"] = str(model_path)
     result["data"] = resolved.description
@@ -357,6 +358,18 @@ def evaluate_model(
         result["threshold_stored"] = str(store_model_threshold(model_path, sel))
     write_json(Path(out_dir) / "metrics.json", _json_safe(result))
     return result
+
+
+def _model_class_names(predictor, cfg) -> list[str] | None:
+    """The model's class names: its run's ``class_names(cfg)``, else its card's
+    ``output.classes``, else None (``background, class_1, ...``)."""
+    from kseg.config import class_names
+
+    k = predictor.num_classes
+    if cfg.model.num_classes == k:
+        return list(class_names(cfg))
+    names = ((predictor.card or {}).get("output") or {}).get("classes")
+    return list(names) if names and len(names) == k else None
 
 
 def store_model_threshold(model_path: str | os.PathLike[str], selection: dict[str, Any]) -> Path:

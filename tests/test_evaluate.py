@@ -223,7 +223,7 @@ def test_tiny_multiclass_run_logs_evaluates_and_converts_per_class(tmp_path):
     assert metrics["dice"] == pytest.approx(np.mean([pc["nerve"]["dice"], pc["vessel"]["dice"]]))
     assert json.loads((run / "metrics.json").read_text())["per_class"]["vessel"]["n_images"] == 3
 
-    ev = evaluate_model(run / "best.keras", split="val", out_dir=tmp_path / "eval", worst_k=2)
+    ev = evaluate_model(run, split="val", out_dir=tmp_path / "eval", worst_k=2)
     with open(tmp_path / "eval" / "per_image.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 and ev["classes"] == ["background", "nerve", "vessel"]
