@@ -235,6 +235,16 @@ def test_tiny_multiclass_run_logs_evaluates_and_converts_per_class(tmp_path):
         np.mean([ev["per_class"][n]["dice"] for n in ("nerve", "vessel")])
     )
 
+    from click.testing import CliRunner
+
+    from kseg.cli import main
+
+    res = CliRunner().invoke(main, ["evaluate", "--model", str(run), "--out", str(tmp_path / "e2")])
+    assert res.exit_code == 0, res.output
+    nerve = ev["per_class"]["nerve"]
+    assert f"  nerve: dice={nerve['dice']:.4f}  iou={nerve['iou']:.4f}" in res.output
+    assert "(foreground mean)" in res.output
+
     card = export_tflite(run / "best.keras", "int8", max_dice_drop=1.0, select_threshold=False)
     assert card["output"]["classes"] == ["background", "nerve", "vessel"]
     assert card["output"]["decision"] == "argmax"
