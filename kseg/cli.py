@@ -200,6 +200,8 @@ def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
     keys = ("dice", "iou", "precision", "recall", "psnr", "ssim", "psnr_noisy_input")
     click.echo(f"run: {run}")
     click.echo("validation " + "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics))
+    for name, c in (metrics.get("per_class") or {}).items():  # multi-class: dice above = their mean
+        click.echo(f"  {name}: dice={_f4(c['dice'])}  iou={_f4(c['iou'])}")
 
 
 # --------------------------------------------------------------------------------- evaluate
@@ -257,7 +259,11 @@ def evaluate(model_path, data, split, out, runtime, store_threshold, **flags) ->
         store_threshold=store_threshold,
     )
     _warn_provenance(result.get("provenance"))
-    click.echo(f"wrote {out}/metrics.json, per_image.csv, worst_cases.png")
+    per_class = result.get("per_class") or {}
+    click.echo(
+        f"wrote {out}/metrics.json, per_image.csv, worst_cases.png"
+        + (", worst_cases_CLASS.png per class" if per_class else "")
+    )
     sel = result.get("threshold_selection")
     if sel:
         click.echo(
@@ -274,7 +280,30 @@ def evaluate(model_path, data, split, out, runtime, store_threshold, **flags) ->
             if result.get("hd95_mean") is not None
             else ""
         )
+        + ("  (foreground mean)" if per_class else "")
     )
+    for name, c in per_class.items():
+        hd = c.get("hd95_mean")
+        click.echo(
+            f"  {name}: dice={_f4(c['dice'])}  iou={_f4(c['iou'])}  "
+            f"dice_mean={_f4(c['dice_mean'])}  hd95_mean="
+            + (f"{hd:.2f}px" if hd is not None else "n/a")
+            + f"  ({c['n_images']} images with it)"
+        )
+
+
+def _f4(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _echo_parity_classes(parity: dict[str, Any], kind: str) -> None:
+    """One line per class of a multi-class parity check."""
+    for name, c in (parity.get("per_class") or {}).items():
+        drop = c.get("dice_drop")
+        click.echo(
+            f"  {name}: float Dice {_f4(c.get('float_dice'))}  {kind} Dice "
+            f"{_f4(c.get(f'{kind}_dice'))}  drop " + ("n/a" if drop is None else f"{drop:+.4f}")
+        )
 
 
 def _warn_provenance(prov: dict[str, Any] | None) -> None:
@@ -368,6 +397,7 @@ def convert(
         f"float Dice {p['float_dice']:.4f}  tflite Dice {p['tflite_dice']:.4f}  drop {p['dice_drop']:+.4f}  "
         f"pixel agreement {p['pixel_agreement']:.4f}  ({p['n_images']} images)"
     )
+    _echo_parity_classes(p, "tflite")
     sel = card.get("threshold_selection")
     if sel:
         click.echo(
@@ -405,6 +435,7 @@ def _convert_onnx(model_path, mode, uint8, data, out, max_dice_drop, calibration
         f"float Dice {p['float_dice']:.4f}  onnx Dice {p['onnx_dice']:.4f}  drop {p['dice_drop']:+.4f}  "
         f"pixel agreement {p['pixel_agreement']:.4f}  ({p['n_images']} images)"
     )
+    _echo_parity_classes(p, "onnx")
     if t["float_ops"]:
         click.echo(
             f"warning: float compute ops left in the INT8 graph: {', '.join(t['float_ops'])}",

@@ -9,6 +9,15 @@
 - ``per_image.csv``: ``name,dice,iou,precision,recall,hd95`` in input order.
 - ``worst_cases.png``: ``image | truth | prediction`` rows for the ``worst_k`` lowest-Dice images.
 
+Multi-class (K > 1): the top-level scores are foreground means (classes ``1..K-1``);
+``metrics.json`` adds ``classes`` (names, index = class id), ``per_class`` keyed by class name
+(Dice, IoU, precision, recall over all pixels; ``dice_mean``, ``iou_mean``, ``hd95_mean`` over
+the images where the class is present; ``n_images``; its ``worst_cases``), ``foreground_mean``
+(the mean of each ``per_class`` score over the classes) and ``per_class_convention``: a class
+absent from both truth and prediction on an image is skipped there (see :mod:`kseg.scores`).
+``per_image.csv`` adds ``dice_NAME,iou_NAME,hd95_NAME`` per class (empty-class cells ``nan``), and
+``worst_cases_NAME.png`` shows each class's lowest-Dice images.
+
 No TensorFlow here: the predictor is a plain callable. :func:`evaluate_model` evaluates a model
 file (``.keras``/``.h5`` or ``.tflite``) on its run's data or a folder, at each image's original
 size, through :func:`kseg.inference.predict_prob` (the same path and flags as ``kseg predict``).
@@ -24,7 +33,7 @@ import heapq
 import io
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +41,17 @@ import numpy as np
 
 from kseg.atomic import write_json, write_text
 from kseg.errors import DataError
-from kseg.scores import SCORE_KEYS, aggregate, binarize, image_scores, label_scores
+from kseg.scores import (
+    ABSENT_CLASS_CONVENTION,
+    SCORE_KEYS,
+    aggregate,
+    aggregate_classes,
+    binarize,
+    class_suffixes,
+    foreground_mean,
+    image_scores,
+    label_scores,
+)
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 CSV_COLUMNS = ("name", *SCORE_KEYS, "hd95")
@@ -48,6 +67,7 @@ def evaluate(
     spacing: float = 1.0,
     postprocess: Callable[[np.ndarray], np.ndarray] | None = None,
     sweep_thresholds: bool = True,
+    class_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Score ``predict_fn`` on ``items`` and write the evaluation files.
 
@@ -63,6 +83,8 @@ def evaluate(
             :func:`kseg.inference.postprocess`), so scores match what ``kseg predict`` writes.
         sweep_thresholds: for one-class models, also report the threshold with the best Dice on
             these images (``threshold_selection``, raw probabilities, no postprocessing).
+        class_names: K names, index = class id (:func:`kseg.config.class_names`) for the
+            per-class results of a K > 1 predictor; default ``background, class_1, ...``.
 
     Returns:
         The contents of ``metrics.json`` (with NaN kept as float NaN).
@@ -70,6 +92,7 @@ def evaluate(
     out = Path(out_dir)
     rows: list[dict[str, Any]] = []
     worst: list[tuple[float, int, str, np.ndarray, np.ndarray, np.ndarray]] = []
+    worst_by_class: dict[int, list[tuple[float, int, str, np.ndarray, np.ndarray, np.ndarray]]] = {}
     num_classes: int | None = None
     sweep = None
     for index, (name, image, true) in enumerate(items):
@@ -103,55 +126,100 @@ def evaluate(
         else:
             scores = label_scores(pred, true, k, spacing)
         rows.append({"name": str(name), **scores})
-        # keep the worst_k lowest Dice (ties: earlier first) without holding every image
-        entry = (
-            -scores["dice"],
-            -index,
-            str(name),
-            np.asarray(image),
-            true,
-            np.asarray(pred, np.uint8),
-        )
         if worst_k > 0:
-            if len(worst) < worst_k:
-                heapq.heappush(worst, entry)
-            elif entry > worst[0]:
-                heapq.heapreplace(worst, entry)
+            pred8 = np.asarray(pred, np.uint8)
+            _keep_worst(worst, worst_k, scores["dice"], index, str(name), image, true, pred8)
+            for c, cs in enumerate(scores.get("per_class", ()), start=1):
+                if not math.isnan(cs["dice"]):  # a class absent here is not one of its worst
+                    heap = worst_by_class.setdefault(c, [])
+                    _keep_worst(heap, worst_k, cs["dice"], index, str(name), image, true, pred8)
     if not rows:
         raise DataError(f"nothing to evaluate for {out}: no images with masks were given")
 
+    k = int(num_classes or 1)
     result = aggregate(rows)
-    worst_sorted = sorted(worst, key=lambda e: (-e[0], -e[1]))
+    worst_sorted = _sorted_worst(worst)
     result.update(
         {
             "threshold": float(threshold),
-            "num_classes": int(num_classes or 1),
+            "num_classes": k,
             "worst_cases": [e[2] for e in worst_sorted],
         }
     )
+    names: list[str] = []
+    if k > 1:
+        names = list(class_names) if class_names is not None and len(class_names) == k else []
+        names = names or ["background", *(f"class_{c}" for c in range(1, k))]
+        per_class = aggregate_classes(rows, names)
+        for c, name in enumerate(names[1:], start=1):
+            per_class[name]["worst_cases"] = [
+                e[2] for e in _sorted_worst(worst_by_class.get(c, []))
+            ]
+        result.update(
+            {
+                "decision": "argmax",
+                "classes": names,
+                "per_class": per_class,
+                "foreground_mean": foreground_mean(per_class),
+                "per_class_convention": ABSENT_CLASS_CONVENTION,
+            }
+        )
     if sweep is not None:
         result["threshold_selection"] = sweep.best().to_dict()
     write_json(out / "metrics.json", _json_safe(result))
-    write_text(out / "per_image.csv", _csv(rows))
-    if worst_sorted:
-        from kseg.plots import plot_prediction_grid  # matplotlib only when a figure is wanted
-
-        plot_prediction_grid(
-            [e[3] for e in worst_sorted],
-            [e[4] for e in worst_sorted],
-            [e[5] for e in worst_sorted],
-            out / "worst_cases.png",
-            names=[f"{e[2]}  dice={-e[0]:.3f}" for e in worst_sorted],
+    write_text(out / "per_image.csv", _csv(rows, names))
+    figures = [(out / "worst_cases.png", worst_sorted, "dice")]
+    for c, suffix in enumerate(class_suffixes(names)[1:], start=1):
+        figures.append(
+            (out / f"worst_cases_{suffix}.png", _sorted_worst(worst_by_class.get(c, [])), suffix)
         )
+    for path, cases, label in figures:
+        if cases:
+            from kseg.plots import plot_prediction_grid  # matplotlib only when a figure is wanted
+
+            plot_prediction_grid(
+                [e[3] for e in cases],
+                [e[4] for e in cases],
+                [e[5] for e in cases],
+                path,
+                names=[
+                    f"{e[2]}  {'' if label == 'dice' else 'dice_'}{label}={-e[0]:.3f}"
+                    for e in cases
+                ],
+            )
     return result
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
+_Worst = tuple[float, int, str, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _keep_worst(
+    heap: list[_Worst], k: int, dice: float, index: int, name: str, image, true, pred
+) -> None:
+    """Keep the ``k`` lowest Dice (ties: earlier first) without holding every image."""
+    entry = (-dice, -index, name, np.asarray(image), true, pred)
+    if len(heap) < k:
+        heapq.heappush(heap, entry)
+    elif entry > heap[0]:
+        heapq.heapreplace(heap, entry)
+
+
+def _sorted_worst(heap: list[_Worst]) -> list[_Worst]:
+    return sorted(heap, key=lambda e: (-e[0], -e[1]))
+
+
+def _csv(rows: list[dict[str, Any]], class_names: Sequence[str] = ()) -> str:
+    """``CSV_COLUMNS``, then ``dice_NAME,iou_NAME,hd95_NAME`` per foreground class (K > 1)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    suffixes = class_suffixes(class_names)[1:] if class_names else []
+    extra = [f"{key}_{s}" for s in suffixes for key in ("dice", "iou", "hd95")]
+    writer.writerow([*CSV_COLUMNS, *extra])
     for r in rows:
-        writer.writerow([r["name"], *(_fmt(r[k]) for k in CSV_COLUMNS[1:])])
+        cells = [_fmt(r[k]) for k in CSV_COLUMNS[1:]]
+        for cs in r.get("per_class", ())[: len(suffixes)]:
+            cells += [_fmt(cs[key]) for key in ("dice", "iou", "hd95")]
+        writer.writerow([r["name"], *cells])
     return buf.getvalue()
 
 
@@ -201,11 +269,13 @@ def evaluate_model(
     from kseg.inference.postprocess import needs_postprocess
     from kseg.inference.postprocess import postprocess as clean
     from kseg.inference.segment import model_threshold
+    from kseg.runtime import resolve_model_path
     from kseg.training.rundir import resolve_data
 
     model_path = Path(model_path)
     if not model_path.exists():
         raise DataError(f"{model_path}: model file not found")
+    model_path = resolve_model_path(model_path)[0]  # a run directory: its best.keras and config
     if store_threshold and split != "val":
         raise DataError(
             f"--store-threshold chooses the threshold on held-out validation data; use --split val "
@@ -268,6 +338,7 @@ def evaluate_model(
         threshold=threshold,
         worst_k=worst_k,
         postprocess=(lambda m: clean(m, opts)) if needs_postprocess(opts) else None,
+        class_names=_model_class_names(predictor, cfg),
     )
     result["model"] = str(model_path)
     result["data"] = resolved.description
@@ -287,6 +358,18 @@ def evaluate_model(
         result["threshold_stored"] = str(store_model_threshold(model_path, sel))
     write_json(Path(out_dir) / "metrics.json", _json_safe(result))
     return result
+
+
+def _model_class_names(predictor, cfg) -> list[str] | None:
+    """The model's class names: its run's ``class_names(cfg)``, else its card's
+    ``output.classes``, else None (``background, class_1, ...``)."""
+    from kseg.config import class_names
+
+    k = predictor.num_classes
+    if cfg.model.num_classes == k:
+        return list(class_names(cfg))
+    names = ((predictor.card or {}).get("output") or {}).get("classes")
+    return list(names) if names and len(names) == k else None
 
 
 def store_model_threshold(model_path: str | os.PathLike[str], selection: dict[str, Any]) -> Path:

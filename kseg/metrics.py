@@ -13,16 +13,25 @@ correctly under ``tf.distribute.MirroredStrategy``):
   over images; small structures weigh as much as large ones.
 
 Empty convention: when TP + FP + FN = 0 (nothing to find and nothing found) the score is 1.0; when
-only the denominator of precision (TP + FP) or recall (TP + FN) is 0, that score is 0.0.
+only the denominator of precision (TP + FP) or recall (TP + FN) is 0, that score is 0.0. For
+K > 1 a class absent from both truth and prediction of an image is skipped in that image's mean
+over classes (the absent-class convention of :mod:`kseg.scores`), and a class absent from all
+images seen is skipped in the pixel-total mean.
+
+Per class (K > 1): ``class_id=c`` scores class ``c`` alone (pixel totals);
+:func:`default_metrics` with ``class_names`` adds ``dice_NAME`` and ``iou_NAME`` for every
+foreground class, next to ``dice``/``iou``, which are the foreground means (over ``1..K-1``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from kseg._keras import keras, tf
 from kseg.errors import ConfigError
 from kseg.losses import prepare
+from kseg.scores import class_suffixes
 
 _COUNT_DTYPE = tf.float64  # exact pixel counts far beyond float32's 2**24
 
@@ -54,11 +63,13 @@ class _OverlapMetric(keras.metrics.Metric):
         threshold: float = 0.5,
         num_classes: int = 1,
         per_image: bool = False,
+        class_id: int | None = None,
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
         if name is None:
             name = self._kind + ("_mean" if per_image else "")
+            name += f"_class_{class_id}" if class_id is not None else ""
         super().__init__(name=name, **kwargs)
         if not 0.0 <= float(threshold) <= 1.0:
             raise ConfigError(f"train.threshold={threshold} is out of range; use a value in [0, 1]")
@@ -69,6 +80,14 @@ class _OverlapMetric(keras.metrics.Metric):
         self.threshold = float(threshold)
         self.num_classes = int(num_classes)
         self.per_image = bool(per_image)
+        if class_id is not None:
+            if not 1 <= int(class_id) < self.num_classes or per_image:
+                raise ConfigError(
+                    f"class_id={class_id} needs a multi-class metric (num_classes > 1), "
+                    f"a foreground class id in 1..{self.num_classes - 1} and per_image=False"
+                )
+            class_id = int(class_id)
+        self.class_id = class_id
         n_fg = max(self.num_classes - 1, 1)
         if self.per_image:
             self.total = self.add_weight(
@@ -118,7 +137,13 @@ class _OverlapMetric(keras.metrics.Metric):
         fp = tf.reduce_sum(w * (1.0 - t) * p, axis=[1, 2])
         fn = tf.reduce_sum(w * t * (1.0 - p), axis=[1, 2])
         if self.per_image:
-            scores = tf.reduce_mean(_score(self._kind, tp, fp, fn), axis=-1)
+            # mean over the classes present in truth or prediction (none present: 1.0)
+            present = tf.cast(tp + fp + fn > 0, _COUNT_DTYPE)
+            n_present = tf.reduce_sum(present, axis=-1)
+            total = tf.reduce_sum(_score(self._kind, tp, fp, fn) * present, axis=-1)
+            scores = tf.where(
+                n_present > 0, tf.math.divide_no_nan(total, n_present), tf.ones_like(total)
+            )
             # an image counts with its mean pixel weight (a (B,) sample_weight is used as is)
             image_w = tf.reduce_mean(w * tf.ones_like(t[..., :1]), axis=[1, 2, 3])
             self.total.assign_add(tf.reduce_sum(scores * image_w))
@@ -131,8 +156,21 @@ class _OverlapMetric(keras.metrics.Metric):
     def result(self):
         if self.per_image:
             value = tf.math.divide_no_nan(self.total, self.count)
+        elif self.class_id is not None:
+            c = self.class_id - 1
+            value = _score(self._kind, self.tp[c], self.fp[c], self.fn[c])
         else:
-            value = tf.reduce_mean(_score(self._kind, self.tp, self.fp, self.fn))
+            scores = _score(self._kind, self.tp, self.fp, self.fn)
+            if self.num_classes > 2:  # classes absent from every image seen are skipped
+                present = tf.cast(self.tp + self.fp + self.fn > 0, _COUNT_DTYPE)
+                n_present = tf.reduce_sum(present)
+                value = tf.where(
+                    n_present > 0,
+                    tf.math.divide_no_nan(tf.reduce_sum(scores * present), n_present),
+                    tf.constant(1.0, _COUNT_DTYPE),
+                )
+            else:
+                value = tf.reduce_mean(scores)
         return tf.cast(value, tf.float32)
 
     def reset_state(self):
@@ -145,6 +183,7 @@ class _OverlapMetric(keras.metrics.Metric):
             "threshold": self.threshold,
             "num_classes": self.num_classes,
             "per_image": self.per_image,
+            "class_id": self.class_id,
         }
 
 
@@ -185,17 +224,30 @@ class Recall(_OverlapMetric):
     _kind = "recall"
 
 
-def default_metrics(threshold: float = 0.5, num_classes: int = 1) -> list[keras.metrics.Metric]:
+def default_metrics(
+    threshold: float = 0.5, num_classes: int = 1, class_names: Sequence[str] | None = None
+) -> list[keras.metrics.Metric]:
     """Metrics to compile a segmentation model with.
 
     Pixel-total ``dice``, ``iou``, ``precision``, ``recall`` plus the per-image mean
-    ``dice_mean``; Keras logs them as ``val_dice`` etc. on validation data.
+    ``dice_mean``; Keras logs them as ``val_dice`` etc. on validation data. For K > 1 these are
+    foreground means (classes ``1..K-1``); given ``class_names`` (index = class id, see
+    :func:`kseg.config.class_names`) each foreground class also gets ``dice_NAME`` and
+    ``iou_NAME`` (:func:`kseg.scores.class_suffixes`). One-class models get the same five
+    metrics either way.
 
     Example:
         >>> model.compile(optimizer="adam", loss=get_loss("combo"), metrics=default_metrics(0.5, 1))
     """
     kw = {"threshold": threshold, "num_classes": num_classes}
-    return [Dice(**kw), IoU(**kw), Precision(**kw), Recall(**kw), Dice(per_image=True, **kw)]
+    metrics = [Dice(**kw), IoU(**kw), Precision(**kw), Recall(**kw), Dice(per_image=True, **kw)]
+    if num_classes > 1 and class_names is not None:
+        for c, suffix in enumerate(class_suffixes(class_names)[1:], start=1):
+            metrics += [
+                Dice(class_id=c, name=f"dice_{suffix}", **kw),
+                IoU(class_id=c, name=f"iou_{suffix}", **kw),
+            ]
+    return metrics
 
 
 @keras.saving.register_keras_serializable(package="kseg")

@@ -14,12 +14,21 @@ Conventions (the same as :mod:`kseg.metrics`):
   one.
 
 Multi-class: :func:`label_scores` scores each foreground class ``1..K-1`` as a binary mask and
-averages; its ``tp``/``fp``/``fn`` are per-class lists, which :func:`aggregate` sums per class.
+averages; its ``tp``/``fp``/``fn`` are per-class lists, which :func:`aggregate` sums per class, and
+:func:`aggregate_classes` reports each class on its own (``per_class``), with
+:func:`foreground_mean` the mean over classes ``1..K-1``.
+
+Absent-class convention (multi-class only): a class absent from both the truth and the prediction
+of an image has no score on that image (NaN in its per-image entry). It is skipped in that
+class's per-image means (``dice_mean``, ``iou_mean``, ``hd95_mean``) and in the image's own
+foreground mean, which averages the classes present in the truth or the prediction (1.0 when none
+is, the binary empty convention). Pixel totals need no rule: an absent class adds no counts.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +36,15 @@ import numpy as np
 from scipy import ndimage
 
 SCORE_KEYS = ("dice", "iou", "precision", "recall")
+#: the per-class keys of one image (:func:`label_scores` ``per_class`` entries)
+CLASS_KEYS = (*SCORE_KEYS, "hd95")
+#: how a class absent from an image is treated; written into ``metrics.json`` beside ``per_class``
+ABSENT_CLASS_CONVENTION = (
+    "a class absent from both truth and prediction on an image is skipped on that image: it "
+    "counts in neither that class's per-image means (dice_mean, iou_mean, hd95_mean; n_images "
+    "counts the images where it is present) nor the image's foreground mean; pixel-total scores "
+    "(dice, iou, precision, recall) pool TP/FP/FN over all images"
+)
 
 
 def binarize(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -118,18 +136,79 @@ def label_scores(
 ) -> dict[str, Any]:
     """Scores of a label map ``(H, W)`` with values ``0..K-1``: mean over foreground classes.
 
-    ``hd95`` is the NaN-aware mean over classes (NaN if undefined for every class); ``tp``, ``fp``,
-    ``fn`` are per-class lists.
+    Each foreground class is scored as a binary mask. The image's ``dice`` ... ``hd95`` are the
+    means over the classes present in the truth or the prediction (the absent-class convention of
+    this module; all absent: 1.0, HD95 0.0); ``tp``, ``fp``, ``fn`` are per-class lists and
+    ``per_class`` holds each class's :data:`CLASS_KEYS` (NaN where the class is absent).
+
+    Example:
+        >>> s = label_scores(np.array([[0, 1, 1]]), np.array([[0, 1, 0]]), num_classes=3)
+        >>> round(s["dice"], 4), s["per_class"][1]["dice"]  # class 2 absent: skipped
+        (0.6667, nan)
     """
     if num_classes < 2:
         return image_scores(np.asarray(pred) > 0, np.asarray(true) > 0, spacing)
     pred, true = np.asarray(pred), np.asarray(true)
-    per_class = [image_scores(pred == c, true == c, spacing) for c in range(1, num_classes)]
-    out: dict[str, Any] = {k: float(np.mean([s[k] for s in per_class])) for k in SCORE_KEYS}
-    out["hd95"] = _nanmean([s["hd95"] for s in per_class])
+    scored = [image_scores(pred == c, true == c, spacing) for c in range(1, num_classes)]
+    per_class = [
+        {k: float(s[k]) for k in CLASS_KEYS}
+        if s["tp"] + s["fp"] + s["fn"] > 0
+        else dict.fromkeys(CLASS_KEYS, math.nan)
+        for s in scored
+    ]
+    present = [c for c in per_class if not math.isnan(c["dice"])]
+    out: dict[str, Any] = {
+        k: float(np.mean([c[k] for c in present])) if present else 1.0 for k in SCORE_KEYS
+    }
+    out["hd95"] = _nanmean([c["hd95"] for c in present]) if present else 0.0
     for k in ("tp", "fp", "fn"):
-        out[k] = [s[k] for s in per_class]
+        out[k] = [s[k] for s in scored]
+    out["per_class"] = per_class
     return out
+
+
+def aggregate_classes(
+    per_image: Sequence[dict[str, Any]], names: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Each foreground class on its own, keyed by name (``names[0]`` is the background).
+
+    Args:
+        per_image: dicts from :func:`label_scores` (with ``per_class``).
+        names: class names, index = class id (:func:`kseg.config.class_names`).
+
+    Returns:
+        ``{name: {dice, iou, precision, recall (pixel totals), dice_mean, iou_mean, hd95_mean,
+        hd95_median (over the images where the class is present), hd95_undefined, n_images}}``
+        for classes ``1..K-1``; a mean over no image is NaN, and so are the pixel totals of a
+        class absent from every image (skipped by :func:`aggregate` and :func:`foreground_mean`).
+    """
+    if not per_image:
+        raise ValueError("aggregate_classes() needs at least one image")
+    n_fg = len(per_image[0]["per_class"])
+    if len(names) != n_fg + 1:
+        raise ValueError(f"{len(names)} class names for {n_fg + 1} classes: {list(names)}")
+    out: dict[str, dict[str, Any]] = {}
+    for j in range(n_fg):
+        counts = [sum(float(s[k][j]) for s in per_image) for k in ("tp", "fp", "fn")]
+        entry: dict[str, Any] = (
+            scores_from_counts(*counts) if sum(counts) > 0 else dict.fromkeys(SCORE_KEYS, math.nan)
+        )
+        rows = [s["per_class"][j] for s in per_image if not math.isnan(s["per_class"][j]["dice"])]
+        for k in ("dice", "iou"):
+            entry[f"{k}_mean"] = float(np.mean([r[k] for r in rows])) if rows else math.nan
+        hds = np.array([r["hd95"] for r in rows], np.float64)
+        entry["hd95_mean"] = _nanmean(hds)
+        entry["hd95_median"] = float(np.nanmedian(hds)) if np.isfinite(hds).any() else math.nan
+        entry["hd95_undefined"] = int(np.count_nonzero(np.isnan(hds)))
+        entry["n_images"] = len(rows)
+        out[str(names[j + 1])] = entry
+    return out
+
+
+def foreground_mean(per_class: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Mean over the foreground classes of each score in :func:`aggregate_classes` (NaN-aware)."""
+    keys = ("dice", "iou", "precision", "recall", "dice_mean", "iou_mean", "hd95_mean")
+    return {k: _nanmean([c[k] for c in per_class.values()]) for k in keys}
 
 
 def aggregate(
@@ -143,7 +222,8 @@ def aggregate(
 
     Returns:
         ``dice``, ``iou``, ``precision``, ``recall`` over all pixels (per class, then averaged
-        over classes), ``dice_mean`` ... ``recall_mean`` and ``hd95_mean`` (NaN-aware) over
+        over the classes present in some image), ``dice_mean`` ... ``recall_mean`` and
+        ``hd95_mean`` (NaN-aware) over
         images, ``hd95_median``, ``hd95_undefined`` (images where HD95 is NaN) and ``n_images``.
     """
     if not per_image:
@@ -154,7 +234,10 @@ def aggregate(
             for k in ("tp", "fp", "fn")
         }
     tp, fp, fn = (np.atleast_1d(np.asarray(totals[k], np.float64)) for k in ("tp", "fp", "fn"))
-    per_class = [scores_from_counts(*c) for c in zip(tp, fp, fn, strict=True)]
+    counts = list(zip(tp, fp, fn, strict=True))
+    if len(counts) > 1:  # a class absent from every image is skipped (absent-class convention)
+        counts = [c for c in counts if sum(c) > 0] or [(0.0, 0.0, 0.0)]
+    per_class = [scores_from_counts(*c) for c in counts]
     out: dict[str, Any] = {k: float(np.mean([s[k] for s in per_class])) for k in SCORE_KEYS}
     for k in SCORE_KEYS:
         out[f"{k}_mean"] = float(np.mean([s[k] for s in per_image]))
@@ -163,6 +246,37 @@ def aggregate(
     out["hd95_median"] = float(np.nanmedian(hds)) if np.isfinite(hds).any() else math.nan
     out["hd95_undefined"] = int(np.count_nonzero(np.isnan(hds)))
     out["n_images"] = len(per_image)
+    return out
+
+
+def nan_to_none(obj: Any) -> Any:
+    """``obj`` with every non-finite float (nested in dicts and lists) as ``None``: JSON has no NaN."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [nan_to_none(v) for v in obj]
+    return obj
+
+
+#: suffixes that would collide with the foreground-mean names (``dice_mean``)
+_RESERVED_SUFFIXES = {"mean"}
+
+
+def class_suffixes(class_names: Sequence[str]) -> list[str]:
+    """Class names as column and metric-name suffixes (``dice_nerve``): lower case, ``[a-z0-9_]``;
+    a name that is empty, repeated or reserved (``mean``) becomes ``class_ID``.
+
+        >>> class_suffixes(["background", "Nerve", "blood vessel", "mean"])
+        ['background', 'nerve', 'blood_vessel', 'class_3']
+    """
+    out: list[str] = []
+    for c, name in enumerate(class_names):
+        slug = re.sub(r"[^0-9a-z_]+", "_", str(name).lower()).strip("_")
+        if not slug or slug in out or slug in _RESERVED_SUFFIXES:
+            slug = f"class_{c}"
+        out.append(slug)
     return out
 
 
@@ -186,12 +300,18 @@ def _check_shapes(a: np.ndarray, b: np.ndarray) -> None:
 
 
 __all__ = [
+    "ABSENT_CLASS_CONVENTION",
+    "CLASS_KEYS",
     "SCORE_KEYS",
     "aggregate",
+    "aggregate_classes",
+    "foreground_mean",
     "binarize",
+    "class_suffixes",
     "confusion",
     "hd95",
     "image_scores",
     "label_scores",
+    "nan_to_none",
     "scores_from_counts",
 ]

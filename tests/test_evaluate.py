@@ -115,3 +115,142 @@ def test_predict_image_gives_original_size_and_pixel_contract():
     assert seen == {"shape": (1, 16, 16, 1), "dtype": np.float32, "max": 200.0}
     assert prob.shape[:2] == (30, 50)
     assert prob[:, :20].max() == 0.0 and prob[:, 30:].min() == 1.0
+
+
+def test_multiclass_per_class_section_columns_and_worst_cases(tmp_path):
+    """Two 4x4 images, K = 3; scores by hand (the absent-class convention of kseg.scores)."""
+    # A: truth row 0 1 1 2, prediction 0 1 2 2 -> nerve 2/3, vessel 2/3
+    # B: truth row 0 1 1 1, prediction 0 1 0 0 -> nerve 1/2, vessel absent from both
+    truths = {"A": [0, 1, 1, 2], "B": [0, 1, 1, 1]}
+    preds = {"A": [0, 1, 2, 2], "B": [0, 1, 0, 0]}
+    items = [(n, np.full((4, 4), i * 50, np.uint8), np.tile(truths[n], (4, 1)).astype(np.uint8))
+             for i, n in enumerate("AB")]  # fmt: skip
+    probs = {
+        i * 50: np.eye(3, dtype=np.float32)[np.tile(preds[n], (4, 1))] for i, n in enumerate("AB")
+    }
+    names = ("background", "nerve", "blood vessel")
+    result = evaluate(lambda im: probs[int(im[0, 0])], items, tmp_path, worst_k=2,
+                      class_names=names)  # fmt: skip
+    pc = result["per_class"]
+    assert result["classes"] == list(names) and list(pc) == ["nerve", "blood vessel"]
+    # nerve: tp 8 fp 0 fn 12 over the two images -> 16/28; per image (2/3 + 1/2) / 2
+    assert pc["nerve"]["dice"] == pytest.approx(4 / 7) and pc["nerve"]["n_images"] == 2
+    assert pc["nerve"]["dice_mean"] == pytest.approx(7 / 12)
+    # vessel: only A counts (B has no vessel in truth or prediction)
+    assert pc["blood vessel"]["dice"] == pytest.approx(2 / 3)
+    assert pc["blood vessel"]["n_images"] == 1
+    assert pc["nerve"]["worst_cases"] == ["B", "A"] and pc["blood vessel"]["worst_cases"] == ["A"]
+    assert result["foreground_mean"]["dice"] == pytest.approx((4 / 7 + 2 / 3) / 2)
+    assert result["dice"] == pytest.approx(result["foreground_mean"]["dice"])
+    assert result["decision"] == "argmax" and "absent" in result["per_class_convention"]
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["per_class"]["blood vessel"]["dice"] == pytest.approx(2 / 3)
+    with open(tmp_path / "per_image.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[6:] == [
+        "dice_nerve", "iou_nerve", "hd95_nerve",
+        "dice_blood_vessel", "iou_blood_vessel", "hd95_blood_vessel",
+    ]  # fmt: skip
+    assert float(rows[1]["dice_nerve"]) == pytest.approx(0.5)
+    assert rows[1]["dice_blood_vessel"] == "nan"  # absent from B: no score
+    assert float(rows[1]["dice"]) == pytest.approx(0.5)  # B's mean skips the absent class
+    for png in ("worst_cases.png", "worst_cases_nerve.png", "worst_cases_blood_vessel.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+
+
+def test_binary_per_image_csv_keeps_its_columns(tmp_path):
+    true = np.zeros((8, 8), np.uint8)
+    true[2:6, 2:6] = 1
+    result = evaluate(lambda im: true.astype(np.float32), [("a", true, true)], tmp_path, worst_k=0)
+    assert "per_class" not in result and "classes" not in result
+    header = (tmp_path / "per_image.csv").read_text().splitlines()[0]
+    assert header == "name,dice,iou,precision,recall,hd95"
+
+
+def _palette_folder(root, n: int = 12, size: int = 32):
+    """Grey images with a bright disc (class 1, nerve) and a dark square (class 2, vessel);
+    masks are palette PNGs whose pixel values are the class ids."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        label = np.zeros((size, size), np.uint8)
+        cy, cx = rng.integers(8, 14, 2)
+        label[(yy - cy) ** 2 + (xx - cx) ** 2 <= 25] = 1
+        y0, x0 = rng.integers(18, 24, 2)
+        label[y0 : y0 + 7, x0 : x0 + 7] = 2
+        image = np.choose(label, [110, 220, 20]).astype(np.float64) + rng.normal(0, 8, label.shape)
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(
+            root / "images" / f"{i:02d}.png"
+        )
+        mask = Image.fromarray(label, mode="P")
+        mask.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255] + [0] * (3 * 253))
+        mask.save(root / "masks" / f"{i:02d}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_tiny_multiclass_run_logs_evaluates_and_converts_per_class(tmp_path):
+    """3 classes, 32 px, 2 epochs: history, metrics.json, evaluate and the INT8 card per class."""
+    from kseg.config import load_config
+    from kseg.evaluate import evaluate_model
+    from kseg.export import export_tflite
+    from kseg.training import train
+
+    data = _palette_folder(tmp_path / "data")
+    cfg = load_config(None, {
+        "data.path": str(data), "data.classes": {"nerve": 1, "vessel": 2}, "data.img_size": 32,
+        "data.channels": 1, "data.val_fraction": 0.25, "data.test_fraction": 0.0,
+        "model.options": {"depth": 2, "filters": 4}, "train.epochs": 2, "train.batch_size": 4,
+        "train.learning_rate": 0.01,
+    })  # fmt: skip
+    assert cfg.model.num_classes == 3
+    run = tmp_path / "run"
+    metrics = train(cfg, run, verbose=0)
+    with open(run / "history.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    for col in ("dice_nerve", "iou_vessel", "val_dice_nerve", "val_dice_vessel", "val_dice"):
+        assert col in header
+    pc = metrics["per_class"]
+    assert list(pc) == ["nerve", "vessel"] and metrics["classes"] == [
+        "background",
+        "nerve",
+        "vessel",
+    ]
+    assert metrics["dice"] == pytest.approx(np.mean([pc["nerve"]["dice"], pc["vessel"]["dice"]]))
+    assert json.loads((run / "metrics.json").read_text())["per_class"]["vessel"]["n_images"] == 3
+
+    ev = evaluate_model(run, split="val", out_dir=tmp_path / "eval", worst_k=2)
+    with open(tmp_path / "eval" / "per_image.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 and ev["classes"] == ["background", "nerve", "vessel"]
+    for name in ("nerve", "vessel"):  # every image holds both classes: per-image mean = CSV mean
+        col = [float(r[f"dice_{name}"]) for r in rows]
+        assert ev["per_class"][name]["dice_mean"] == pytest.approx(np.mean(col))
+        assert (tmp_path / "eval" / f"worst_cases_{name}.png").is_file()
+    assert ev["foreground_mean"]["dice"] == pytest.approx(
+        np.mean([ev["per_class"][n]["dice"] for n in ("nerve", "vessel")])
+    )
+
+    from click.testing import CliRunner
+
+    from kseg.cli import main
+
+    res = CliRunner().invoke(main, ["evaluate", "--model", str(run), "--out", str(tmp_path / "e2")])
+    assert res.exit_code == 0, res.output
+    nerve = ev["per_class"]["nerve"]
+    assert f"  nerve: dice={nerve['dice']:.4f}  iou={nerve['iou']:.4f}" in res.output
+    assert "(foreground mean)" in res.output
+
+    card = export_tflite(run / "best.keras", "int8", max_dice_drop=1.0, select_threshold=False)
+    assert card["output"]["classes"] == ["background", "nerve", "vessel"]
+    assert card["output"]["decision"] == "argmax"
+    parity = card["parity"]
+    assert parity["passed"] is True and parity["failed_classes"] == []
+    for c in parity["per_class"].values():
+        assert c["dice_drop"] == pytest.approx(c["float_dice"] - c["tflite_dice"])
+    md = (run / "best.int8.md").read_text()
+    assert "| nerve | 3 |" in md and "argmax over classes" in md

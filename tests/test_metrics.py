@@ -157,3 +157,35 @@ def test_compile_fit_save_load(tmp_path):
     logs = loaded.evaluate(x, y, verbose=0, return_dict=True)
     tp, fp, fn = _counts(y, model(x).numpy())
     assert logs["dice"] == pytest.approx(2 * tp / (2 * tp + fp + fn), rel=1e-5)
+
+
+def test_per_class_metrics_and_the_absent_class_convention():
+    # K = 3, two 1x4 images. A: truth 0 1 1 2, argmax 0 1 2 2; B: truth 0 1 1 1, argmax 0 1 0 0
+    labels = np.array([[0, 1, 1, 2], [0, 1, 1, 1]]).reshape(2, 1, 4, 1).astype(np.float32)
+    arg = np.array([[0, 1, 2, 2], [0, 1, 0, 0]])
+    p = np.eye(3, dtype=np.float32)[arg].reshape(2, 1, 4, 3) * 0.8 + 0.2 / 3
+    # nerve pixel totals tp 2 fp 0 fn 3 -> 4/7, IoU 2/5; vessel tp 1 fp 1 fn 0 -> 2/3, IoU 1/2
+    assert _result(Dice(num_classes=3, class_id=1), (labels, p)) == pytest.approx(4 / 7, rel=1e-6)
+    assert _result(Dice(num_classes=3, class_id=2), (labels, p)) == pytest.approx(2 / 3, rel=1e-6)
+    assert _result(IoU(num_classes=3, class_id=1), (labels, p)) == pytest.approx(0.4, rel=1e-6)
+    assert _result(IoU(num_classes=3, class_id=2), (labels, p)) == pytest.approx(0.5, rel=1e-6)
+    # per image: A (2/3 + 2/3) / 2, B only nerve 1/2 (vessel absent from both: skipped, not 1.0)
+    per_image = Dice(num_classes=3, per_image=True)
+    assert _result(per_image, (labels, p)) == pytest.approx((2 / 3 + 1 / 2) / 2, rel=1e-6)
+    # image B alone: vessel is absent from every image seen -> skipped in the pixel-total mean
+    assert _result(Dice(num_classes=3), (labels[1:], p[1:])) == pytest.approx(0.5, rel=1e-6)
+    with pytest.raises(ConfigError, match="class_id"):
+        Dice(num_classes=1, class_id=1)
+    m = Dice(num_classes=3, class_id=2, name="dice_vessel")
+    clone = keras.metrics.deserialize(keras.metrics.serialize(m))
+    assert clone.class_id == 2 and clone.name == "dice_vessel"
+
+
+def test_default_metrics_names_binary_unchanged_multiclass_per_class():
+    names = [m.name for m in default_metrics(0.5, 1, class_names=("background", "foreground"))]
+    assert names == ["dice", "iou", "precision", "recall", "dice_mean"]
+    names = [m.name for m in default_metrics(0.5, 3, class_names=("background", "nerve", "Vessel"))]
+    assert names == [
+        "dice", "iou", "precision", "recall", "dice_mean",
+        "dice_nerve", "iou_nerve", "dice_vessel", "iou_vessel",
+    ]  # fmt: skip

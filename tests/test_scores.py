@@ -11,7 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kseg.scores import aggregate, binarize, confusion, hd95, image_scores, label_scores
+from kseg.scores import (
+    aggregate,
+    aggregate_classes,
+    binarize,
+    class_suffixes,
+    confusion,
+    foreground_mean,
+    hd95,
+    image_scores,
+    label_scores,
+    nan_to_none,
+)
 
 
 def _square(size=48, top=10, left=10, side=20):
@@ -127,3 +138,65 @@ def test_scores_evaluate_plots_do_not_import_tensorflow():
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(repo)}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=repo, env=env)
+
+
+# --- per class ---------------------------------------------------------------------------------
+# Two 1x4 label maps, K = 3 (0 background, 1 nerve, 2 vessel):
+#   A: truth 0 1 1 2, prediction 0 1 2 2 -> nerve tp1 fp0 fn1 (2/3), vessel tp1 fp1 fn0 (2/3)
+#   B: truth 0 1 1 1, prediction 0 1 0 0 -> nerve tp1 fp0 fn2 (1/2), vessel absent from both
+_A = (np.array([[0, 1, 2, 2]], np.uint8), np.array([[0, 1, 1, 2]], np.uint8))
+_B = (np.array([[0, 1, 0, 0]], np.uint8), np.array([[0, 1, 1, 1]], np.uint8))
+_NAMES = ("background", "nerve", "vessel")
+
+
+def test_label_scores_skip_a_class_absent_from_truth_and_prediction():
+    b = label_scores(*_B, num_classes=3)
+    assert b["per_class"][0]["dice"] == pytest.approx(0.5)
+    assert all(np.isnan(v) for v in b["per_class"][1].values())  # vessel: no score here
+    assert b["dice"] == pytest.approx(0.5)  # not (0.5 + 1) / 2: the absent class is skipped
+    assert b["tp"] == [1, 0] and b["fn"] == [2, 0]
+    empty = label_scores(np.zeros((1, 4)), np.zeros((1, 4)), num_classes=3)
+    assert empty["dice"] == 1.0 and empty["hd95"] == 0.0  # nothing anywhere: binary convention
+
+
+def test_aggregate_classes_by_hand():
+    per = [label_scores(*_A, num_classes=3), label_scores(*_B, num_classes=3)]
+    pc = aggregate_classes(per, _NAMES)
+    assert list(pc) == ["nerve", "vessel"]
+    nerve, vessel = pc["nerve"], pc["vessel"]
+    # nerve pixel totals tp 2 fp 0 fn 3 -> dice 4/7, iou 2/5; per image (2/3 + 1/2) / 2
+    assert nerve["dice"] == pytest.approx(4 / 7) and nerve["iou"] == pytest.approx(2 / 5)
+    assert nerve["dice_mean"] == pytest.approx(7 / 12) and nerve["n_images"] == 2
+    # vessel: only image A counts (tp 1 fp 1 fn 0)
+    assert vessel["dice"] == pytest.approx(2 / 3) and vessel["dice_mean"] == pytest.approx(2 / 3)
+    # HD95 (1-px row: all pixels are boundary): vessel in A pools distances 0, 0, 1 -> 0.9;
+    # nerve in B pools 0 | 0, 1, 2 -> 1.85
+    assert vessel["n_images"] == 1 and vessel["hd95_mean"] == pytest.approx(0.9)
+    assert nerve["hd95_mean"] == pytest.approx((0.9 + 1.85) / 2)
+    fg = foreground_mean(pc)
+    assert fg["dice"] == pytest.approx((4 / 7 + 2 / 3) / 2)
+    assert fg["dice_mean"] == pytest.approx((7 / 12 + 2 / 3) / 2)
+    agg = aggregate(per)
+    assert agg["dice"] == pytest.approx(fg["dice"])  # top level = foreground mean
+    assert agg["dice_mean"] == pytest.approx((2 / 3 + 1 / 2) / 2)  # image means: A 2/3, B 1/2
+    with pytest.raises(ValueError, match="class names"):
+        aggregate_classes(per, _NAMES[:2])
+
+
+def test_a_class_absent_from_every_image_is_skipped_in_the_mean():
+    s = label_scores(np.array([[0, 1, 0, 0]]), np.array([[0, 1, 1, 0]]), num_classes=3)
+    pc = aggregate_classes([s], _NAMES)
+    assert np.isnan(pc["vessel"]["dice"]) and pc["vessel"]["n_images"] == 0
+    assert aggregate([s])["dice"] == pytest.approx(2 / 3)  # not (2/3 + 1) / 2
+    assert foreground_mean(pc)["dice"] == pytest.approx(2 / 3)
+    assert nan_to_none({"a": [math.nan, 1.0]}) == {"a": [None, 1.0]}
+
+
+def test_class_suffixes():
+    assert class_suffixes(["background", "Nerve", "blood vessel", "mean", "nerve"]) == [
+        "background",
+        "nerve",
+        "blood_vessel",
+        "class_3",
+        "class_4",
+    ]

@@ -90,8 +90,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         "| | shape | dtype | scale | zero point | notes |",
         "|---|---|---|---|---|---|",
         f"| input | {i['shape']} | {i['dtype']} | {_fmt(i.get('scale'), 6)} | {i.get('zero_point')} | raw pixels {i['pixel_range']}, normalization {i['normalization']['applied']}, resize `{i['resize']}` |",
-        f"| output | {o['shape']} | {o['dtype']} | {_fmt(o.get('scale'), 6)} | {o.get('zero_point')} | {o['activation']}, threshold {o['threshold']} |",
+        f"| output | {o['shape']} | {o['dtype']} | {_fmt(o.get('scale'), 6)} | {o.get('zero_point')} | {o['activation']}, {_decision_text(o)} |",
         "",
+        *_classes_lines(o),
         f"Preprocessing (applied by the runtime before the model): {_chain_text(i.get('preprocess'))}.",
         "",
         f"## Parity against the float Keras model: {status}",
@@ -106,6 +107,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         f"Dice drop {_fmt(parity.get('dice_drop'))} (allowed {_fmt(parity.get('max_dice_drop'))}); "
         f"pixel agreement {_fmt(parity.get('pixel_agreement'))}.",
+        *_per_class_lines(parity, kind, t["mode"]),
     ]
     if parity.get("review_png"):
         lines += [
@@ -132,6 +134,44 @@ def render_markdown(card: dict[str, Any]) -> str:
             f"{cal['description']} ({cal['n_images']} images, sha256 `{cal['sha256'][:16]}…`).",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _decision_text(output: dict[str, Any]) -> str:
+    """How a pixel's class is decided: ``argmax`` over K channels, or ``p > threshold``."""
+    if output.get("decision") == "argmax":
+        return "argmax over classes"
+    return f"threshold {output['threshold']}"
+
+
+def _classes_lines(output: dict[str, Any]) -> list[str]:
+    names = output.get("classes")
+    if not names:
+        return []
+    listed = ", ".join(f"{i} `{n}`" for i, n in enumerate(names))
+    return [f"Classes (output channel / label value: name): {listed}.", ""]
+
+
+def _per_class_lines(parity: dict[str, Any], kind: str, mode: str) -> list[str]:
+    """Per-class parity table of a multi-class card (gate: every class and the mean)."""
+    per_class = parity.get("per_class")
+    if not per_class:
+        return []
+    lines = [
+        "",
+        f"Per class (the gate holds each class's drop, and the foreground mean's, to "
+        f"{_fmt(parity.get('max_dice_drop'))}):",
+        "",
+        f"| class | images | float Dice | {mode} Dice | drop | gate |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    gate = {True: "pass", False: "FAIL", None: "n/a"}
+    for name, c in per_class.items():
+        lines.append(
+            f"| {name} | {c.get('n_images', 'n/a')} | {_fmt(c.get('float_dice'))} "
+            f"| {_fmt(c.get(f'{kind}_dice'))} | {_fmt(c.get('dice_drop'))} "
+            f"| {gate[c.get('passed')]} |"
+        )
+    return lines
 
 
 def _provenance_lines(prov: dict[str, Any] | None) -> list[str]:

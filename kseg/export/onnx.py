@@ -26,7 +26,7 @@ import numpy as np
 from kseg.config import StrEnum
 from kseg.errors import ConfigError, ModelError
 from kseg.export.card import CARD_FORMAT, gzip_size, sha256_bytes, sha256_file, write_card
-from kseg.export.parity import ParityError
+from kseg.export.parity import ParityError, failure_message, rename_candidate
 from kseg.runtime.onnx_model import INSTALL_HINT
 
 DEFAULT_OPSET = 17
@@ -249,7 +249,7 @@ def export_onnx(
     chain = prep.chain
     candidate = open_model(out)
     raw = prep.check(model, candidate, out, candidate_name="onnx").summary
-    parity = {k.replace("tflite_", "onnx_"): v for k, v in raw.items()}
+    parity = rename_candidate(raw, "onnx")
 
     spec = model_spec(model)
     desc = candidate.describe()
@@ -311,6 +311,7 @@ def export_onnx(
             "zero_point": None,
             "activation": "sigmoid" if desc["output_shape"][-1] == 1 else "softmax",
             "threshold": threshold,
+            **prep.output_classes(desc["output_shape"][-1]),
         },
         "data": prep.data_card(),
         "calibration": prep.calibration_card() if mode is OnnxMode.INT8 else None,
@@ -324,8 +325,8 @@ def export_onnx(
     write_card(card, out)
     if parity["passed"] is False:
         raise ParityError(
-            f"{out}: Dice drop {parity['dice_drop']:.4f} exceeds --max-dice-drop {prep.max_dice_drop}; "
-            "file kept, card marked failed (try more calibration images or QAT)"
+            failure_message(parity, out, prep.max_dice_drop)
+            + " (try more calibration images or QAT)"
         )
     return card
 

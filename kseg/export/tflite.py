@@ -24,7 +24,7 @@ from kseg.config import IODType
 from kseg.errors import ConfigError
 from kseg.export.card import CARD_FORMAT, gzip_size, sha256_bytes, sha256_file, write_card
 from kseg.export.convert import MODE_DESCRIPTIONS, Mode, convert_model
-from kseg.export.parity import ParityError, check_parity
+from kseg.export.parity import ParityError, check_parity, failure_message
 from kseg.training.rundir import resolve_data
 
 
@@ -164,6 +164,7 @@ def export_tflite(
             "activation": "sigmoid" if desc["output_shape"][-1] == 1 else "softmax",
             "threshold": selection["threshold"] if selection else threshold,
             "threshold_source": "validation" if selection else "config",
+            **prep.output_classes(desc["output_shape"][-1]),
         },
         "threshold_selection": selection,
         "data": prep.data_card(),
@@ -179,8 +180,8 @@ def export_tflite(
     write_card(card, out)
     if parity["passed"] is False:
         raise ParityError(
-            f"{out}: Dice drop {parity['dice_drop']:.4f} exceeds --max-dice-drop {prep.max_dice_drop}; "
-            "file kept, card marked failed (try QAT or more calibration images)"
+            failure_message(parity, out, prep.max_dice_drop)
+            + " (try QAT or more calibration images)"
         )
     return card
 
@@ -224,8 +225,25 @@ class ExportInputs:
             threshold=threshold,
             max_dice_drop=self.max_dice_drop,
             review_png=out.with_name(out.stem + ".parity.png"),
+            class_names=self.class_names(int(model.output_shape[-1])),
             **kw,
         )
+
+    def class_names(self, k: int) -> list[str]:
+        """Names of a ``k``-output model's classes, index = class id (the run's ``data.classes``
+        when its ``model.num_classes`` is ``k``, else ``background, class_1, ...``)."""
+        from kseg.config import class_names
+
+        if self.config.model.num_classes == k:
+            return list(class_names(self.config))
+        if k == 1:
+            return ["background", "foreground"]
+        return ["background", *(f"class_{c}" for c in range(1, k))]
+
+    def output_classes(self, k: int) -> dict[str, Any]:
+        """The card's ``output.classes`` (names, index = class id) and ``output.decision``:
+        ``threshold`` (``p > threshold``) for one output channel, ``argmax`` for K > 1."""
+        return {"classes": self.class_names(k), "decision": "threshold" if k == 1 else "argmax"}
 
     def data_card(self) -> dict[str, Any]:
         """The card's ``data`` section: the parity images and where their split came from."""

@@ -1,5 +1,11 @@
 """Sweep results: ``results.csv|json|md`` (mean and spread over seeds), a models x losses heat-map,
 every cell's learning curves on one sheet, and TensorBoard HParams logs.
+
+Multi-class cells (records with ``per_class``, from each run's ``metrics.json``) add, per
+foreground class, ``dice_NAME``, ``iou_NAME`` and ``int8_dice_NAME`` columns (mean and std over
+seeds; NAME as in :func:`kseg.scores.class_suffixes`), a per-class table in ``results.md`` and
+``heatmap_per_class.png`` (one models x losses panel per class). The top-level ``dice`` of such a
+cell is the foreground mean.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from kseg.atomic import atomic_path, write_json, write_text
+from kseg.scores import class_suffixes
 
 METRICS = (
     "dice",
@@ -34,8 +41,25 @@ def _stats(values: list[float | None]) -> tuple[float | None, float | None]:
     return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
 
 
+#: per-class keys of a cell record's ``per_class`` entries, in column order
+CLASS_METRICS = ("dice", "iou", "int8_dice")
+
+
+def class_columns(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(class name, column suffix)`` of every class in the records' ``per_class``, first-seen
+    order (empty for binary sweeps, whose tables keep their columns)."""
+    names: list[str] = []
+    for r in records:
+        for n in r.get("per_class") or {}:
+            if n not in names:
+                names.append(n)
+    return list(zip(names, class_suffixes(names), strict=True))
+
+
 def aggregate(records: list[dict[str, Any]], plan) -> list[dict[str, Any]]:
-    """One row per (model, loss): mean and std over seeds of every metric, params, MACs."""
+    """One row per (model, loss): mean and std over seeds of every metric, params, MACs, and of
+    each class's Dice, IoU and INT8 Dice for multi-class cells (``dice_NAME_mean`` ...)."""
+    classes = class_columns(records)
     rows = []
     for model in plan.models:
         for loss in plan.losses:
@@ -51,6 +75,11 @@ def aggregate(records: list[dict[str, Any]], plan) -> list[dict[str, Any]]:
             }
             for key in METRICS:
                 row[f"{key}_mean"], row[f"{key}_std"] = _stats([c.get(key) for c in cells])
+            for name, suffix in classes:
+                for key in CLASS_METRICS:
+                    values = [((c.get("per_class") or {}).get(name) or {}).get(key) for c in cells]
+                    col = f"{key}_{suffix}"
+                    row[f"{col}_mean"], row[f"{col}_std"] = _stats(values)
             rows.append(row)
     return rows
 
@@ -89,7 +118,36 @@ def to_markdown(rows: list[dict[str, Any]], plan) -> str:
             f"| {r['macs'] / 1e9:.2f} | {_f(r['epochs_mean'], 0)} "
             f"| {_f(r['train_seconds_mean'], 0)} | {_f(r['cell_seconds_mean'], 0)} |"
         )
+    suffixes = _row_suffixes(rows)
+    if suffixes:
+        lines += [
+            "",
+            "## Per class",
+            "",
+            "Dice of each class over all validation pixels (Dice above is their mean); "
+            "INT8 after full-integer conversion.",
+            "",
+            "| model | loss | "
+            + " | ".join(f"{s} Dice | {s} IoU | {s} INT8 Dice" for s in suffixes)
+            + " |",
+            "|---|---|" + "---:|" * (3 * len(suffixes)),
+        ]
+        for r in rows:
+            cells = [_ms(r, f"{key}_{s}") for s in suffixes for key in CLASS_METRICS]
+            lines.append(f"| {r['model']} | {r['loss']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _row_suffixes(rows: list[dict[str, Any]]) -> list[str]:
+    """Class suffixes present in the aggregated rows (``dice_NAME_mean`` columns)."""
+    if not rows:
+        return []
+    return [k[len("dice_") : -len("_mean")] for k in rows[0] if _is_class_dice(k)]
+
+
+def _is_class_dice(key: str) -> bool:
+    base = ("dice_mean", "int8_dice_mean")
+    return key.startswith("dice_") and key.endswith("_mean") and key not in base
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -129,22 +187,23 @@ def _plots(rows: list[dict[str, Any]], out: Path, plan) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    mat = dice_matrix(rows, plan)
-    fig, ax = plt.subplots(figsize=(1.3 * len(plan.losses) + 2.5, 0.6 * len(plan.models) + 1.8))
-    im = ax.imshow(mat, cmap="viridis", vmin=np.nanmin(mat) if np.isfinite(mat).any() else 0)
-    ax.set_xticks(range(len(plan.losses)), plan.losses)
-    ax.set_yticks(range(len(plan.models)), plan.models)
-    for i in range(mat.shape[0]):
-        for j in range(mat.shape[1]):
-            txt = "-" if np.isnan(mat[i, j]) else f"{mat[i, j]:.3f}"
-            ax.text(j, i, txt, ha="center", va="center", color="w", fontsize=8)
-    ax.set_title("validation Dice (mean over seeds)")
-    fig.colorbar(im, ax=ax)
-    target = out / "heatmap.png"
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
-    written.append(target)
+    panels = [("validation Dice (mean over seeds)", dice_matrix(rows, plan))]
+    targets = [(out / "heatmap.png", panels)]
+    suffixes = _row_suffixes(rows)
+    if suffixes:
+        per_class = [(f"{s} Dice", dice_matrix(rows, plan, f"dice_{s}_mean")) for s in suffixes]
+        targets.append((out / "heatmap_per_class.png", per_class))
+    for target, panels in targets:
+        w = 1.3 * len(plan.losses) + 2.5
+        fig, axes = plt.subplots(
+            1, len(panels), figsize=(w * len(panels), 0.6 * len(plan.models) + 1.8), squeeze=False
+        )
+        for ax, (title, mat) in zip(axes[0], panels, strict=True):
+            _heatmap(fig, ax, mat, plan, title)
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        plt.close(fig)
+        written.append(target)
 
     cells = sorted((out / "cells").glob("*/history.csv"))
     if cells:
@@ -171,6 +230,18 @@ def _plots(rows: list[dict[str, Any]], out: Path, plan) -> list[Path]:
         plt.close(fig)
         written.append(target)
     return written
+
+
+def _heatmap(fig, ax, mat: np.ndarray, plan, title: str) -> None:
+    im = ax.imshow(mat, cmap="viridis", vmin=np.nanmin(mat) if np.isfinite(mat).any() else 0)
+    ax.set_xticks(range(len(plan.losses)), plan.losses)
+    ax.set_yticks(range(len(plan.models)), plan.models)
+    for i in range(mat.shape[0]):
+        for j in range(mat.shape[1]):
+            txt = "-" if np.isnan(mat[i, j]) else f"{mat[i, j]:.3f}"
+            ax.text(j, i, txt, ha="center", va="center", color="w", fontsize=8)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax)
 
 
 def _hparams(records: list[dict[str, Any]], out: Path) -> None:

@@ -283,6 +283,10 @@ def _cell_record(cell: Path, model_name, loss, seed, metrics, seconds, plan) -> 
         "hd95": None,
         "int8_dice": None,
     }
+    if metrics.get("per_class"):  # multi-class: each class by name, from the run's metrics.json
+        rec["per_class"] = {
+            n: {"dice": c["dice"], "iou": c["iou"]} for n, c in metrics["per_class"].items()
+        }
     if plan.hd95:
         from kseg.evaluate import evaluate_model
 
@@ -298,6 +302,8 @@ def _cell_record(cell: Path, model_name, loss, seed, metrics, seconds, plan) -> 
         try:
             card = export_tflite(best, "int8", out=cell / "best.int8.tflite", max_dice_drop=-1)
             rec["int8_dice"] = card["tflite_dice"]
+            for n, c in (card["parity"].get("per_class") or {}).items():
+                rec.get("per_class", {}).get(n, {})["int8_dice"] = c["tflite_dice"]
         except KsegError as e:  # a model that does not convert is a result, not a crash
             rec["int8_error"] = str(e)
         rec["int8_seconds"] = time.perf_counter() - t

@@ -85,7 +85,11 @@ def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> N
         loss, metrics = keras.losses.MeanAbsoluteError(), denoise_metrics()
     else:
         loss = get_loss(t.loss, **t.loss_options)
-        metrics = default_metrics(threshold=t.threshold, num_classes=config.model.num_classes)
+        metrics = default_metrics(
+            threshold=t.threshold,
+            num_classes=config.model.num_classes,
+            class_names=cfgmod.class_names(config),  # dice_NAME, iou_NAME per class for K > 1
+        )
     model.compile(
         optimizer=make_optimizer(t, steps_per_epoch),
         loss=loss,
@@ -339,7 +343,12 @@ def finish_run(
     if config.train.task is Task.DENOISE:
         metrics = score_denoising(probs, val.clean, val.images)
     else:
-        metrics = score_split(probs, val.masks, threshold=config.train.threshold)
+        metrics = score_split(
+            probs,
+            val.masks,
+            threshold=config.train.threshold,
+            class_names=cfgmod.class_names(config),
+        )
     history = _read_history(run.history)
     metrics.update(
         {
@@ -397,21 +406,63 @@ def score_denoising(denoised: np.ndarray, clean: np.ndarray, noisy: np.ndarray) 
     }
 
 
-def score_split(probs: np.ndarray, masks: np.ndarray, *, threshold: float = 0.5) -> dict[str, Any]:
+def score_split(
+    probs: np.ndarray,
+    masks: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    class_names: tuple[str, ...] | list[str] | None = None,
+) -> dict[str, Any]:
     """Dice/IoU/precision/recall over all pixels and per-image mean, plus the trivial baselines.
 
     The baselines (all background, all foreground) say what a model that learned nothing gets.
+    Multi-class probabilities ``(N, H, W, K>1)`` are scored against label masks: the top-level
+    scores are foreground means (classes ``1..K-1``), ``per_class`` holds each class by name
+    (``class_names``, index = class id; default ``class_1`` ...), ``per_class_convention`` says
+    how absent classes count (:data:`kseg.scores.ABSENT_CLASS_CONVENTION`), and the all-foreground
+    baseline marks every pixel as the scored class, class by class.
     """
-    from kseg.scores import aggregate, image_scores
+    from kseg.scores import (
+        ABSENT_CLASS_CONVENTION,
+        aggregate,
+        aggregate_classes,
+        image_scores,
+        label_scores,
+        nan_to_none,
+    )
 
     pred = _to_labels(probs, threshold)
-    per_image = [image_scores(p, m) for p, m in zip(pred, masks, strict=True)]
+    k = int(probs.shape[-1]) if probs.ndim == 4 else 1
+    if k == 1:
+        per_image = [image_scores(p, m) for p, m in zip(pred, masks, strict=True)]
+        out = aggregate(per_image)
+        out["baseline_dice_all_foreground"] = aggregate(
+            [image_scores(np.ones_like(m), m) for m in masks]
+        )["dice"]
+        out["baseline_dice_all_background"] = aggregate(
+            [image_scores(np.zeros_like(m), m) for m in masks]
+        )["dice"]
+        return out
+    masks = np.asarray(masks)
+    if masks.ndim == 4:
+        masks = masks[..., 0]
+    names = list(class_names) if class_names is not None and len(class_names) == k else None
+    names = names or ["background", *(f"class_{c}" for c in range(1, k))]
+    per_image = [label_scores(p, m, k) for p, m in zip(pred, masks, strict=True)]
     out = aggregate(per_image)
-    out["baseline_dice_all_foreground"] = aggregate(
-        [image_scores(np.ones_like(m), m) for m in masks]
-    )["dice"]
+    out["per_class"] = nan_to_none(aggregate_classes(per_image, names))  # JSON has no NaN
+    out["per_class_convention"] = ABSENT_CLASS_CONVENTION
+    out["classes"] = names
+    out["baseline_dice_all_foreground"] = float(
+        np.mean(
+            [
+                aggregate([image_scores(np.ones_like(m, bool), m == c) for m in masks])["dice"]
+                for c in range(1, k)
+            ]
+        )
+    )
     out["baseline_dice_all_background"] = aggregate(
-        [image_scores(np.zeros_like(m), m) for m in masks]
+        [label_scores(np.zeros_like(m), m, k) for m in masks]
     )["dice"]
     return out
 

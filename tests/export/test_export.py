@@ -72,6 +72,10 @@ def test_card_files_and_fields(int8_card, trained_run):
     )
     assert on_disk["calibration"]["n_images"] > 0 and len(on_disk["calibration"]["sha256"]) == 64
     assert on_disk["input"]["normalization"]["applied"] == "in_model"
+    # a one-class card keeps its keys and says how pixels are decided
+    assert on_disk["output"]["decision"] == "threshold"
+    assert on_disk["output"]["classes"] == ["background", "foreground"]
+    assert "per_class" not in on_disk["parity"] and "threshold" in on_disk["output"]
     md = (trained_run / "m.int8.md").read_text()
     assert "PASSED" in md and f"{int8_card['tflite_dice']:.4f}" in md
     assert (trained_run / "m.int8.parity.png").stat().st_size > 1000

@@ -63,6 +63,12 @@ def test_run_directory_is_self_describing(trained_run):
     history = _rows(trained_run / "history.csv")
     assert [int(r["epoch"]) for r in history] == list(range(len(history)))
     assert {"loss", "val_loss", "dice", "val_dice"} <= set(history[0])
+    # a binary run's columns stay as they were (per-class columns are for K > 1 only)
+    metric_cols = {"loss", "dice", "iou", "precision", "recall", "dice_mean"}
+    assert set(history[0]) - {"epoch", "learning_rate", "lr"} == (
+        metric_cols | {f"val_{c}" for c in metric_cols}
+    )
+    assert "per_class" not in json.loads((trained_run / "metrics.json").read_text())
     split = _rows(trained_run / "split.csv")
     assert len(split) == 96
     by_group: dict[str, set[str]] = {}
