@@ -320,7 +320,12 @@ def evaluate_model(
             (
                 n,
                 read_image(samples[n].image, predictor.channels, max_pixels=cfg.data.max_pixels),
-                read_mask(samples[n].mask, predictor.num_classes, max_pixels=cfg.data.max_pixels),
+                read_mask(
+                    samples[n].mask,
+                    predictor.num_classes,
+                    classes=cfg.data.classes or None,
+                    max_pixels=cfg.data.max_pixels,
+                ),
             )
             for n in names
         )
