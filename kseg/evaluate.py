@@ -8,6 +8,8 @@
   names of the worst cases (lowest Dice first). NaN is written as ``null``.
 - ``per_image.csv``: ``name,dice,iou,precision,recall,hd95`` in input order.
 - ``worst_cases.png``: ``image | truth | prediction`` rows for the ``worst_k`` lowest-Dice images.
+- ``contours.png``: the first ``worst_k`` images in input order with the true (dashed) and
+  predicted (solid) outlines drawn over them, the quickest look at what the model does.
 
 Multi-class (K > 1): the top-level scores are foreground means (classes ``1..K-1``);
 ``metrics.json`` adds ``classes`` (names, index = class id), ``per_class`` keyed by class name
@@ -75,9 +77,10 @@ def evaluate(
         predict_fn: ``image (H, W[, C]) uint8 -> probabilities (H, W)`` or ``(H, W, K)`` at the
             image's own size (K = 1 sigmoid, K > 1 softmax, then the truth holds labels 0..K-1).
         items: ``(name, image, true_mask)`` with ``true_mask`` uint8 ``(H, W)``.
-        out_dir: folder for ``metrics.json``, ``per_image.csv``, ``worst_cases.png``.
+        out_dir: folder for ``metrics.json``, ``per_image.csv``, ``worst_cases.png``,
+            ``contours.png``.
         threshold: foreground probability threshold (``p > threshold``) for K = 1.
-        worst_k: rows in ``worst_cases.png`` (0: no figure).
+        worst_k: rows in ``worst_cases.png`` and images in ``contours.png`` (0: no figures).
         spacing: pixel spacing for HD95 (1.0: pixels).
         postprocess: ``label mask -> label mask`` applied after thresholding (the options of
             :func:`kseg.inference.postprocess`), so scores match what ``kseg predict`` writes.
@@ -95,6 +98,7 @@ def evaluate(
     worst_by_class: dict[int, list[tuple[float, int, str, np.ndarray, np.ndarray, np.ndarray]]] = {}
     num_classes: int | None = None
     sweep = None
+    first: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []  # for contours.png
     for index, (name, image, true) in enumerate(items):
         true = np.asarray(true)
         if true.ndim == 3 and true.shape[-1] == 1:
@@ -128,6 +132,8 @@ def evaluate(
         rows.append({"name": str(name), **scores})
         if worst_k > 0:
             pred8 = np.asarray(pred, np.uint8)
+            if len(first) < worst_k:
+                first.append((f"{name}  dice={scores['dice']:.3f}", np.asarray(image), true, pred8))
             _keep_worst(worst, worst_k, scores["dice"], index, str(name), image, true, pred8)
             for c, cs in enumerate(scores.get("per_class", ()), start=1):
                 if not math.isnan(cs["dice"]):  # a class absent here is not one of its worst
@@ -187,6 +193,16 @@ def evaluate(
                     for e in cases
                 ],
             )
+    if first:
+        from kseg.plots import plot_contours
+
+        plot_contours(
+            [e[1] for e in first],
+            [e[2] for e in first],
+            [e[3] for e in first],
+            out / "contours.png",
+            names=[e[0] for e in first],
+        )
     return result
 
 

@@ -61,6 +61,8 @@ def test_evaluate_writes_files_with_right_rows_and_worst_order(tmp_path):
     from kseg.plots import CELL_PX
 
     assert imread(png).shape[:2] == (2 * CELL_PX, 3 * CELL_PX)
+    # contours.png: the first worst_k (2) images in input order, in one row of two cells
+    assert imread(tmp_path / "contours.png").shape[:2] == (CELL_PX, 2 * CELL_PX)
     assert not list(tmp_path.glob(".*tmp*"))  # no temp files left behind
 
 
@@ -75,6 +77,7 @@ def test_empty_prediction_gives_nan_hd95_written_as_null(tmp_path):
     rows = (tmp_path / "per_image.csv").read_text().splitlines()
     assert rows[1].endswith(",nan") and rows[2].startswith("b,1.000000")
     assert not (tmp_path / "worst_cases.png").exists()
+    assert not (tmp_path / "contours.png").exists()
 
 
 def test_multiclass_predictor(tmp_path):
