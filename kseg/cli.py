@@ -131,6 +131,15 @@ def train(
         os.environ["TF_CONFIG"] = tf_config_from_file(cluster, worker_index)
         if resume is None:
             sets = (*sets, "train.strategy=multi_worker")
+        else:
+            from kseg.training.rundir import RunDir
+
+            strategy = load_config(RunDir.for_resume(resume).config).train.strategy
+            if strategy != "multi_worker":
+                raise KsegError(
+                    f"--cluster: {resume} trained with train.strategy = {strategy}; resume it "
+                    "without --cluster, on one machine"
+                )
     if resume is not None:
         given = [
             f

@@ -127,7 +127,11 @@ def _run(out: Path, overrides: dict[str, Any], workers: int, timeout: float) -> 
     if any(p.returncode for p in procs):
         raise SystemExit(f"{out.name} failed; see {out.parent}/{out.name}.log*")
     per = [json.loads(t.read_text()) for t in timings]
-    return {"wall_s": total, "workers": per, "metrics": json.loads((out / "metrics.json").read_text())}
+    return {
+        "wall_s": total,
+        "workers": per,
+        "metrics": json.loads((out / "metrics.json").read_text()),
+    }
 
 
 def _summary(run: dict[str, Any]) -> dict[str, Any]:

@@ -67,13 +67,28 @@ def test_role_from_env_is_none_without_tf_config():
     [
         ("{not json", "TF_CONFIG is not valid JSON"),
         ('{"task": {"type": "worker", "index": 0}}', 'no "cluster" object'),
-        ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', "no \"worker\""),
+        ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', 'no "worker"'),
         ('{"cluster": {"worker": ["a:1"]}}', 'no "task"'),
-        ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}', "use 0..1"),
-        ('{"cluster": {"worker": ["a:1"], "ps": ["p:1"]}, "task": {"type": "worker", "index": 0}}', "ps tasks"),
-        ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}', "not \"host:port\""),
-        ('{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}', "twice"),
-        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "evaluator", "index": 0}}', 'use "worker"'),
+        (
+            '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+            "use 0..1",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"], "ps": ["p:1"]}, "task": {"type": "worker", "index": 0}}',
+            "ps tasks",
+        ),
+        (
+            '{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}',
+            'not "host:port"',
+        ),
+        (
+            '{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}',
+            "twice",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "evaluator", "index": 0}}',
+            'use "worker"',
+        ),
     ],
 )
 def test_bad_tf_config_is_one_line_that_names_the_fix(raw, match):
@@ -118,9 +133,23 @@ def test_make_strategy_rejects_a_bad_tf_config(monkeypatch):
         (["--worker-index", "0"], None, "go together"),
         (["--cluster", "missing.yaml", "--worker-index", "0"], None, "cannot read it"),
         (["--set", "train.strategy=multi_worker"], "two", "give every worker the same --out"),
-        (["--set", "train.strategy=multi_worker", "--out", "r", "--set", "train.budget_minutes=5"],
-         "two", "train.budget_minutes is not supported"),
-        (["--set", "train.strategy=multi_worker", "--out", "r"], "bad", "TF_CONFIG is not valid JSON"),
+        (
+            [
+                "--set",
+                "train.strategy=multi_worker",
+                "--out",
+                "r",
+                "--set",
+                "train.budget_minutes=5",
+            ],
+            "two",
+            "train.budget_minutes is not supported",
+        ),
+        (
+            ["--set", "train.strategy=multi_worker", "--out", "r"],
+            "bad",
+            "TF_CONFIG is not valid JSON",
+        ),
     ],
 )
 def test_cli_multi_worker_errors_are_one_line(tmp_path, monkeypatch, args, env, match):
@@ -135,6 +164,30 @@ def test_cli_multi_worker_errors_are_one_line(tmp_path, monkeypatch, args, env, 
     lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and match in lines[0], result.output
     assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_cluster_flag_refuses_to_resume_a_single_machine_run(tmp_path, monkeypatch):
+    from kseg.config import load_config, save_config
+
+    monkeypatch.setenv("TF_CONFIG", "")
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(load_config(None, {}), run / "config.yaml")
+    (tmp_path / "c.yaml").write_text("workers: [127.0.0.1:1, 127.0.0.1:2]\n")
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--resume",
+            str(run),
+            "--cluster",
+            str(tmp_path / "c.yaml"),
+            "--worker-index",
+            "0",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "trained with train.strategy = default; resume it without --cluster" in result.output
 
 
 # ------------------------------------------------------------------------------ shards
@@ -162,7 +215,9 @@ def _folder(root: Path, n: int) -> Path:
     return root
 
 
-def test_each_worker_decodes_only_its_training_shard_and_the_validation_files(tmp_path, monkeypatch):
+def test_each_worker_decodes_only_its_training_shard_and_the_validation_files(
+    tmp_path, monkeypatch
+):
     import kseg.data.pipeline as pipeline
 
     cfg = DataConfig(path=str(_folder(tmp_path / "ds", 20)), img_size=32, channels=1)
