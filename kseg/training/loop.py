@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import shutil
 import sys
 import tempfile
@@ -311,9 +312,11 @@ def _train(
     except tf.errors.OpError as exc:
         if role is None:
             raise
+        # TensorFlow prefixes the op's name in {{...}}; the rest says what happened
+        why = re.sub(r"\{\{.*?\}\}", "", str(exc.message)).strip().splitlines()[0][:160]
         raise ClusterError(
-            f"multi_worker: training stopped ({type(exc).__name__}: "
-            f"{str(exc.message).splitlines()[0][:160]}); a worker was lost or unreachable. Restart "
+            f"multi_worker: training stopped ({type(exc).__name__}: {why}); "
+            "a worker was lost or unreachable. Restart "
             f"every worker with `kseg train --resume {shared.root}` (same TF_CONFIG): training "
             "continues from the last completed epoch"
         ) from None
