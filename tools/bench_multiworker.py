@@ -80,6 +80,63 @@ print("TOTAL", time.perf_counter() - t)
 """
 
 
+ALLREDUCE = r"""
+import json, sys, time
+from kseg.training.strategy import make_strategy
+from kseg._keras import tf
+strategy = make_strategy("multi_worker")
+n = int(sys.argv[2]) // 4
+x = tf.ones([n], tf.float32)
+
+@tf.function
+def step():
+    return strategy.reduce("SUM", strategy.run(lambda: tf.identity(x)), axis=None)
+
+step()  # trace, connect
+times = []
+for _ in range(int(sys.argv[3])):
+    t = time.perf_counter()
+    float(step()[0])
+    times.append(time.perf_counter() - t)
+json.dump(times, open(sys.argv[1], "w"))
+"""
+
+
+def _allreduce(out: Path, grad_bytes: int, reps: int, timeout: float) -> list[float]:
+    """Seconds per all-reduce of ``grad_bytes`` (float32) between two workers on loopback."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    addresses = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = []
+    for i in range(2):
+        tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}}
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    ALLREDUCE,
+                    str(out / f"allreduce{i}.json"),
+                    str(grad_bytes),
+                    str(reps),
+                ],
+                env={**env, "TF_CONFIG": json.dumps(tf_config)},
+                stdout=subprocess.DEVNULL,
+                stderr=(out / f"allreduce{i}.log").open("w"),
+                start_new_session=True,
+            )
+        )
+    try:
+        for p in procs:
+            p.wait(timeout=timeout)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, 9)
+                p.wait()
+    return json.loads((out / "allreduce0.json").read_text())
+
+
 def _free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
     try:
@@ -158,29 +215,46 @@ def _summary(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def project(one: dict[str, Any], two: dict[str, Any], grad_bytes: int, args) -> dict[str, Any]:
-    """Expected wall time of ``args.project_epochs`` epochs on ``args.project_workers`` machines."""
+def project(
+    one: dict[str, Any], two: dict[str, Any], grad_bytes: int, allreduce_s: float, val_n: int, args
+) -> dict[str, Any]:
+    """Expected wall time of ``args.project_epochs`` epochs on ``args.project_workers`` machines
+    like this one, for a data set of ``args.project_train`` / ``args.project_val`` images."""
     w = args.project_workers
-    ring = 2 * (w - 1) / w
-    comm_loopback = max(two["step_s"] - one["step_s"], 0.0)  # two workers on 2 cores: same compute
+    ring = 2 * (w - 1) / w  # a two-worker ring moves 1x the gradient: the measured case
     wire = ring * grad_bytes / (args.link_gbit * 1e9 / 8)
-    step = one["step_s"] / w + comm_loopback * ring / 1.0 + wire
-    epoch = one["steps_per_epoch"] * step + one["val_s"] / w + two["other_s"]
-    total = args.project_epochs * epoch + two["startup_s"] + two["first_epoch_s"] - two["epoch_s"]
-    single = args.project_epochs * one["epoch_s"] + one["startup_s"]
+    comm = max(allreduce_s * ring, wire)
+    steps = -(-args.project_train // args.batch)
+    step = one["step_s"] / w + comm
+    val = one["val_s"] * args.project_val / max(val_n, 1) / w + (two["val_s"] - one["val_s"])
+    epoch = steps * step + val + two["other_s"]
+    first_extra = two["first_epoch_s"] - two["epoch_s"]  # tracing, connecting
+    total = args.project_epochs * epoch + two["startup_s"] + first_extra
+    single_epoch = steps * one["step_s"] + one["val_s"] * args.project_val / max(val_n, 1)
+    single_epoch += one["other_s"]
+    single = args.project_epochs * single_epoch + one["startup_s"]
+    single += one["first_epoch_s"] - one["epoch_s"]
     return {
         "workers": w,
         "epochs": args.project_epochs,
+        "train_images": args.project_train,
+        "val_images": args.project_val,
+        "steps_per_epoch": steps,
         "step_s": round(step, 4),
+        "comm_s_per_step": round(comm, 4),
         "epoch_s": round(epoch, 2),
         "total_min": round(total / 60, 1),
+        "single_process_epoch_s": round(single_epoch, 2),
         "single_process_min": round(single / 60, 1),
         "speedup": round(single / total, 2),
         "assumptions": (
-            f"compute per step / {w}; the loopback collective overhead per step "
-            f"({comm_loopback:.3f} s) x the ring factor {ring:.2f}; the gradient "
-            f"({grad_bytes / 1e6:.1f} MB) x {ring:.2f} over {args.link_gbit:g} Gbit/s; validation / {w}; "
-            "checkpoints, backup and logs as measured with two workers; same machines as this one"
+            f"{args.project_train} training / {args.project_val} validation images, global batch "
+            f"{args.batch} ({steps} steps per epoch); compute per step = the one-process step / {w}; "
+            f"communication per step = max(the loopback all-reduce of the gradient, "
+            f"{allreduce_s:.3f} s, x the ring factor {ring:.2f}; {grad_bytes / 1e6:.1f} MB x {ring:.2f} "
+            f"over {args.link_gbit:g} Gbit/s) = {comm:.3f} s; validation / {w} plus the measured "
+            "two-worker synchronisation; checkpoints, backup and logs as measured with two workers; "
+            "start-up and tracing as measured with two workers; machines like this one at this load"
         ),
     }
 
@@ -199,6 +273,9 @@ def main() -> None:
     ap.add_argument("--project-workers", type=int, default=4)
     ap.add_argument("--project-epochs", type=int, default=100)
     ap.add_argument("--link-gbit", type=float, default=10.0)
+    ap.add_argument("--project-train", type=int, default=320, help="HC18 classic: 320")
+    ap.add_argument("--project-val", type=int, default=80, help="HC18 classic: 80")
+    ap.add_argument("--allreduce-reps", type=int, default=20)
     args = ap.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -217,9 +294,16 @@ def main() -> None:
     two_run = _run(
         args.out / f"two-{stamp}", {**overrides, "train.strategy": "multi_worker"}, 2, args.timeout
     )
+    grad_bytes = one_run["workers"][0]["grad_bytes"]
+    allreduce = _allreduce(args.out, grad_bytes, args.allreduce_reps, args.timeout)
     load_after = os.getloadavg()
     one, two = _summary(one_run), _summary(two_run)
-    grad_bytes = one_run["workers"][0]["grad_bytes"]
+    allreduce_s = float(sorted(allreduce)[len(allreduce) // 2])
+    val_n = sum(
+        1
+        for _ in (args.out / f"single-{stamp}" / "split.csv").read_text().splitlines()[1:]
+        if _.endswith(",val")
+    )
     w = 2
     result = {
         "recipe": overrides,
@@ -236,7 +320,14 @@ def main() -> None:
         "gradient_bytes_per_step": grad_bytes,
         "ring_bytes_sent_per_worker_per_step": int(2 * (w - 1) / w * grad_bytes),
         "bytes_source": "computed from the trainable weights (TensorFlow does not report them)",
-        "projection": project(one, two, grad_bytes, args),
+        "allreduce_loopback_s": {
+            "median": round(allreduce_s, 4),
+            "min": round(min(allreduce), 4),
+            "reps": len(allreduce),
+            "MB_per_s": round(grad_bytes / allreduce_s / 1e6, 1),
+        },
+        "val_images": val_n,
+        "projection": project(one, two, grad_bytes, allreduce_s, val_n, args),
     }
     json_path = args.out.parent / "multiworker.json"
     json_path.write_text(json.dumps(result, indent=2))
@@ -266,11 +357,15 @@ def main() -> None:
         f"Two-worker epoch / one-process epoch: **{result['ratio_epoch_s']}x** (step "
         f"{result['ratio_step_s']}x). Gradient all-reduced per step: "
         f"{grad_bytes / 1e6:.2f} MB ({result['bytes_source']}); a two-worker ring sends and "
-        f"receives {result['ring_bytes_sent_per_worker_per_step'] / 1e6:.2f} MB per worker per step.",
+        f"receives {result['ring_bytes_sent_per_worker_per_step'] / 1e6:.2f} MB per worker per step. "
+        f"One all-reduce of it between the two workers on loopback, alone: "
+        f"{allreduce_s * 1000:.0f} ms median of {len(allreduce)} "
+        f"({result['allreduce_loopback_s']['MB_per_s']} MB/s).",
         "",
-        f"Projection: {p['epochs']} epochs on {p['workers']} machines like this one: "
-        f"**{p['total_min']} min** (one process: {p['single_process_min']} min, {p['speedup']}x). "
-        f"Assumptions: {p['assumptions']}.",
+        f"Projection: {p['epochs']} epochs of {p['train_images']} / {p['val_images']} images on "
+        f"{p['workers']} machines like this one: **{p['total_min']} min** ({p['epoch_s']} s per "
+        f"epoch; one process: {p['single_process_min']} min, {p['single_process_epoch_s']} s per "
+        f"epoch; {p['speedup']}x). Assumptions: {p['assumptions']}.",
         "",
     ]
     (args.out.parent / "multiworker.md").write_text("\n".join(md))
