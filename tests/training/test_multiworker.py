@@ -385,3 +385,30 @@ def test_killed_worker_restarts_and_the_job_continues(tmp_path):
     resumed = (tmp_path / "b0.log").read_text()
     assert "Epoch 1/4" not in resumed  # continued, not restarted
     assert json.loads((out / "metrics.json").read_text())["epochs_completed"] == 4
+
+
+LATE = """
+import json, os
+os.environ["TF_CONFIG"] = json.dumps(
+    {"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}})
+from kseg._keras import tf
+from kseg.errors import ConfigError
+from kseg.training.strategy import make_strategy
+tf.constant(1.0) + 1.0  # TensorFlow runs an op first: too late for collective ops
+try:
+    make_strategy("multi_worker")
+except ConfigError as exc:
+    print("ERROR", exc)
+"""
+
+
+def test_multi_worker_after_tensorflow_started_is_one_line():
+    # the issue's crash: the strategy built after TensorFlow ran ops raised a RuntimeError
+    out = subprocess.run(
+        [sys.executable, "-c", LATE], env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (
+        "ERROR train.strategy = multi_worker must be set up before TensorFlow runs any op"
+        in out.stdout
+    )
