@@ -4,6 +4,10 @@ The run directory (``docs/ARCHITECTURE.md``) is written as training goes: resolv
 split first, then history, checkpoints and TensorBoard logs each epoch, and finally
 ``metrics.json`` and the PNGs. ``resume=True`` continues an interrupted run (even one killed with
 SIGKILL mid-epoch) from its last completed epoch with Keras' ``BackupAndRestore``.
+
+With ``train.strategy: multi_worker`` every worker runs :func:`train` with the same ``out_dir``:
+the chief alone fills it, the others train on their shard of the training files and write to a
+private folder that is removed (``docs/scaling.md``).
 """
 
 from __future__ import annotations
