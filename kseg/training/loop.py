@@ -155,6 +155,8 @@ def train(
         # a worker never looks at --out while the chief may be filling it
         worker = role is not None and not role.is_chief
         run = RunDir(Path(out)) if worker else RunDir.for_new_run(out)
+    prepare(config)  # names and options fail here, before a multi-worker job waits for its peers
+    finetune.check(config.train)
     # multi_worker: MultiWorkerMirroredStrategy configures the process's collective ops, so it is
     # built before TensorFlow runs anything (seeding, datasets, the device list); it waits until
     # every worker of TF_CONFIG has started
@@ -204,8 +206,6 @@ def _train(
     """Fit into ``run``; ``shared`` is the run directory a restarted worker restores from (the
     chief's; ``run`` itself for a single process and for the chief)."""
     chief = role is None or role.is_chief
-    prepare(config)
-    finetune.check(config.train)
     denoise = config.train.task is Task.DENOISE
 
     from kseg.data.augment import build_augment
