@@ -78,6 +78,15 @@ def main() -> None:
     metavar="MINUTES",
     help="Plan the recipe for --data to fit this many minutes (kseg plan), then train it.",
 )
+@click.option(
+    "--cluster",
+    type=click.Path(path_type=Path),
+    help="Multi-worker training: YAML listing 'workers: [host:port, ...]' (the same file on every "
+    "machine; worker 0 is the chief). Sets TF_CONFIG and train.strategy=multi_worker.",
+)
+@click.option(
+    "--worker-index", type=int, help="With --cluster: this machine's index in the workers list."
+)
 def train(
     config_path,
     data,
@@ -95,14 +104,42 @@ def train(
     unfreeze_after,
     sets,
     budget,
+    cluster,
+    worker_index,
 ) -> None:
     """Train a segmentation model; writes a self-describing run directory.
 
     --init MODEL fine-tunes: every layer of MODEL whose name and weight shapes match is loaded (the
     first convolution also across gray/RGB), the rest is listed in RUN/init.json.
+
+    On several machines (docs/scaling.md) run the same command on each, with the same --out, under
+    TF_CONFIG or with --cluster FILE --worker-index N; worker 0 (the chief) writes the run
+    directory. After a lost worker, restart every worker with --resume OUT.
     """
     from kseg.config import load_config
 
+    if (cluster is None) != (worker_index is None):
+        raise KsegError(
+            "--cluster FILE and --worker-index N go together (N: this machine's place in the "
+            "file's workers list, 0 = chief)"
+        )
+    if cluster is not None:
+        import os
+
+        from kseg.training.cluster import tf_config_from_file
+
+        os.environ["TF_CONFIG"] = tf_config_from_file(cluster, worker_index)
+        if resume is None:
+            sets = (*sets, "train.strategy=multi_worker")
+        else:
+            from kseg.training.rundir import RunDir
+
+            strategy = load_config(RunDir.for_resume(resume).config).train.strategy
+            if strategy != "multi_worker":
+                raise KsegError(
+                    f"--cluster: {resume} trained with train.strategy = {strategy}; resume it "
+                    "without --cluster, on one machine"
+                )
     if resume is not None:
         given = [
             f
@@ -150,7 +187,8 @@ def train(
     from kseg.training import train as run_train
     from kseg.training.budget import process_start_time
 
-    out = out or default_out(cfg)
+    if out is None and cfg.train.strategy != "multi_worker":  # workers must agree on --out
+        out = default_out(cfg)
     metrics = run_train(cfg, out, notes=notes, clock_start=process_start_time())
     _print_metrics(out, metrics)
     _print_budget(out)
@@ -197,6 +235,12 @@ def _print_budget(run: Path) -> None:
 
 
 def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
+    if "worker" in metrics:  # a multi-worker job's non-chief worker scores nothing
+        click.echo(
+            f"worker {metrics['worker']}: {metrics['epochs_completed']} epochs done; "
+            f"the chief (worker 0) wrote the run {run}"
+        )
+        return
     keys = ("dice", "iou", "precision", "recall", "psnr", "ssim", "psnr_noisy_input")
     click.echo(f"run: {run}")
     click.echo("validation " + "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics))

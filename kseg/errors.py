@@ -21,3 +21,7 @@ class DataError(KsegError):
 
 class ModelError(KsegError):
     """A model file that cannot be loaded or an option the model cannot take."""
+
+
+class ClusterError(KsegError):
+    """A multi-worker training job that lost a worker or cannot reach one."""

@@ -43,7 +43,13 @@ from kseg.data.io import (
     read_image,
     read_stored_mask,
 )
-from kseg.data.split import group_split, load_split, save_split, stratified_group_split
+from kseg.data.split import (
+    group_split,
+    load_split,
+    save_split,
+    shard_indices,
+    stratified_group_split,
+)
 from kseg.data.synthetic import synthesize
 from kseg.errors import ConfigError, DataError
 
@@ -198,12 +204,22 @@ def _has_colour(images: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(~grey)]
 
 
-def _load_folder(
-    cfg: DataConfig, progress: bool, num_classes: int = 1, merge_guard: bool = False
-) -> tuple[ArrayData, list[Sample], str]:
-    samples = scan_folder(
+def _scan(cfg: DataConfig) -> list[Sample]:
+    return scan_folder(
         cfg.path, cfg.group_regex, group_column=cfg.group_column, stratify=cfg.stratify
     )
+
+
+def _load_folder(
+    cfg: DataConfig,
+    progress: bool,
+    num_classes: int = 1,
+    merge_guard: bool = False,
+    samples: list[Sample] | None = None,
+) -> tuple[ArrayData, list[Sample], str]:
+    """Decode ``samples`` (default: every sample of the folder)."""
+    if samples is None:
+        samples = _scan(cfg)
     clean_dir = Path(cfg.path) / "clean"  # type: ignore[arg-type]
     if not (clean_dir.is_dir() and all((clean_dir / s.image.name).is_file() for s in samples)):
         clean_dir = None  # type: ignore[assignment]
@@ -319,6 +335,7 @@ def load_splits(
     num_classes: int = 1,
     preprocess: bool = True,
     merge_guard: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> Splits:
     """Load a data set into memory and split it by group.
 
@@ -335,6 +352,11 @@ def load_splits(
         merge_guard: refuse a folder whose masks hold several foreground classes when
             ``num_classes`` is 1 (binary), unless ``cfg.merge_classes`` or ``cfg.classes`` says
             what to do (:func:`kseg.data.classes.merged_classes`); ``kseg train`` sets it.
+        shard: ``(index, count)`` for multi-worker training: the split (and ``rows``) are those
+            of the whole set, but only this worker's share of the training files (every
+            ``count``-th, from ``index``) and the validation files are decoded; ``test`` is
+            ``None``. With ``channels: auto`` the decision covers only the decoded files (the
+            workers agree on it afterwards, :func:`kseg.training.loop.train`).
 
     Raises:
         DataError: bad folder (see :func:`~kseg.data.folder.scan_folder`), unreadable image,
@@ -344,27 +366,34 @@ def load_splits(
     if cfg.channels not in (1, 3, "auto"):
         raise ConfigError(f"data.channels = {cfg.channels} is not valid; use 1, 3 or auto")
     strata: list[str] | None = None
+    data: ArrayData | None = None
+    samples: list[Sample] = []
     if cfg.path is None:
         if cfg.stratify:
             raise ConfigError(
                 "data.stratify needs a folder with manifest.csv; the synthetic set has no columns"
             )
         data, reason = _load_synthetic(cfg, seed)
+        names, groups = data.names, data.groups
         fixed: list[str | None] = [None] * len(data)
     else:
-        data, samples, reason = _load_folder(cfg, progress, num_classes, merge_guard)
+        if shard is None:  # decode everything first (the errors of bad files come first)
+            data, samples, reason = _load_folder(cfg, progress, num_classes, merge_guard)
+        else:  # split on the file list; decode only this worker's files below
+            samples = _scan(cfg)
+        names, groups = [s.name for s in samples], [s.group for s in samples]
         fixed = [s.split for s in samples]
         if cfg.stratify:
             strata = [s.meta.get(cfg.stratify, "") for s in samples]
-    if preprocess and cfg.preprocess:
+    if preprocess and cfg.preprocess and shard is None:
         from kseg.preprocess import Chain
 
-        data.images = Chain.parse(cfg.preprocess)(data.images)
+        data.images = Chain.parse(cfg.preprocess)(data.images)  # type: ignore[union-attr]
 
     split_path = Path(split_file) if split_file is not None else None
     if split_path is not None and split_path.is_file():
         saved = load_split(split_path)
-        present = set(data.names)
+        present = set(names)
         gone = [n for n in saved if n not in present]
         if gone:
             shown = ", ".join(gone[:_SHOW]) + (
@@ -374,16 +403,16 @@ def load_splits(
                 f"{split_path}: names {len(gone)} sample(s) no longer in the data ({shown}); "
                 f"restore them or start a new run"
             )
-        new = [n for n in data.names if n not in saved]
+        new = [n for n in names if n not in saved]
         if new:
             warnings.warn(
                 f"{split_path}: {len(new)} sample(s) not in the saved split are left out "
                 f"(e.g. {', '.join(new[:_SHOW])})",
                 stacklevel=2,
             )
-        assigned = [saved.get(n, "") for n in data.names]
+        assigned = [saved.get(n, "") for n in names]
     else:
-        assigned = _assign(data.names, data.groups, fixed, cfg, seed, strata)
+        assigned = _assign(names, groups, fixed, cfg, seed, strata)
 
     parts = {k: [i for i, s in enumerate(assigned) if s == k] for k in ("train", "val", "test")}
     where = cfg.path or f"synthetic {cfg.synthetic_kind}"
@@ -392,18 +421,33 @@ def load_splits(
             f"{where}: no training images after the split; lower data.val_fraction/test_fraction"
         )
     if not parts["val"]:
-        n_groups = len(set(data.groups))
+        n_groups = len(set(groups))
         raise DataError(
-            f"{where}: no validation images ({len(data)} images in {n_groups} group(s)); "
+            f"{where}: no validation images ({len(names)} images in {n_groups} group(s)); "
             f"use at least 2 groups and data.val_fraction > 0"
         )
     rows = [
         {"name": n, "group": g, "split": s}
-        for n, g, s in zip(data.names, data.groups, assigned, strict=True)
+        for n, g, s in zip(names, groups, assigned, strict=True)
         if s
     ]
     if split_path is not None and not split_path.is_file():
         save_split(split_path, rows)
+    if shard is not None:
+        return _shard_splits(
+            cfg,
+            data,
+            samples,
+            parts,
+            rows,
+            shard,
+            progress,
+            num_classes,
+            preprocess,
+            reason if data is not None else "",
+            merge_guard,
+        )
+    assert data is not None
     return Splits(
         train=data.subset(parts["train"]),
         val=data.subset(parts["val"]),
@@ -411,6 +455,67 @@ def load_splits(
         rows=rows,
         channels=int(data.images.shape[-1]),
         channels_reason=reason,
+    )
+
+
+def _shard_splits(
+    cfg: DataConfig,
+    data: ArrayData | None,
+    samples: list[Sample],
+    parts: dict[str, list[int]],
+    rows: list[dict[str, str]],
+    shard: tuple[int, int],
+    progress: bool,
+    num_classes: int,
+    preprocess: bool,
+    reason: str,
+    merge_guard: bool = False,
+) -> Splits:
+    """One worker's splits: its share of the training files and all validation files (the
+    binary-merge guard looks at this worker's files)."""
+    index, count = shard
+    train = [
+        parts["train"][i] for i in shard_indices(len(parts["train"]), num_shards=count, index=index)
+    ]
+    if not train:
+        raise DataError(
+            f"{cfg.path or 'the synthetic set'}: {len(parts['train'])} training image(s) for "
+            f"{count} workers leave worker {index} none; add images or use fewer workers"
+        )
+    keep = train + parts["val"]
+    if data is None:  # a folder: decode only these files
+        data, _, reason = _load_folder(
+            cfg, progress, num_classes, merge_guard, samples=[samples[i] for i in keep]
+        )
+    else:
+        data = data.subset(keep)
+    if preprocess and cfg.preprocess:
+        from kseg.preprocess import Chain
+
+        data.images = Chain.parse(cfg.preprocess)(data.images)
+    n = len(train)
+    return Splits(
+        train=data.subset(range(n)),
+        val=data.subset(range(n, len(keep))),
+        test=None,
+        rows=rows,
+        channels=int(data.images.shape[-1]),
+        channels_reason=reason,
+    )
+
+
+def with_channels(data: ArrayData, channels: int) -> ArrayData:
+    """``data`` with ``channels`` image channels (grey replicated to RGB, or RGB to grey)."""
+    if data.images.shape[-1] == channels:
+        return data
+    clean = None if data.clean is None else _convert_channels(data.clean, channels)
+    return ArrayData(
+        images=_convert_channels(data.images, channels),
+        masks=data.masks,
+        names=data.names,
+        groups=data.groups,
+        originals=data.originals,
+        clean=clean,
     )
 
 
@@ -542,4 +647,11 @@ def compute_mean_std(data: ArrayData) -> tuple[tuple[float, ...], tuple[float, .
     return tuple(float(m) for m in mean), tuple(float(v) for v in std)
 
 
-__all__ = ["ArrayData", "Splits", "compute_mean_std", "load_splits", "make_dataset"]
+__all__ = [
+    "ArrayData",
+    "Splits",
+    "compute_mean_std",
+    "load_splits",
+    "make_dataset",
+    "with_channels",
+]

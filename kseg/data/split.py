@@ -137,4 +137,23 @@ def load_split(path: str | os.PathLike[str]) -> dict[str, str]:
     return out
 
 
-__all__ = ["SPLITS", "group_split", "load_split", "save_split", "stratified_group_split"]
+def shard_indices(n: int, *, num_shards: int, index: int) -> list[int]:
+    """Items ``index, index + num_shards, ...`` of ``n``: every item in exactly one shard, shard
+    sizes within one of each other (multi-worker training reads only its shard).
+
+        >>> shard_indices(5, num_shards=2, index=1)
+        [1, 3]
+    """
+    if not 0 <= index < num_shards:
+        raise ValueError(f"shard index {index} is not in 0..{num_shards - 1}")
+    return list(range(index, n, num_shards))
+
+
+__all__ = [
+    "SPLITS",
+    "group_split",
+    "load_split",
+    "save_split",
+    "shard_indices",
+    "stratified_group_split",
+]

@@ -107,17 +107,51 @@ class TimeLimit(keras.callbacks.Callback):
             print(f"time limit of {self.seconds / 60:.1f} min reached after epoch {epoch + 1}")
 
 
+class WorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` for a multi-worker job's non-chief worker.
+
+    Every worker must take part in each backup (reading the synchronised variables is a collective
+    step), but only the chief's copy is kept. Keras would write a worker's copy into a
+    ``workertemp_N`` folder inside the chief's backup folder; this one writes it into the worker's
+    own ``backup_dir`` (a private folder, emptied after each save) and restores from the chief's.
+
+    Args:
+        backup_dir: the worker's private backup folder.
+        restore_from: the chief's backup folder (``RUN/backup``, on storage every worker reads).
+    """
+
+    def __init__(self, backup_dir: str, restore_from: str, **kwargs) -> None:
+        super().__init__(backup_dir, **kwargs)
+        self.restore_from = restore_from
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)  # restores nothing: the private folder is new
+        state = self._training_state
+        state.read_checkpoint_manager = tf.train.CheckpointManager(
+            state.read_checkpoint_manager.checkpoint,
+            directory=str(Path(self.restore_from) / "chief"),
+            max_to_keep=1,
+        )
+        state.restore()
+
+
 def make_callbacks(
-    cfg: TrainConfig, run: RunDir, *, monitor: str = "val_dice"
+    cfg: TrainConfig, run: RunDir, *, monitor: str = "val_dice", shared: RunDir | None = None
 ) -> list[keras.callbacks.Callback]:
-    """Backup for ``--resume``, best and last checkpoints, CSV and TensorBoard logs, early stopping, LR."""
+    """Backup for ``--resume``, best and last checkpoints, CSV and TensorBoard logs, early stopping, LR.
+
+    ``shared`` is the chief's run directory when ``run`` is a multi-worker job's private folder for
+    a non-chief worker: the best value so far and the backup to restore come from it, so every
+    worker makes the same checkpoint decisions as the chief.
+    """
+    shared = shared or run
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.ModelCheckpoint(
             str(run.best_model),
             monitor=monitor,
             mode="max",
             save_best_only=True,
-            initial_value_threshold=best_so_far(run.history, monitor),
+            initial_value_threshold=best_so_far(shared.history, monitor),
         ),
         keras.callbacks.ModelCheckpoint(str(run.last_model), save_best_only=False),
         keras.callbacks.CSVLogger(str(run.history), append=True),
@@ -142,5 +176,11 @@ def make_callbacks(
     # after a crash or SIGKILL. Last in the list: an epoch is backed up only after its history row
     # and checkpoints are written, so a kill in between repeats that epoch (its row is de-duplicated)
     # instead of losing it.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=False))
+    if shared is run:
+        backup = keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=False)
+    else:
+        backup = WorkerBackupAndRestore(
+            str(run.backup), str(shared.backup), delete_checkpoint=False
+        )
+    callbacks.append(backup)
     return callbacks

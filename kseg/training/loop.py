@@ -4,13 +4,20 @@ The run directory (``docs/ARCHITECTURE.md``) is written as training goes: resolv
 split first, then history, checkpoints and TensorBoard logs each epoch, and finally
 ``metrics.json`` and the PNGs. ``resume=True`` continues an interrupted run (even one killed with
 SIGKILL mid-epoch) from its last completed epoch with Keras' ``BackupAndRestore``.
+
+With ``train.strategy: multi_worker`` every worker runs :func:`train` with the same ``out_dir``:
+the chief alone fills it, the others train on their shard of the training files and write to a
+private folder that is removed (``docs/scaling.md``).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,16 +25,17 @@ from typing import Any
 import numpy as np
 
 from kseg import config as cfgmod
-from kseg._keras import keras
+from kseg._keras import keras, tf
 from kseg.atomic import write_json, write_text
 from kseg.config import Config, Task
-from kseg.errors import ConfigError
+from kseg.errors import ClusterError, ConfigError
 from kseg.training import budget as budget_mod
 from kseg.training import finetune
 from kseg.training.callbacks import make_callbacks, make_optimizer
+from kseg.training.cluster import ClusterRole
 from kseg.training.precision import precision_policy, resolve_precision
 from kseg.training.rundir import RunDir, record_data_source
-from kseg.training.strategy import make_strategy
+from kseg.training.strategy import cluster_role, make_strategy
 
 
 def prepare(config: Config) -> None:
@@ -158,6 +166,7 @@ def train(
     if resume:
         run = RunDir.for_resume(out_dir)
         config = cfgmod.load_config(run.config)
+        role = cluster_role(config.train.strategy)
         if config.train.budget_minutes:  # keep the count the budget settled on; the clock is gone
             epochs = budget_mod.resumed_epochs(run.root, config.train.epochs)
             print(
@@ -167,13 +176,68 @@ def train(
             )
             config = cfgmod.replace(config, train={"epochs": epochs})
     else:
+        role = cluster_role(config.train.strategy)
+        if role is not None:
+            check_multi_worker(config, out_dir)
         if config.train.budget_minutes:
             clock = budget_mod.BudgetClock(
                 config.train.budget_minutes, started_at=clock_start or time.time()
             )
-        run = RunDir.for_new_run(out_dir or default_out(config))
-    prepare(config)
+        out = out_dir or default_out(config)
+        # a worker never looks at --out while the chief may be filling it
+        worker = role is not None and not role.is_chief
+        run = RunDir(Path(out)) if worker else RunDir.for_new_run(out)
+    prepare(config)  # names and options fail here, before a multi-worker job waits for its peers
     finetune.check(config.train)
+    # multi_worker: MultiWorkerMirroredStrategy configures the process's collective ops, so it is
+    # built before TensorFlow runs anything (seeding, datasets, the device list); it waits until
+    # every worker of TF_CONFIG has started
+    strategy = make_strategy(config.train.strategy)
+    if role is None or role.is_chief:
+        return _train(config, run, run, strategy, role, resume, verbose, notes, clock)
+    # a worker writes its (unused) copies of the run's files to a private folder, and reads the
+    # chief's run directory only to restore a backup or resume (--out on storage all can read)
+    print(f"multi_worker: {role.describe()}; the chief writes {run.root}", file=sys.stderr)
+    scratch = Path(tempfile.mkdtemp(prefix=f"kseg-worker{role.worker_index}-"))
+    try:
+        return _train(config, RunDir(scratch), run, strategy, role, resume, verbose, notes, clock)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check_multi_worker(config: Config, out_dir: str | Path | None) -> None:
+    """Refuse what ``train.strategy = multi_worker`` cannot do (before any data is loaded)."""
+    t = config.train
+    if out_dir is None:
+        raise ConfigError(
+            "train.strategy = multi_worker: give every worker the same --out (the chief writes "
+            "it; a restarted worker resumes from it)"
+        )
+    for key, value in (
+        ("budget_minutes", t.budget_minutes),
+        ("time_limit_minutes", t.time_limit_minutes),
+    ):
+        if value:
+            raise ConfigError(
+                f"train.{key} is not supported with train.strategy = multi_worker (each worker "
+                "would stop on its own clock and the others would wait for it); set train.epochs"
+            )
+
+
+def _train(
+    config: Config,
+    run: RunDir,
+    shared: RunDir,
+    strategy: Any,
+    role: ClusterRole | None,
+    resume: bool,
+    verbose: int | None,
+    notes: dict[str, str] | None,
+    clock: budget_mod.BudgetClock | None,
+) -> dict[str, Any]:
+    """Fit into ``run``; ``shared`` is the run directory a restarted worker restores from (the
+    chief's; ``run`` itself for a single process and for the chief)."""
+    chief = role is None or role.is_chief
     denoise = config.train.task is Task.DENOISE
 
     from kseg.data.augment import build_augment
@@ -186,11 +250,14 @@ def train(
     splits = load_splits(
         config.data,
         seed=t.seed,
-        split_file=run.split if run.split.is_file() else None,
+        split_file=shared.split if shared.split.is_file() else None,
         num_classes=config.model.num_classes,
         merge_guard=True,  # several foreground classes are never trained as binary unasked
+        shard=None if role is None else (role.worker_index, role.num_workers),
     )
     if config.data.channels == "auto":  # the run stores the concrete value for convert/predict
+        if role is not None:  # each worker decided from its own files: RGB if any saw colour
+            splits = _agree_channels(splits, strategy)
         print(splits.channels_reason, file=sys.stderr)
         config = cfgmod.replace(config, data={"channels": splits.channels})
     if config.data.preprocess:
@@ -200,7 +267,7 @@ def train(
     if len(splits.val.images) == 0:
         raise ConfigError("the validation split is empty; raise data.val_fraction or add images")
 
-    n_train = len(splits.train.images)
+    n_train = sum(r["split"] == "train" for r in splits.rows)  # all workers' shards
     steps = t.steps_per_epoch or max(math.ceil(n_train / t.batch_size), 1)
     # denoising keeps the clean target aligned: geometric augmentation only
     augment = build_augment(config.data.augment, config.data.img_size, geometric_only=denoise)
@@ -209,11 +276,10 @@ def train(
         t.batch_size,
         augment=augment,
         shuffle=True,
-        seed=t.seed,
+        seed=t.seed + (role.worker_index if role is not None else 0),
         repeat=True,
         task=str(t.task),
     )
-    strategy = make_strategy(t.strategy)
     replicas = strategy.num_replicas_in_sync
     if t.batch_size < replicas:
         raise ConfigError(
@@ -225,6 +291,8 @@ def train(
     val_ds = make_dataset(splits.val, val_batch, task=str(t.task))
     if denoise:  # the pipeline's clean target is in [0, 1]; denoising models output pixels
         train_ds, val_ds = (ds.map(lambda x, y: (x, y * 255.0)) for ds in (train_ds, val_ds))
+    if role is not None:
+        train_ds, val_ds = _shard_policies(train_ds, val_ds)
 
     precision = resolve_precision(t.precision)
     with strategy.scope():
@@ -235,7 +303,7 @@ def train(
         # frozen encoder come before compiling (None without them)
         init = finetune.prepare(model, t, lambda: compile_model(model, config, steps))
 
-    if not resume:
+    if not resume and chief:
         run.root.mkdir(parents=True, exist_ok=True)
         cfgmod.save_config(config, run.config)
         save_split(run.split, splits.rows)
@@ -243,17 +311,19 @@ def train(
             write_text(run.root / name, text)
     # a new run writes these records; so does a run directory made ready by another command
     # (kseg sweep writes a cell's config and split, then starts it as a resume) on its first start
-    if not (run.root / PRECISION_FILE).is_file():
+    if chief and not (run.root / PRECISION_FILE).is_file():
         write_json(run.root / PRECISION_FILE, {**precision.as_dict(), "jit_compile": t.jit_compile})
-    if not run.data_source.is_file():
+    if chief and not run.data_source.is_file():
         record_data_source(run, config, splits.rows)
     if init is not None:
-        finetune.write_report(run.init, init)
+        if chief:
+            finetune.write_report(run.init, init)
         print(init.summary(), file=sys.stderr)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
-    callbacks = make_callbacks(t, run, monitor=monitor_for(config)) + finetune.callbacks(t)
+    callbacks = make_callbacks(t, run, monitor=monitor_for(config), shared=shared)
+    callbacks += finetune.callbacks(t)
     fit_epochs = t.epochs
     if clock is not None:  # the count is re-planned from measured epochs; fit only caps it
         fit_epochs = max(t.epochs, budget_mod.MAX_EPOCHS)
@@ -268,15 +338,34 @@ def train(
             log=lambda m: print(m, file=sys.stderr),
         )
         callbacks = [fitter, *callbacks, progbar]
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=fit_epochs,
-        steps_per_epoch=steps,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    try:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=fit_epochs,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    except tf.errors.OpError as exc:
+        if role is None:
+            raise
+        # TensorFlow prefixes the op's name in {{...}}; the rest says what happened
+        why = re.sub(r"\{\{.*?\}\}", "", str(exc.message)).strip().splitlines()[0][:160]
+        raise ClusterError(
+            f"multi_worker: training stopped ({type(exc).__name__}: {why}); "
+            "a worker was lost or unreachable. Restart "
+            f"every worker with `kseg train --resume {shared.root}` (same TF_CONFIG): training "
+            "continues from the last completed epoch"
+        ) from None
     seconds = time.perf_counter() - started
+    if not chief:
+        history = _read_history(run.history)
+        return {
+            "worker": role.worker_index,
+            "run": str(shared.root),
+            "epochs_completed": len(history),
+        }  # type: ignore[union-attr]
     _dedupe_history(run.history)
     if precision.policy != "float32":
         _save_float32(run)
@@ -288,6 +377,38 @@ def train(
 
 #: what ``train.precision`` resolved to and why (in the run directory)
 PRECISION_FILE = "precision.json"
+
+
+def _agree_channels(splits: Any, strategy: Any) -> Any:
+    """``data.channels: auto`` on a shard: every worker takes RGB if any worker saw colour."""
+    import dataclasses
+
+    from kseg.data.pipeline import with_channels
+    from kseg.training.strategy import all_workers_max
+
+    channels = int(all_workers_max(strategy, splits.channels))
+    if channels == splits.channels:
+        return splits
+    return dataclasses.replace(
+        splits,
+        train=with_channels(splits.train, channels),
+        val=with_channels(splits.val, channels),
+        channels=channels,
+        channels_reason=f"data.channels: auto -> {channels} (another worker's files have colour)",
+    )
+
+
+def _shard_policies(train_ds: Any, val_ds: Any) -> tuple[Any, Any]:
+    """Multi-worker input: each worker's training set is already its own shard of files (no
+    further sharding; TensorFlow takes 1/N of each global batch from it); the validation set is
+    the same on every worker and split batch by batch, so the metrics are those of one process."""
+    policy = tf.data.experimental.AutoShardPolicy
+    out = []
+    for ds, shard in ((train_ds, policy.OFF), (val_ds, policy.DATA)):
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = shard
+        out.append(ds.with_options(options))
+    return out[0], out[1]
 
 
 def _save_float32(run: RunDir) -> None:

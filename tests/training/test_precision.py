@@ -50,6 +50,65 @@ def test_explicit_choices_and_gpu_rules():
         load_config(None, {"train.precision": "bf16"})
 
 
+@pytest.mark.parametrize(
+    ("gpus", "policy", "says"),
+    [
+        ([("NVIDIA A100", (8, 0))], "mixed_float16", "tensor cores"),
+        ([("Tesla V100", (7, 0)), ("Tesla V100", (7, 0))], "mixed_float16", "2 GPU(s)"),
+        ([("Tesla P100", (6, 0))], "float32", "no tensor cores"),
+        ([("NVIDIA A100", (8, 0)), ("GTX 1080", (6, 1))], "float32", "GTX 1080"),  # the slowest rules
+        ([("AMD MI100", None)], "float32", "compute capability unknown"),
+    ],
+)
+def test_auto_on_gpus_follows_tensor_cores(gpus, policy, says):
+    from kseg.training.precision import GpuInfo
+
+    devices = [GpuInfo(name, cc) for name, cc in gpus]
+    choice = resolve_precision("auto", flags={"amx_bf16"}, gpus=devices)  # the GPU decides, not the CPU
+    assert choice.policy == policy
+    assert says in choice.reason
+
+
+def test_gpu_devices_reads_capability_from_tensorflow(monkeypatch):
+    from kseg._keras import tf
+    from kseg.training import precision
+
+    fake = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")]
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: fake)
+    monkeypatch.setattr(
+        tf.config.experimental,
+        "get_device_details",
+        lambda d: {"device_name": "NVIDIA L4", "compute_capability": (8, 9)},
+    )
+    assert precision.gpu_devices() == [precision.GpuInfo("NVIDIA L4", (8, 9))]
+    assert resolve_precision("auto", flags=set()).policy == "mixed_float16"
+
+
+def test_mixed_float16_model_compiles_with_loss_scaling():
+    # what auto picks on a tensor-core GPU: Keras wraps the optimizer in dynamic loss scaling
+    from kseg._keras import keras
+    from kseg.config import load_config
+    from kseg.training.budget import schedule_of
+    from kseg.training.loop import build_model, compile_model
+
+    cfg = load_config(
+        None,
+        {
+            "data.img_size": 32,
+            "data.channels": 1,
+            "train.schedule": "cosine",
+            "model.options": {"depth": 2, "filters": 4},
+        },
+    )
+    with precision_policy("mixed_float16"):
+        model = build_model(cfg)
+    compile_model(model, cfg, steps_per_epoch=4)
+    assert isinstance(model.optimizer, keras.mixed_precision.LossScaleOptimizer)
+    assert schedule_of(model.optimizer) is not None  # a budget run can still re-size the curve
+    assert model.layers[-1].compute_dtype == "float32"  # the head stays float32
+    assert model.layers[3].compute_dtype == "float16"
+
+
 def test_loss_and_dice_stay_float32_under_bfloat16():
     from kseg._keras import tf
     from kseg.losses import get_loss
