@@ -141,7 +141,8 @@ def _connect(ray, address: str | None) -> None:
         where = address or os.environ["RAY_ADDRESS"]
         raise ConfigError(
             f"--address {where}: no Ray cluster answers there ({str(e).splitlines()[0]}); start "
-            "one with `ray start --head` or leave --address out to start Ray on this machine"
+            "one with `ray start --head` (a cluster with token authentication also needs "
+            "RAY_AUTH_MODE=token here) or leave --address out to start Ray on this machine"
         ) from None
 
 

@@ -26,7 +26,9 @@ ARGS = [
 
 def test_engine_names_and_cell_resources():
     assert parse_engine("ray") is Engine.RAY and parse_engine(Engine.LOCAL) is Engine.LOCAL
-    with pytest.raises(ConfigError, match="--engine dask: unknown engine; valid engines: local, ray"):
+    with pytest.raises(
+        ConfigError, match="--engine dask: unknown engine; valid engines: local, ray"
+    ):
         parse_engine("dask")
     res = CellResources(cpus=2, gpus=0.5, retries=5)
     assert res.task_options() == {
@@ -259,6 +261,7 @@ def test_a_worker_that_cannot_see_the_sweep_folder_says_so(tmp_path):
     )  # fmt: skip
     info = cell_task(job, 1, str(tmp_path))
     assert info["error"] == DataError.__name__
-    assert "cannot see the sweep folder" in info["message"] and "mounts at the same path" in (
-        info["message"]
+    assert (
+        "cannot see the sweep folder" in info["message"]
+        and "mounts at the same path" in (info["message"])
     )
