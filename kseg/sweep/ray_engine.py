@@ -62,11 +62,13 @@ def run_cells(
         _connect(ray, resources.address)
     try:
         cluster = _check_fits(ray, resources)
-        task, options = ray.remote(cell_task), resources.task_options()
+        # declared on the function, not per call: Ray then also gives a GPU cell a fresh worker
+        # (max_calls=1), so the GPU memory TensorFlow holds is freed when the cell ends
+        task = ray.remote(**resources.task_options())(cell_task)
         cwd = str(Path.cwd())
         submitted: dict[Any, tuple[CellJob, float]] = {}
         for job in jobs:
-            ref = task.options(**options, name=f"kseg-sweep:{job.cell.name}").remote(
+            ref = task.options(name=f"kseg-sweep:{job.cell.name}").remote(
                 job, resources.threads(), cwd
             )
             submitted[ref] = (job, time.time())

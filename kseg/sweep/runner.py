@@ -195,7 +195,6 @@ def run_sweep(
     from kseg.data.split import save_split
     from kseg.sweep.results import write_results
 
-    plan.validate()
     engine = parse_engine(engine)
     resources = resources or CellResources()
     resources.check(engine)
@@ -203,6 +202,7 @@ def run_sweep(
         from kseg.sweep.ray_engine import import_ray
 
         import_ray()  # without Ray: one line, before anything is written
+    plan.validate()
     out = Path(out)
     overrides = dict(base_overrides or {})
     if config_path is not None:

@@ -118,21 +118,22 @@ class FakeRay:
     def nodes(self):
         return self.nodes_
 
-    def remote(self, fn):
+    def remote(self, **declared):
+        """``ray.remote(**options)(fn)``; ``.options(name=...)`` per call adds to them."""
         fake = self
 
         class Remote:
-            def __init__(self, opts):
-                self.opts = opts
+            def __init__(self, fn, opts):
+                self.fn, self.opts = fn, opts
 
             def options(self, **kw):
-                return Remote({**self.opts, **kw})
+                return Remote(self.fn, {**self.opts, **kw})
 
             def remote(self, *args):
                 fake.tasks.append(self.opts)
-                return Ref(fn, args, self.opts["name"])
+                return Ref(self.fn, args, self.opts["name"])
 
-        return Remote({})
+        return lambda fn: Remote(fn, dict(declared))
 
     def wait(self, refs, num_returns=1):
         return refs[:num_returns], refs[num_returns:]
