@@ -99,7 +99,7 @@ def run_cells(
                 log(f"[{n}/{len(jobs)}] {job.cell.name} lost: {type(e).__name__}")
                 continue
             if "error" in info:
-                failures.append(getattr(errors, info["error"], KsegError)(info["message"]))
+                failures.append(_user_error(info["error"], info["message"]))
                 log(f"[{n}/{len(jobs)}] {job.cell.name} failed: {info['message']}")
                 continue
             info = {"cell": job.cell.name, "submitted": sent, "collected": time.time(), **info}
@@ -129,6 +129,14 @@ def run_cells(
     finally:
         if connected_here:
             ray.shutdown()
+
+
+def _user_error(name: str, message: str) -> KsegError:
+    """The cell's error again in the driver: same class when kseg.errors has it."""
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, KsegError)):
+        cls = KsegError
+    return cls(message)
 
 
 def _connect(ray, address: str | None) -> None:

@@ -251,6 +251,25 @@ def test_ray_driver_errors(tmp_path, monkeypatch):
     assert res.exit_code == 2 and (out / "cells/unet__bce__seed0/cell.json").is_file()
     assert fake.shutdowns == 1
 
+    # a user error inside a cell: not retried, the same one line in the driver after the others
+    fake_cell = _fake_cell(calls)
+
+    def bad_data(base, cell, *a, **kw):
+        if "dice" in cell.name:
+            raise DataError(f"{cell.name}: masks/x.png is not a mask")
+        return fake_cell(base, cell, *a, **kw)
+
+    monkeypatch.setattr(runner, "_run_cell", bad_data)
+    monkeypatch.setitem(sys.modules, "ray", FakeRay())
+    out = tmp_path / "c"
+    res = CliRunner().invoke(main, [*ARGS, "--engine", "ray", "--out", str(out)])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1] == (
+        "error: unet__dice__seed0: masks/x.png is not a mask"
+    )
+    assert (out / "cells/unet__bce__seed0/cell.json").is_file()
+    assert not (out / "results.csv").exists()  # written once every cell is done
+
 
 def test_a_worker_that_cannot_see_the_sweep_folder_says_so(tmp_path):
     from kseg.sweep import SweepPlan
