@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,6 +66,7 @@ def ray_address():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=30)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def kseg(*args: str, **env: str) -> subprocess.CompletedProcess:
