@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create (or reuse) the project virtual environment and install kseg with its dev and onnx extras.
+# Create (or reuse) the project virtual environment and install kseg with its dev, onnx and ray extras.
 # Usage: source tools/setup_env.sh   (sets $KSEG_PY to the venv's python)
 # Reinstalls only when pyproject.toml changed since the last install.
 set -euo pipefail
@@ -26,7 +26,7 @@ want="$(cat "$repo/pyproject.toml" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing kseg and its dependencies (first run takes a few minutes)"
   "$venv/bin/python" -m pip install --quiet --upgrade pip
-  "$venv/bin/python" -m pip install --quiet -e "$repo[dev,onnx]"
+  "$venv/bin/python" -m pip install --quiet -e "$repo[dev,onnx,ray]"
   echo "$want" > "$stamp"
 fi
 export KSEG_PY="$venv/bin/python"

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from kseg._cli import parse_key_values
+from kseg.sweep.engines import CellResources, Engine
 
 
 @click.command("sweep")
@@ -64,17 +65,67 @@ from kseg._cli import parse_key_values
     type=click.Path(path_type=Path),
     help="Sweep folder (rerun the same command to resume).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice([e.value for e in Engine]),
+    default=Engine.LOCAL.value,
+    show_default=True,
+    help="local: cells one after another in this process; ray: one Ray task per cell "
+    "(pip install 'kseg[ray]').",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster to run on, e.g. 10.0.0.5:6379 (default: RAY_ADDRESS, else Ray started on "
+    "this machine). On several machines OUT and the data must be on a shared filesystem.",
+)
+@click.option(
+    "--cpus-per-cell",
+    type=float,
+    default=None,
+    help="Ray: CPUs reserved per cell, also its TensorFlow threads (default 1).",
+)
+@click.option("--gpus-per-cell", type=float, default=None, help="Ray: GPUs per cell (default 0).")
+@click.option(
+    "--retries",
+    type=int,
+    default=None,
+    help="Ray: restarts of a cell whose worker dies; it continues from its last epoch (default 3).",
+)
 def sweep(
-    models, losses, data, config_path, epochs, budget_minutes, seeds, int8, hd95, sets, out
+    models,
+    losses,
+    data,
+    config_path,
+    epochs,
+    budget_minutes,
+    seeds,
+    int8,
+    hd95,
+    sets,
+    out,
+    engine,
+    address,
+    cpus_per_cell,
+    gpus_per_cell,
+    retries,
 ) -> None:
     """Train every model x loss (x seed) cell under one split, schedule and budget; resumable.
 
     Writes OUT/results.csv|json|md, heatmap.png (models x losses), curves.png (every cell) and
     TensorBoard HParams logs; each cell is a run directory under OUT/cells/. A shipped recipe:
     kseg sweep --config configs/sweeps/hc18_classic.yaml --data HC18 --out runs/sweep_hc18
+    (add --engine ray --address HEAD:6379 --cpus-per-cell 2 to spread the cells over a cluster).
     """
     from kseg.sweep.runner import make_plan, run_sweep
 
+    given = {
+        "cpus": cpus_per_cell,
+        "gpus": gpus_per_cell,
+        "retries": retries,
+        "address": address,
+    }
+    resources = CellResources(**{k: v for k, v in given.items() if v is not None})
     plan = make_plan(config_path, models=models, losses=losses, seeds=seeds, int8=int8, hd95=hd95)
     overrides: dict = {}
     if data:
@@ -93,7 +144,13 @@ def sweep(
         overrides["train.time_limit_minutes"] = budget_minutes
     overrides.update(parse_key_values(sets, flag="--set", example="train.batch_size=8"))
     records = run_sweep(
-        plan, out, config_path=config_path, base_overrides=overrides, log=click.echo
+        plan,
+        out,
+        config_path=config_path,
+        base_overrides=overrides,
+        log=click.echo,
+        engine=engine,
+        resources=resources,
     )
     click.echo(
         f"{len(records)} cells done; wrote {out}/results.md, results.csv, results.json, heatmap.png, curves.png"

@@ -14,6 +14,11 @@ a cell; the times recorded for a resumed cell cover its last start only.
 The plan (models, losses, seeds, int8, hd95) comes from the flags or from a ``sweep:`` section of
 the config file (:func:`make_plan`), which every other command ignores.
 
+``engine`` says where the cells train (:mod:`kseg.sweep.engines`): one after another in this
+process (``local``), or as tasks on a Ray cluster (``ray``), each declaring its CPUs and GPUs and
+started again, from its last completed epoch, when its worker dies. Either way the folder, the
+cells and the results are the same.
+
 Example:
     >>> plan = SweepPlan(models=("unet", "segnet"), losses=("dice", "bce"), seeds=(0,))
     >>> run_sweep(plan, "runs/sweep", base_overrides={"train.epochs": 20})
@@ -31,10 +36,12 @@ from typing import Any
 
 from kseg.atomic import write_json
 from kseg.errors import ConfigError
+from kseg.sweep.engines import CellJob, CellResources, Engine, parse_engine
 
 PLAN_FILE = "sweep.json"
 CELL_FILE = "cell.json"
 ATTEMPTS_FILE = "attempts.json"
+ENGINE_FILE = "engine.json"  # --engine ray: where and when each cell of the last start ran
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,18 +180,28 @@ def run_sweep(
     config_path: str | Path | None = None,
     base_overrides: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = print,
+    engine: Engine | str = Engine.LOCAL,
+    resources: CellResources | None = None,
 ) -> list[dict[str, Any]]:
     """Train every cell not finished yet, then write the results; returns one record per cell.
 
     ``config_path`` and ``base_overrides`` make the shared config (data, schedule, budget).
     Starting again on the same ``out`` with a different plan or config is refused, so a results
-    table never mixes two protocols.
+    table never mixes two protocols. ``engine`` and ``resources`` say where the cells run; they
+    may change between starts of one sweep (a sweep begun here may be finished on a cluster).
     """
     from kseg.config import load_config, save_config
     from kseg.data.pipeline import load_splits
     from kseg.data.split import save_split
     from kseg.sweep.results import write_results
 
+    engine = parse_engine(engine)
+    resources = resources or CellResources()
+    resources.check(engine)
+    if engine is Engine.RAY:
+        from kseg.sweep.ray_engine import import_ray
+
+        import_ray()  # without Ray: one line, before anything is written
     plan.validate()
     out = Path(out)
     overrides = dict(base_overrides or {})
@@ -213,18 +230,45 @@ def run_sweep(
         write_json(plan_path, record)
 
     cells = plan.cells()
-    for i, (model, loss, seed) in enumerate(cells, 1):
-        cell = out / "cells" / cell_name(model, loss, seed)
-        if (cell / CELL_FILE).is_file():
-            continue
-        log(f"[{i}/{len(cells)}] {cell.name}")
-        _run_cell(base, cell, split, model, loss, seed, plan)
+    if engine is Engine.RAY:
+        from kseg.sweep.ray_engine import run_cells
+
+        # absolute paths: a Ray worker does not share this process's working directory
+        root = out.resolve()
+        jobs = [
+            CellJob(base, root / "cells" / cell_name(m, lo, s), root / "split.csv", m, lo, s, plan)
+            for m, lo, s in cells
+            if not (out / "cells" / cell_name(m, lo, s) / CELL_FILE).is_file()
+        ]
+        if jobs:
+            run_cells(jobs, resources, log=log, record=out / ENGINE_FILE)
+    else:
+        for i, (model, loss, seed) in enumerate(cells, 1):
+            cell = out / "cells" / cell_name(model, loss, seed)
+            if (cell / CELL_FILE).is_file():
+                continue
+            log(f"[{i}/{len(cells)}] {cell.name}")
+            _run_cell(base, cell, split, model, loss, seed, plan)
     records = load_cells(out, plan)
     write_results(records, out, plan)
     return records
 
 
-def _run_cell(base, cell: Path, split: Path, model: str, loss: str, seed: int, plan) -> None:
+def _run_cell(
+    base,
+    cell: Path,
+    split: Path,
+    model: str,
+    loss: str,
+    seed: int,
+    plan,
+    *,
+    on_start: Callable[[Path, int], None] | None = None,
+) -> None:
+    """Train one cell (fresh, or from its last completed epoch) and write its ``cell.json``.
+
+    ``on_start(cell, attempt)`` is called once the cell's folder is ready, before training.
+    """
     from kseg.config import save_config
     from kseg.training import train
 
@@ -243,6 +287,8 @@ def _run_cell(base, cell: Path, split: Path, model: str, loss: str, seed: int, p
         shutil.copyfile(split, cell / "split.csv")
         save_config(cfg, cell / "config.yaml")
     attempts = _count_attempt(cell)
+    if on_start is not None:
+        on_start(cell, attempts)
     metrics = train(None, cell, resume=True, verbose=0)
     seconds = time.perf_counter() - started
     record = _cell_record(cell, model, loss, seed, metrics, seconds, plan)
