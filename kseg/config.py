@@ -398,7 +398,7 @@ def _channels(value: Any, *, key: str, source: str) -> int | str:
 
 
 def _preprocess(value: Any, *, key: str, source: str) -> tuple[dict[str, Any], ...]:
-    from kseg.preprocess.chain import parse_chain  # numpy/OpenCV only
+    from kseg.filters.chain import parse_chain  # numpy/OpenCV only, nothing above config
 
     return parse_chain(value, where=f"{source}: {key}")
 

@@ -405,7 +405,7 @@ def load_splits(
         if cfg.stratify:
             strata = [s.meta.get(cfg.stratify, "") for s in samples]
     if preprocess and cfg.preprocess:
-        from kseg.preprocess import Chain
+        from kseg.filters import Chain
 
         data.images = Chain.parse(cfg.preprocess)(data.images)
 

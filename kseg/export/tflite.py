@@ -288,7 +288,7 @@ def prepare_export(
         preprocess=False,
         num_classes=_num_classes(model),  # class-id masks stay class ids
     )
-    from kseg.preprocess import Chain
+    from kseg.filters import Chain
 
     chain = Chain.parse(cfg.data.preprocess)
     if len(splits.val.images) == 0:

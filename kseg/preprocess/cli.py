@@ -21,8 +21,8 @@ def preprocess() -> None:
 @preprocess.command("list")
 def list_filters() -> None:
     """Filter names, their parameters with defaults, and what they do."""
-    from kseg.preprocess.chain import DENOISER
-    from kseg.preprocess.filters import FILTERS, filter_params
+    from kseg.filters.chain import DENOISER
+    from kseg.filters.pixel import FILTERS, filter_params
 
     for name in FILTERS.names():
         params = ", ".join(f"{k}={v}" for k, v in filter_params(name).items())

@@ -85,7 +85,7 @@ class KerasPredictor:
         threshold_source: str = "default",
         preprocess=None,
     ) -> None:
-        from kseg.preprocess import Chain
+        from kseg.filters import Chain
 
         self.model = model
         self.filters = Chain.parse(preprocess)
