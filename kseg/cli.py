@@ -601,7 +601,7 @@ def _add_optional_commands() -> None:
     from kseg.bench.cli import bench
     from kseg.deploy.cli import export
     from kseg.gan.cli import gan
-    from kseg.models.cli import models
+    from kseg.models_cli import models
     from kseg.optimize.cli import optimize
     from kseg.plan.cli import plan_command
     from kseg.preprocess.cli import preprocess

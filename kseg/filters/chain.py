@@ -148,9 +148,7 @@ class Chain:
     _models: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def parse(
-        cls, spec: Any, *, where: str = _KEY, open_model: ModelOpener | None = None
-    ) -> Chain:
+    def parse(cls, spec: Any, *, where: str = _KEY, open_model: ModelOpener | None = None) -> Chain:
         """From a config value: ``None``, a list of stages, a compact string, or a :class:`Chain`.
 
         ``open_model`` opens the model of a ``denoising_ae`` stage (default: the one

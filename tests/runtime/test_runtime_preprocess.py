@@ -10,8 +10,8 @@ import sys
 import numpy as np
 
 from kseg.data.io import fit_to_size
-from kseg.inference import predict_image
 from kseg.filters import Chain
+from kseg.inference import predict_image
 
 CHAIN = [{"srad": {"iterations": 5}}, {"clahe": {"clip": 2.5}}]
 
