@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from kseg._cli import KsegGroup, parse_key_values
+from kseg._cli import KsegGroup, parse_key_values, path_option
 from kseg.errors import KsegError
 
 
@@ -79,9 +79,7 @@ def models() -> None:
     help="Convert every model for exact .tflite sizes and INT8 convertibility (minutes).",
 )
 @click.option("--no-convert", is_flag=True, hidden=True, help="The default now; kept for scripts.")
-@click.option(
-    "--json", "json_path", type=click.Path(path_type=Path), help="Also write the rows as JSON."
-)
+@path_option("--json", "json_path", help="Also write the rows as JSON.")
 def list_models(
     size: int, channels: int, measure: bool, no_convert: bool, json_path: Path | None
 ) -> None:
@@ -132,10 +130,9 @@ def list_models(
 @click.option("--channels", type=click.IntRange(1, 3), default=1, show_default=True)
 @click.option("--classes", "num_classes", type=int, default=1, show_default=True)
 @click.option("--no-convert", is_flag=True, help="Skip TFLite conversion.")
-@click.option(
+@path_option(
     "--png",
     "png_path",
-    type=click.Path(path_type=Path),
     help="Architecture diagram (needs graphviz + pydot); default NAME.png.",
 )
 def info(name, option_items, size, channels, num_classes, no_convert, png_path) -> None:
