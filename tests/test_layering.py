@@ -24,7 +24,9 @@ def test_no_import_cycles_between_packages():
         text=True,
         timeout=120,
     )
-    assert res.stdout.strip().splitlines()[-1] == "0 import cycle(s) between the subpackages of kseg/"
+    assert (
+        res.stdout.strip().splitlines()[-1] == "0 import cycle(s) between the subpackages of kseg/"
+    )
     assert res.returncode == 0, res.stdout
 
 
