@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -40,3 +42,24 @@ def parse_key_values(items: tuple[str, ...], *, flag: str, example: str) -> dict
         key, raw = item.split("=", 1)
         out[key.strip()] = yaml.safe_load(raw)
     return out
+
+
+def path_option(
+    *param_decls: str, **attrs: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A click option whose value is a :class:`~pathlib.Path` (``--out``, ``--model``, ``--json``,
+    ...): ``click.option(*param_decls, type=click.Path(path_type=Path), **attrs)``."""
+    return click.option(*param_decls, type=click.Path(path_type=Path), **attrs)
+
+
+def model_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # noqa: A002
+    """``--model FILE`` (required, the parameter ``model_path``) with the command's own help."""
+    return path_option("--model", "model_path", required=True, help=help)
+
+
+def group_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--group-regex`` and ``--group-column``: how a data folder's files are grouped for splits."""
+    fn = click.option("--group-column", help="manifest.csv column naming the group.")(fn)
+    return click.option(
+        "--group-regex", help="Regex whose first group on the file stem names the group."
+    )(fn)

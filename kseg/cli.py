@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from kseg import __version__
-from kseg._cli import KsegGroup, parse_key_values
+from kseg._cli import KsegGroup, group_options, model_option, parse_key_values, path_option
 from kseg.errors import KsegError
 from kseg.inference.cli import inference_flags, options_from_flags
 
@@ -252,24 +252,16 @@ def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help=".keras/.h5 model, .tflite or .onnx file.",
-)
-@click.option(
+@model_option(".keras/.h5 model, .tflite or .onnx file.")
+@path_option(
     "--data",
-    type=click.Path(path_type=Path),
     help="Folder with images/ and masks/ (default: the model's run data).",
 )
 @click.option(
     "--split", type=click.Choice(["val", "test", "all"]), default="val", show_default=True
 )
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
     help="Output folder (default: <model dir>/eval-<model stem>).",
 )
 @click.option(
@@ -360,13 +352,7 @@ def _warn_provenance(prov: dict[str, Any] | None) -> None:
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help=".keras/.h5 model (float, QAT or pruned).",
-)
+@model_option(".keras/.h5 model (float, QAT or pruned).")
 @click.option(
     "--int8", "mode", flag_value="int8", help="Full-integer INT8 (representative dataset)."
 )
@@ -382,14 +368,11 @@ def _warn_provenance(prov: dict[str, Any] | None) -> None:
     "--float32", "mode", flag_value="float32", default=True, help="No quantization (default)."
 )
 @click.option("--uint8", is_flag=True, help="With --int8: uint8 input and output instead of int8.")
-@click.option(
+@path_option(
     "--data",
-    type=click.Path(path_type=Path),
     help="Calibration and parity data (default: the model's run data).",
 )
-@click.option(
-    "--out", type=click.Path(path_type=Path), help="Output .tflite (default: beside the model)."
-)
+@path_option("--out", help="Output .tflite (default: beside the model).")
 @click.option(
     "--max-dice-drop",
     type=float,
@@ -491,17 +474,9 @@ def _convert_onnx(model_path, mode, uint8, data, out, max_dice_drop, calibration
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help=".tflite, .onnx (needs kseg[onnx]), .keras or .h5",
-)
+@model_option(".tflite, .onnx (needs kseg[onnx]), .keras or .h5")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--out", required=True, type=click.Path(path_type=Path), help="Folder for masks and overlays."
-)
+@path_option("--out", required=True, help="Folder for masks and overlays.")
 @click.option(
     "--runtime",
     default="auto",
@@ -579,7 +554,10 @@ def data() -> None:
 @click.option("--n", type=int, default=200, show_default=True)
 @click.option("--size", type=int, default=256, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", required=True, type=click.Path(path_type=Path))
+@path_option(
+    "--out",
+    required=True,
+)
 def data_synth(kind, n, size, seed, out) -> None:
     """Write a synthetic set as images/, masks/, clean/ and manifest.csv."""
     from kseg.data.synthetic import write_synthetic
@@ -592,17 +570,13 @@ def data_synth(kind, n, size, seed, out) -> None:
 
 @data.command("check")
 @click.argument("folder", type=click.Path(path_type=Path))
-@click.option(
-    "--out", type=click.Path(path_type=Path), help="Report folder (default runs/data-check-<time>)."
-)
-@click.option(
+@path_option("--out", help="Report folder (default runs/data-check-<time>).")
+@path_option(
     "--fix",
     "fix_out",
-    type=click.Path(path_type=Path),
     help="Write a cleaned folder here (links to kept files + manifest.csv); originals untouched.",
 )
-@click.option("--group-regex", help="Regex whose first group on the file stem names the group.")
-@click.option("--group-column", help="manifest.csv column naming the group.")
+@group_options
 @click.option("--max-pixels", type=int, default=100_000_000, show_default=True)
 def data_check(folder, out, fix_out, group_regex, group_column, max_pixels) -> None:
     """Corrupt files, NaN, constant images, duplicates and leaks across groups, outliers, mask
@@ -631,11 +605,8 @@ def data_check(folder, out, fix_out, group_regex, group_column, max_pixels) -> N
 
 @data.command("report")
 @click.argument("folder", type=click.Path(path_type=Path))
-@click.option(
-    "--out", required=True, type=click.Path(path_type=Path), help="Folder for report.png/json."
-)
-@click.option("--group-regex", help="Regex whose first group on the file stem names the group.")
-@click.option("--group-column", help="manifest.csv column naming the group.")
+@path_option("--out", required=True, help="Folder for report.png/json.")
+@group_options
 @click.option("--val-fraction", type=float, default=0.2, show_default=True)
 @click.option("--test-fraction", type=float, default=0.0, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
@@ -661,14 +632,13 @@ def data_report_cmd(
 
 
 @data.command("from-geojson")
-@click.option("--images", required=True, type=click.Path(path_type=Path), help="Image folder.")
-@click.option(
+@path_option("--images", required=True, help="Image folder.")
+@path_option(
     "--annotations",
     required=True,
-    type=click.Path(path_type=Path),
     help="Folder of <stem>.geojson files, or one GeoJSON whose features name their image.",
 )
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="New dataset folder.")
+@path_option("--out", required=True, help="New dataset folder.")
 def data_from_geojson(images, annotations, out) -> None:
     """Polygons and multipolygons (with holes) -> masks, one label per class; writes a kseg folder
     dataset (images/, masks/, classes.json, report.json)."""
@@ -688,7 +658,7 @@ def _add_optional_commands() -> None:
     from kseg.bench.cli import bench
     from kseg.deploy.cli import export
     from kseg.gan.cli import gan
-    from kseg.models.cli import models
+    from kseg.models_cli import models
     from kseg.optimize.cli import optimize
     from kseg.plan.cli import plan_command
     from kseg.preprocess.cli import preprocess

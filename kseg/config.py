@@ -130,7 +130,7 @@ class DataConfig:
             decoding, so a huge file fails at once with a clear message instead of filling memory.
         preprocess: filter chain applied to every image at the model input size (training,
             evaluation, prediction and the runtime), e.g. ``[{lee: {size: 5}}, {clahe: {clip: 2}}]``;
-            see :mod:`kseg.preprocess`. Stored with defaults filled in, and in the model card.
+            see :mod:`kseg.filters`. Stored with defaults filled in, and in the model card.
         mean / std: normalization of pixel/255, per channel or one value; stored inside the model.
         cache: cache decoded, resized images in memory.
         classes: ordered mapping of foreground class name -> the value its pixels hold in the
@@ -398,7 +398,7 @@ def _channels(value: Any, *, key: str, source: str) -> int | str:
 
 
 def _preprocess(value: Any, *, key: str, source: str) -> tuple[dict[str, Any], ...]:
-    from kseg.preprocess.chain import parse_chain  # numpy/OpenCV only
+    from kseg.filters.chain import parse_chain  # numpy/OpenCV only, nothing above config
 
     return parse_chain(value, where=f"{source}: {key}")
 

@@ -246,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import platform
 
+    from kseg.export.measure import profile_architecture, public_row
     from kseg.models import MODELS, model_task
-    from kseg.models.cli import _public, profile_architecture
 
     names = [n for n in args.models.split(",") if n] or MODELS.names()
     options: dict[str, dict[str, Any]] = {n: {} for n in names}
@@ -281,13 +281,13 @@ def main(argv: list[str] | None = None) -> int:
             row = profile_architecture(
                 name, size=args.size, options=options.get(name), convert=False
             )
-            row = {**_public(row), **previous.get(name, {})}
+            row = {**public_row(row), **previous.get(name, {})}
         else:
             print(f"[{name}] profile at {args.size}", file=sys.stderr, flush=True)
             row = profile_architecture(name, size=args.size, options=options.get(name))
             if row.get("_int8_model") is not None:
                 row["int8_latency_ms"] = int8_latency_ms(row["_int8_model"], args.runs)
-            row = {**previous.get(name, {}), **_public(row)}
+            row = {**previous.get(name, {}), **public_row(row)}
         if not args.no_train:
             if model_task(name) == "denoise":
                 print(f"[{name}] train denoiser", file=sys.stderr, flush=True)

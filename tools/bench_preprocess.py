@@ -33,8 +33,8 @@ if str(REPO) not in sys.path:
 import cv2  # noqa: E402
 
 from kseg.atomic import write_json, write_text  # noqa: E402
+from kseg.filters import FILTERS  # noqa: E402
 from kseg.preprocess.compare import DEFAULT_CHAINS, compare  # noqa: E402
-from kseg.preprocess.filters import FILTERS  # noqa: E402
 
 HC18 = Path(os.environ.get("KSEG_HC18", REPO.parent / "shared" / "data" / "hc18"))
 #: stronger settings compared besides the defaults (speckle grains span several pixels)

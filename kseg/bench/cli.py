@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from kseg._cli import path_option
 from kseg.errors import ConfigError, KsegError
 
 
@@ -40,39 +41,32 @@ from kseg.errors import ConfigError, KsegError
     show_default=True,
     help="Arm Ethos-U profiles: add Vela's cycle estimate (auto: when ethos-u-vela is installed).",
 )
-@click.option(
+@path_option(
     "--vela-calibrate",
     "vela_calibrate",
-    type=click.Path(path_type=Path),
     default=None,
     help="Fit the (one) Ethos-U profile's utilization and bandwidth to Vela's latencies of FILES "
     "and write the calibrated profile YAML here (needs ethos-u-vela).",
 )
-@click.option(
-    "--baseline", type=click.Path(path_type=Path), default=None, help="File the ratios are against."
-)
+@path_option("--baseline", default=None, help="File the ratios are against.")
 @click.option(
     "--cpus",
     default=None,
     help="Pin to these CPU ids, e.g. 0 (single-core emulation with --threads 1).",
 )
-@click.option(
+@path_option(
     "--json",
     "json_out",
-    type=click.Path(path_type=Path),
     default=None,
     help="Write the JSON report.",
 )
-@click.option(
+@path_option(
     "--md",
     "md_out",
-    type=click.Path(path_type=Path),
     default=None,
     help="Write the Markdown report.",
 )
-@click.option(
-    "--plots", type=click.Path(path_type=Path), default=None, help="Folder for PNG charts."
-)
+@path_option("--plots", default=None, help="Folder for PNG charts.")
 @click.option(
     "--isolate/--no-isolate",
     default=True,

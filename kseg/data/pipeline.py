@@ -386,7 +386,7 @@ def load_splits(
         if cfg.stratify:
             strata = [s.meta.get(cfg.stratify, "") for s in samples]
     if preprocess and cfg.preprocess and shard is None:
-        from kseg.preprocess import Chain
+        from kseg.filters import Chain
 
         data.images = Chain.parse(cfg.preprocess)(data.images)  # type: ignore[union-attr]
 
@@ -490,7 +490,7 @@ def _shard_splits(
     else:
         data = data.subset(keep)
     if preprocess and cfg.preprocess:
-        from kseg.preprocess import Chain
+        from kseg.filters import Chain
 
         data.images = Chain.parse(cfg.preprocess)(data.images)
     n = len(train)

@@ -197,7 +197,7 @@ class ExportInputs:
     calibration: np.ndarray
     calibration_desc: str
     calibration_names: list[str] | None = None  # None: images given by the caller
-    chain: Any = None  # kseg.preprocess.Chain: the run's filter chain (data.preprocess)
+    chain: Any = None  # kseg.filters.Chain: the run's filter chain (data.preprocess)
 
     def check(self, model, candidate, out: Path, **kw):
         """Dice parity of ``candidate`` against the Keras ``model`` on the validation images.
@@ -306,7 +306,7 @@ def prepare_export(
         preprocess=False,
         num_classes=_num_classes(model),  # class-id masks stay class ids
     )
-    from kseg.preprocess import Chain
+    from kseg.filters import Chain
 
     chain = Chain.parse(cfg.data.preprocess)
     if len(splits.val.images) == 0:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
+
+from kseg._cli import path_option
 
 
 @click.group("gan")
@@ -28,7 +28,7 @@ def gan() -> None:
 @click.option("--epochs", default=20, show_default=True, type=int)
 @click.option("--batch-size", default=16, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="New run folder.")
+@path_option("--out", required=True, help="New run folder.")
 def train_command(data, kind, size, epochs, batch_size, seed, out) -> None:
     """Train a GAN; writes losses, per-epoch grids and diversity/memorisation JSON to OUT."""
     from kseg.gan import GAN_SIZES
@@ -61,15 +61,14 @@ def train_command(data, kind, size, epochs, batch_size, seed, out) -> None:
 
 
 @gan.command("sample")
-@click.option(
+@path_option(
     "--model",
     "run",
     required=True,
-    type=click.Path(path_type=Path),
     help="A kseg gan train run folder.",
 )
 @click.option("--n", default=100, show_default=True, type=int, help="How many samples.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="New folder to write.")
+@path_option("--out", required=True, help="New folder to write.")
 @click.option(
     "--masks",
     default=None,

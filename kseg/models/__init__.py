@@ -204,29 +204,27 @@ def _all_layers(model):
 
 
 def register_custom_objects(provider: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
-    """Add objects needed to load models (e.g. tfmot's quantize scope) to :func:`custom_objects`.
-
-    ``provider`` is called lazily, so the module that registers it (``kseg.optimize``) imports
-    tfmot only when a model is loaded. Usable as a decorator.
+    """Add objects needed to load models to :func:`custom_objects` (from a package above
+    ``kseg.models``). ``provider`` is called lazily, when a model is loaded. Usable as a decorator.
     """
     _EXTRA_OBJECTS.append(provider)
     return provider
 
 
 def custom_objects() -> dict[str, Any]:
-    """Every custom object a kseg model file may reference: kseg layers, plus registered extras.
-
-    This is the hook where other modules' scopes are merged: ``kseg.optimize`` registers a
-    provider returning ``tfmot.quantization.keras.quantize_scope()``'s objects with
-    :func:`register_custom_objects`.
+    """Every custom object a kseg model file may reference: kseg layers, tfmot's quantize and
+    prune objects (QAT and pruned files, :mod:`kseg.models.quant_objects`), plus registered
+    extras (:func:`register_custom_objects`).
     """
     from kseg.models.layers import custom_layers
 
     objects: dict[str, Any] = dict(custom_layers())
-    try:  # registers tfmot's quantize/prune objects (QAT and pruned .h5 files)
-        import kseg.optimize.qat  # noqa: F401
+    try:
+        from kseg.models.quant_objects import tfmot_objects
     except ImportError:  # tensorflow-model-optimization not installed
         pass
+    else:
+        objects.update(tfmot_objects())
     for provider in _EXTRA_OBJECTS:
         objects.update(provider())
     return objects

@@ -2,10 +2,16 @@
 
 ``unet``, ``unet2``, ``dilated_unet``, ``res_unet``, ``attention_unet`` and ``res_attention_unet``
 are :func:`build_unet` with different switches (down-sampling, dilation, residual blocks,
-attention gates, bottleneck attention); each registered function only chooses them.
+attention gates, bottleneck attention); each is registered by :func:`_variant`, which names the
+switches and the options (the shared :data:`OPTIONS`, a changed default or an added one), and
+gives the variant the docstring of the function it decorates.
 """
 
 from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
 
 from kseg._keras import keras
 from kseg.models import blocks
@@ -69,42 +75,65 @@ def build_unet(
     return x
 
 
-@register_model("unet", description="classic U-Net: max-pool encoder, skip concat decoder")
-def unet(
-    x,
-    *,
-    depth: int = 4,
-    filters: int = 32,
-    norm: str = "batch",
-    groups: int = 8,
-    activation: str = "relu",
-    upsampling: str = "transpose",
-    dropout: float = 0.0,
-):
+#: The options of every U-Net variant with their defaults (the registry reads a model's options
+#: and defaults from its builder's signature).
+OPTIONS: dict[str, Any] = {
+    "depth": 4,
+    "filters": 32,
+    "norm": "batch",
+    "groups": 8,
+    "activation": "relu",
+    "upsampling": "transpose",
+    "dropout": 0.0,
+}
+
+
+def _variant(
+    name: str, description: str, *, options: dict[str, Any] | None = None, **switches: Any
+) -> Callable[[Callable[[], None]], Callable[..., Any]]:
+    """Register :func:`build_unet` with fixed ``switches`` as the architecture ``name``.
+
+    Its options are :data:`OPTIONS` updated with ``options`` (a changed default keeps its place,
+    a new option comes last); its docstring is the decorated function's.
+    """
+    defaults = {**OPTIONS, **(options or {})}
+    signature = inspect.Signature(
+        [inspect.Parameter("x", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [
+            inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
+            for k, v in defaults.items()
+        ]
+    )
+
+    def register(doc: Callable[[], None]) -> Callable[..., Any]:
+        def builder(x, **opts):
+            return build_unet(x, **{**defaults, **opts}, **switches)
+
+        builder.__name__ = builder.__qualname__ = name
+        builder.__doc__ = doc.__doc__
+        builder.__signature__ = signature  # type: ignore[attr-defined]
+        return register_model(name, description=description)(builder)
+
+    return register
+
+
+@_variant("unet", "classic U-Net: max-pool encoder, skip concat decoder")
+def unet() -> None:
     """Classic U-Net: two 3x3 convs per level, 2x2 max-pooling, 2x2 up-convolution, skip concat.
 
     Reference:
         Ronneberger, Fischer and Brox, "U-Net: Convolutional Networks for Biomedical Image
         Segmentation", MICCAI 2015. https://arxiv.org/abs/1505.04597
     """
-    return build_unet(
-        x, depth=depth, filters=filters, norm=norm, groups=groups, activation=activation,
-        upsampling=upsampling, dropout=dropout,
-    )  # fmt: skip
 
 
-@register_model("unet2", description="U-Net with strided-conv down- and transposed-conv upsampling")
-def unet2(
-    x,
-    *,
-    depth: int = 4,
-    filters: int = 32,
-    norm: str = "batch",
-    groups: int = 8,
-    activation: str = "relu",
-    upsampling: str = "transpose",
-    dropout: float = 0.0,
-):
+@_variant(
+    "unet2",
+    "U-Net with strided-conv down- and transposed-conv upsampling",
+    downsampling=Downsampling.STRIDED.value,
+    up_kernel=3,
+)
+def unet2() -> None:
     """U-Net whose down-sampling is a learned 3x3 stride-2 conv and up-sampling a 3x3 transposed
     conv (all-convolutional, as in Springenberg 2015 "Striving for Simplicity").
 
@@ -113,26 +142,15 @@ def unet2(
         "Striving for Simplicity: The All Convolutional Net", ICLR-W 2015
         (https://arxiv.org/abs/1412.6806).
     """
-    return build_unet(
-        x, depth=depth, filters=filters, norm=norm, groups=groups, activation=activation,
-        upsampling=upsampling, dropout=dropout, downsampling=Downsampling.STRIDED.value,
-        up_kernel=3,
-    )  # fmt: skip
 
 
-@register_model("dilated_unet", description="unet2 with dilation 2 in the down/up-sampling convs")
-def dilated_unet(
-    x,
-    *,
-    depth: int = 4,
-    filters: int = 32,
-    norm: str = "batch",
-    groups: int = 8,
-    activation: str = "relu",
-    upsampling: str = "nearest",
-    dropout: float = 0.0,
-    dilation: int = 2,
-):
+@_variant(
+    "dilated_unet",
+    "unet2 with dilation 2 in the down/up-sampling convs",
+    options={"upsampling": "nearest", "dilation": 2},
+    downsampling=Downsampling.STRIDED.value,
+)
+def dilated_unet() -> None:
     """``unet2`` with dilated 3x3 down- and up-sampling convolutions (larger receptive field).
 
     Keras cannot combine stride and dilation in one convolution, so down-sampling is a dilated
@@ -143,77 +161,38 @@ def dilated_unet(
         Yu and Koltun, "Multi-Scale Context Aggregation by Dilated Convolutions", ICLR 2016
         (https://arxiv.org/abs/1511.07122); Ronneberger et al., MICCAI 2015.
     """
-    return build_unet(
-        x, depth=depth, filters=filters, norm=norm, groups=groups, activation=activation,
-        upsampling=upsampling, dropout=dropout, downsampling=Downsampling.STRIDED.value,
-        dilation=dilation,
-    )  # fmt: skip
 
 
-@register_model("res_unet", description="U-Net with residual blocks in encoder and decoder")
-def res_unet(
-    x,
-    *,
-    depth: int = 4,
-    filters: int = 32,
-    norm: str = "batch",
-    groups: int = 8,
-    activation: str = "relu",
-    upsampling: str = "transpose",
-    dropout: float = 0.0,
-):
+@_variant("res_unet", "U-Net with residual blocks in encoder and decoder", residual=True)
+def res_unet() -> None:
     """U-Net whose conv pairs are residual blocks (shortcut + two 3x3 convs).
 
     Reference:
         Zhang, Liu and Wang, "Road Extraction by Deep Residual U-Net", IEEE GRSL 2018
         (https://arxiv.org/abs/1711.10684); He et al., "Deep Residual Learning", CVPR 2016.
     """
-    return build_unet(
-        x, depth=depth, filters=filters, norm=norm, groups=groups, activation=activation,
-        upsampling=upsampling, dropout=dropout, residual=True,
-    )  # fmt: skip
 
 
-@register_model("attention_unet", description="U-Net with additive attention gates on the skips")
-def attention_unet(
-    x,
-    *,
-    depth: int = 4,
-    filters: int = 32,
-    norm: str = "batch",
-    groups: int = 8,
-    activation: str = "relu",
-    upsampling: str = "transpose",
-    dropout: float = 0.0,
-):
+@_variant(
+    "attention_unet", "U-Net with additive attention gates on the skips", attention_gates=True
+)
+def attention_unet() -> None:
     """U-Net whose skips pass through additive attention gates driven by the coarser decoder level.
 
     Reference:
         Oktay et al., "Attention U-Net: Learning Where to Look for the Pancreas", MIDL 2018.
         https://arxiv.org/abs/1804.03999
     """
-    return build_unet(
-        x, depth=depth, filters=filters, norm=norm, groups=groups, activation=activation,
-        upsampling=upsampling, dropout=dropout, attention_gates=True,
-    )  # fmt: skip
 
 
-@register_model(
+@_variant(
     "res_attention_unet",
-    description="residual U-Net + attention gates + bottleneck SE or self-attention",
+    "residual U-Net + attention gates + bottleneck SE or self-attention",
+    options={"attention": "se"},
+    residual=True,
+    attention_gates=True,
 )
-def res_attention_unet(
-    x,
-    *,
-    depth: int = 4,
-    filters: int = 32,
-    norm: str = "batch",
-    groups: int = 8,
-    activation: str = "relu",
-    upsampling: str = "transpose",
-    dropout: float = 0.0,
-    attention: str = "se",
-):
+def res_attention_unet() -> None:
     """Hybrid: residual blocks throughout, attention gates on the skips, and an attention block at
     the bottleneck chosen by ``attention``:
 
@@ -232,8 +211,3 @@ def res_attention_unet(
         (https://arxiv.org/abs/1709.01507); Wang et al., "Non-local Neural Networks", CVPR 2018
         (https://arxiv.org/abs/1711.07971).
     """
-    return build_unet(
-        x, depth=depth, filters=filters, norm=norm, groups=groups, activation=activation,
-        upsampling=upsampling, dropout=dropout, residual=True, attention_gates=True,
-        attention=attention,
-    )  # fmt: skip

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from kseg._cli import KsegGroup, parse_key_values
+from kseg._cli import KsegGroup, parse_key_values, path_option
 from kseg.errors import KsegError
 
 
@@ -25,11 +25,17 @@ def _load(model: Path) -> Any:
     return load_model(model)
 
 
-def _warn_data(fit_data: Any) -> None:
-    """One plain stderr line when the validation images may include training images."""
+def _prepare(model: Path, data: str | None, out: Path | None, seed: int, step: str) -> tuple:
+    """Load the model and its data (one stderr warning when the validation images may include
+    training images): ``(keras_model, fit_data, data description, out folder)``."""
+    from kseg.optimize.steps import load_data
+
+    keras_model = _load(model)
+    fit_data, desc = load_data(model, keras_model, data, seed=seed)
     prov = fit_data.provenance or {}
     if prov.get("warning"):
         click.echo(f"warning: {prov['warning']}", err=True)
+    return keras_model, fit_data, desc, out or _default_out(model, step)
 
 
 def _echo_metrics(record: dict[str, Any]) -> None:
@@ -38,11 +44,10 @@ def _echo_metrics(record: dict[str, Any]) -> None:
         click.echo(f"validation dice: {m['before']['dice']:.4f} -> {m['after']['dice']:.4f}")
 
 
-_model_opt = click.option(
+_model_opt = path_option(
     "--model",
     "model",
     required=True,
-    type=click.Path(path_type=Path),
     help="Trained model (.keras/.h5/SavedModel).",
 )
 _data_opt = click.option(
@@ -50,10 +55,7 @@ _data_opt = click.option(
     default=None,
     help="Folder with images/ and masks/, or synthetic:KIND[:N]; default: the model's run directory data.",
 )
-_out_opt = click.option(
-    "--out", default=None, type=click.Path(path_type=Path), help="Run directory for the artifacts."
-)
-_epochs_opt = click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=0))
+_out_opt = path_option("--out", default=None, help="Run directory for the artifacts.")
 _bs_opt = click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 _lr_opt = click.option("--lr", "learning_rate", default=1e-4, show_default=True, type=float)
 _seed_opt = click.option("--seed", default=42, show_default=True, type=int)
@@ -62,20 +64,32 @@ _loss_opt = click.option(
 )
 
 
+def _fit_options(epochs: int, min_epochs: int):
+    """``--data --out --epochs --batch-size --lr --loss --seed``: the fine-tuning steps' options
+    (the command receives ``data``, ``out`` and the rest as ``**fit``)."""
+    epochs_opt = click.option(
+        "--epochs", default=epochs, show_default=True, type=click.IntRange(min=min_epochs)
+    )
+    options = (_data_opt, _out_opt, epochs_opt, _bs_opt, _lr_opt, _loss_opt, _seed_opt)
+
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
 @click.group(cls=KsegGroup, invoke_without_command=True)
-@click.option(
+@path_option(
     "--recipe",
-    type=click.Path(path_type=Path),
     default=None,
     help="YAML recipe chaining steps (configs/recipes/).",
 )
-@click.option(
-    "--model", type=click.Path(path_type=Path), default=None, help="Overrides the recipe's model."
-)
+@path_option("--model", default=None, help="Overrides the recipe's model.")
 @click.option("--data", default=None, help="Overrides the recipe's data.")
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
     default=None,
     help="Run directory (default runs/optimize_NAME).",
 )
@@ -107,13 +121,7 @@ def optimize(
 
 @optimize.command()
 @_model_opt
-@_data_opt
-@_out_opt
-@_epochs_opt
-@_bs_opt
-@_lr_opt
-@_loss_opt
-@_seed_opt
+@_fit_options(epochs=3, min_epochs=0)
 @click.option(
     "--preserve-sparsity", is_flag=True, help="Pruning-preserving QAT (for a pruned model)."
 )
@@ -124,33 +132,18 @@ def qat(
     model: Path,
     data: str | None,
     out: Path | None,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    loss: str,
-    seed: int,
     preserve_sparsity: bool,
     leave_float: tuple[str, ...],
+    **fit: Any,
 ) -> None:
     """Quantization-aware fine-tuning; writes OUT/qat.h5 (convert it with kseg convert --int8)."""
-    from kseg.optimize.steps import load_data, run_qat
+    from kseg.optimize.steps import run_qat
 
-    keras_model = _load(model)
-    fit_data, desc = load_data(model, keras_model, data, seed=seed)
-    _warn_data(fit_data)
-    out = out or _default_out(model, "qat")
+    keras_model, fit_data, desc, out = _prepare(model, data, out, fit["seed"], "qat")
     res = run_qat(
-        keras_model,
-        fit_data,
-        out,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        loss=loss,
-        preserve_sparsity=preserve_sparsity,
-        leave_float=leave_float,
-        seed=seed,
-    )
+        keras_model, fit_data, out, preserve_sparsity=preserve_sparsity, leave_float=leave_float,
+        **fit,
+    )  # fmt: skip
     click.echo(f"data: {desc}")
     for item in res.record["left_float"]:
         click.echo(
@@ -175,9 +168,8 @@ def qat(
     default="polynomial",
     show_default=True,
 )
-@click.option(
+@path_option(
     "--policy",
-    type=click.Path(path_type=Path),
     default=None,
     help="YAML pruning policy (dense/encoder patterns, overrides).",
 )
@@ -191,13 +183,7 @@ def qat(
     type=click.IntRange(min=0),
     help="Then pruning-preserving QAT for this many epochs, so sparsity survives into INT8.",
 )
-@_data_opt
-@_out_opt
-@click.option("--epochs", default=4, show_default=True, type=click.IntRange(min=1))
-@_bs_opt
-@_lr_opt
-@_loss_opt
-@_seed_opt
+@_fit_options(epochs=4, min_epochs=1)
 def prune(
     model: Path,
     sparsity: float,
@@ -207,33 +193,16 @@ def prune(
     qat_epochs: int,
     data: str | None,
     out: Path | None,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    loss: str,
-    seed: int,
+    **fit: Any,
 ) -> None:
     """Magnitude pruning with a per-layer policy; strips wrappers and reports sparsity per layer."""
-    from kseg.optimize.steps import load_data, run_prune, run_qat
+    from kseg.optimize.steps import run_prune, run_qat
 
-    keras_model = _load(model)
-    fit_data, desc = load_data(model, keras_model, data, seed=seed)
-    _warn_data(fit_data)
-    out = out or _default_out(model, "prune")
+    keras_model, fit_data, desc, out = _prepare(model, data, out, fit["seed"], "prune")
     res = run_prune(
-        keras_model,
-        fit_data,
-        out,
-        sparsity=sparsity,
-        epochs=epochs,
-        schedule=schedule,
-        policy=policy,
-        structured_2_4=structured,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        loss=loss,
-        seed=seed,
-    )
+        keras_model, fit_data, out, sparsity=sparsity, schedule=schedule, policy=policy,
+        structured_2_4=structured, **fit,
+    )  # fmt: skip
     click.echo(f"data: {desc}")
     _echo_metrics(res.record)
     click.echo(
@@ -241,17 +210,8 @@ def prune(
     )
     click.echo(f"pruned model: {res.path}")
     if qat_epochs:
-        q = run_qat(
-            res.model,
-            fit_data,
-            out / "qat",
-            epochs=qat_epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            loss=loss,
-            preserve_sparsity=True,
-            seed=seed,
-        )
+        qat_fit = {**fit, "epochs": qat_epochs}
+        q = run_qat(res.model, fit_data, out / "qat", preserve_sparsity=True, **qat_fit)
         _echo_metrics(q.record)
         click.echo(f"pruning-preserving qat model: {q.path}")
 
@@ -282,13 +242,7 @@ def prune(
     multiple=True,
     help="Layer-name pattern left unclustered (repeatable; default @first_conv @head logits*).",
 )
-@_data_opt
-@_out_opt
-@_epochs_opt
-@_bs_opt
-@_lr_opt
-@_loss_opt
-@_seed_opt
+@_fit_options(epochs=3, min_epochs=0)
 def cluster(
     model: Path,
     clusters: int,
@@ -297,38 +251,21 @@ def cluster(
     dense: tuple[str, ...],
     data: str | None,
     out: Path | None,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    loss: str,
-    seed: int,
+    **fit: Any,
 ) -> None:
     """Weight clustering: each kernel keeps CLUSTERS distinct values (a pruned model keeps its
     zeros); strips the wrappers and reports distinct values per layer. Run it after prune; the
     INT8 file then gzips smaller."""
     from kseg.optimize.cluster import check_clusters, check_init
-    from kseg.optimize.steps import load_data, run_cluster
+    from kseg.optimize.steps import run_cluster
 
     check_clusters(clusters, preserve_sparsity=preserve_sparsity)  # before loading anything
     check_init(init)
-    keras_model = _load(model)
-    fit_data, desc = load_data(model, keras_model, data, seed=seed)
-    _warn_data(fit_data)
-    out = out or _default_out(model, "cluster")
+    keras_model, fit_data, desc, out = _prepare(model, data, out, fit["seed"], "cluster")
     res = run_cluster(
-        keras_model,
-        fit_data,
-        out,
-        clusters=clusters,
-        epochs=epochs,
-        init=init,
-        preserve_sparsity=preserve_sparsity,
-        dense=dense or None,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        loss=loss,
-        seed=seed,
-    )
+        keras_model, fit_data, out, clusters=clusters, init=init,
+        preserve_sparsity=preserve_sparsity, dense=dense or None, **fit,
+    )  # fmt: skip
     c = res.record["clustering"]
     click.echo(f"data: {desc}")
     _echo_metrics(res.record)
@@ -345,9 +282,7 @@ def cluster(
 
 
 @optimize.command()
-@click.option(
-    "--teacher", required=True, type=click.Path(path_type=Path), help="Trained teacher model."
-)
+@path_option("--teacher", required=True, help="Trained teacher model.")
 @click.option("--student", required=True, help="Student architecture name (kseg models list).")
 @click.option(
     "--option",
@@ -410,12 +345,9 @@ def distill(
     seed: int,
 ) -> None:
     """Teacher -> student distillation; also trains the student alone with the same budget."""
-    from kseg.optimize.steps import load_data, run_distill
+    from kseg.optimize.steps import run_distill
 
-    t = _load(teacher)
-    fit_data, desc = load_data(teacher, t, data, seed=seed)
-    _warn_data(fit_data)
-    out = out or _default_out(teacher, f"distill_{student}")
+    t, fit_data, desc, out = _prepare(teacher, data, out, seed, f"distill_{student}")
     res = run_distill(
         t,
         fit_data,

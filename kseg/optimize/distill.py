@@ -333,33 +333,19 @@ def distill_with_baseline(
     student = make_student()
     keras.utils.set_random_seed(seed)
     baseline = make_student()
-    hist_d = distill(
-        teacher,
-        student,
-        data,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        lr_schedule=lr_schedule,
-        loss=loss,
-        seed=seed,
-        run_eagerly=run_eagerly,
-        augment=augment,
-        unlabeled=unlabeled,
-        **distill_options,
-    )
-    hist_b = fit(
-        baseline,
-        data,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        lr_schedule=lr_schedule,
-        loss=loss,
-        seed=seed,
-        run_eagerly=run_eagerly,
-        augment=augment,
-    )
+    # the same budget for both students
+    budget = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "lr_schedule": lr_schedule,
+        "loss": loss,
+        "seed": seed,
+        "run_eagerly": run_eagerly,
+        "augment": augment,
+    }
+    hist_d = distill(teacher, student, data, unlabeled=unlabeled, **budget, **distill_options)
+    hist_b = fit(baseline, data, **budget)
     metrics = {
         "teacher": evaluate(teacher, data.x_val, data.y_val),
         "student": evaluate(student, data.x_val, data.y_val),

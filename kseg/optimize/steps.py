@@ -136,6 +136,41 @@ def _metrics(model: keras.Model, data: FitData) -> dict[str, float]:
     return evaluate(model, data.x_val, data.y_val)
 
 
+def _save_step(
+    step: Step,
+    model: keras.Model,
+    out_dir: Path,
+    files: tuple[str, str],
+    report: dict[str, Any],
+    *,
+    settings: dict[str, Any],
+    before: dict[str, float],
+    after: dict[str, float],
+    history: Any,
+    t0: float,
+    **extra: Any,
+) -> StepResult:
+    """Write a fine-tuning step's model (``.h5``, reloadable with its wrappers) and report
+    (``files``), then ``metrics.json``: ``{"step", "settings", "model", "metrics", **extra,
+    "history", "seconds"}``."""
+    from kseg.optimize.qat import save_qat_model
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = save_qat_model(model, out_dir / files[0])
+    write_json(out_dir / files[1], report)
+    record = {
+        "step": step.value,
+        "settings": settings,
+        "model": str(path),
+        "metrics": {"before": before, "after": after},
+        **extra,
+        "history": history,
+        "seconds": round(time.time() - t0, 1),
+    }
+    write_json(out_dir / "metrics.json", record)
+    return StepResult(model, path, record)
+
+
 def run_qat(
     model: keras.Model,
     data: FitData,
@@ -150,7 +185,7 @@ def run_qat(
     seed: int = 0,
 ) -> StepResult:
     """Quantization-aware fine-tuning; writes ``qat.h5``, ``qat_report.json``, ``metrics.json``."""
-    from kseg.optimize.qat import calibration_images, quantize_model, save_qat_model
+    from kseg.optimize.qat import calibration_images, quantize_model
 
     t0 = time.time()
     before = _metrics(model, data)
@@ -170,31 +205,22 @@ def run_qat(
         loss=loss,
         seed=seed,
     )
-    after = _metrics(qat_model, data)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = save_qat_model(qat_model, out_dir / "qat.h5")
-    write_json(out_dir / "qat_report.json", report.to_dict())
-    record = {
-        "step": "qat",
-        "settings": {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "scheme": scheme,
-            "calibration_batches": report.calibration_batches,
-            "leave_float": list(leave_float),
-            "seed": seed,
-        },
-        "model": str(path),
-        "metrics": {"before": before, "after": after},
-        "left_float": report.left_float,
-        "output_only_layers": sorted(report.output_only),
-        "sparsity_not_preserved": report.sparsity_not_preserved,
-        "history": history,
-        "seconds": round(time.time() - t0, 1),
+    settings = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "scheme": scheme,
+        "calibration_batches": report.calibration_batches,
+        "leave_float": list(leave_float),
+        "seed": seed,
     }
-    write_json(out_dir / "metrics.json", record)
-    return StepResult(qat_model, path, record)
+    return _save_step(
+        Step.QAT, qat_model, out_dir, ("qat.h5", "qat_report.json"), report.to_dict(),
+        settings=settings, before=before, after=_metrics(qat_model, data), history=history, t0=t0,
+        left_float=report.left_float,
+        output_only_layers=sorted(report.output_only),
+        sparsity_not_preserved=report.sparsity_not_preserved,
+    )  # fmt: skip
 
 
 def run_prune(
@@ -220,7 +246,6 @@ def run_prune(
         sparsity_report,
         strip,
     )
-    from kseg.optimize.qat import save_qat_model
 
     t0 = time.time()
     if policy is None:
@@ -247,30 +272,21 @@ def run_prune(
     )
     stripped = strip(wrapped)
     report = sparsity_report(stripped, plan, m_by_n=m_by_n)
-    after = _metrics(stripped, data)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = save_qat_model(stripped, out_dir / "pruned.h5")
-    write_json(out_dir / "sparsity.json", report)
-    record = {
-        "step": "prune",
-        "settings": {
-            "sparsity": sparsity,
-            "epochs": epochs,
-            "schedule": str(schedule),
-            "structured": "2:4" if m_by_n else None,
-            "policy": policy.to_dict(),
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "seed": seed,
-        },
-        "model": str(path),
-        "metrics": {"before": before, "after": after},
-        "sparsity": {"overall_pruned": report["overall_pruned"], "overall": report["overall"]},
-        "history": history,
-        "seconds": round(time.time() - t0, 1),
+    settings = {
+        "sparsity": sparsity,
+        "epochs": epochs,
+        "schedule": str(schedule),
+        "structured": "2:4" if m_by_n else None,
+        "policy": policy.to_dict(),
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
     }
-    write_json(out_dir / "metrics.json", record)
-    return StepResult(stripped, path, record)
+    return _save_step(
+        Step.PRUNE, stripped, out_dir, ("pruned.h5", "sparsity.json"), report,
+        settings=settings, before=before, after=_metrics(stripped, data), history=history, t0=t0,
+        sparsity={"overall_pruned": report["overall_pruned"], "overall": report["overall"]},
+    )  # fmt: skip
 
 
 def run_cluster(
@@ -305,7 +321,6 @@ def run_cluster(
         strip,
     )
     from kseg.optimize.prune import sparsity_report
-    from kseg.optimize.qat import save_qat_model
 
     t0 = time.time()
     clusters = check_clusters(clusters, preserve_sparsity=preserve_sparsity)
@@ -329,38 +344,24 @@ def run_cluster(
     stripped = strip(wrapped)
     report = cluster_report(stripped, plan)
     report["not_clustered"] = [{"layer": k, "reason": v} for k, v in skipped.items()]
-    after = _metrics(stripped, data)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = save_qat_model(stripped, out_dir / "clustered.h5")
-    write_json(out_dir / "clusters.json", report)
-    sparsity_after = sparsity_report(stripped)
-    record = {
-        "step": "cluster",
-        "settings": {
-            "clusters": clusters,
-            "epochs": epochs,
-            "init": init.value,
-            "preserve_sparsity": preserve_sparsity,
-            "dense": list(dense),
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "seed": seed,
-        },
-        "model": str(path),
-        "metrics": {"before": before, "after": after},
-        "clustering": {
-            "clustered_layers": report["clustered_layers"],
-            "clustered_share": report["clustered_share"],
-            "max_unique": report["max_unique"],
-            "not_clustered": report["not_clustered"],
-        },
-        # same keys as the prune step's, over the same (prunable) kernels
-        "sparsity": {"before": sparsity_before, "overall": sparsity_after["overall"]},
-        "history": history,
-        "seconds": round(time.time() - t0, 1),
+    settings = {
+        "clusters": clusters,
+        "epochs": epochs,
+        "init": init.value,
+        "preserve_sparsity": preserve_sparsity,
+        "dense": list(dense),
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
     }
-    write_json(out_dir / "metrics.json", record)
-    return StepResult(stripped, path, record)
+    clustering = {k: report[k] for k in ("clustered_layers", "clustered_share", "max_unique")}
+    return _save_step(
+        Step.CLUSTER, stripped, out_dir, ("clustered.h5", "clusters.json"), report,
+        settings=settings, before=before, after=_metrics(stripped, data), history=history, t0=t0,
+        clustering={**clustering, "not_clustered": report["not_clustered"]},
+        # same keys as the prune step's, over the same (prunable) kernels
+        sparsity={"before": sparsity_before, "overall": sparsity_report(stripped)["overall"]},
+    )  # fmt: skip
 
 
 def run_distill(

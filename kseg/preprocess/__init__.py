@@ -1,18 +1,17 @@
-"""Speckle and contrast filters for ultrasound, composable chains, and their quality measures.
+"""``kseg preprocess``: compare filter chains on a data set (speckle metrics, fidelity, time, and
+optionally what each chain does to a segmentation network's Dice) and list the filters.
 
-No TensorFlow here (the runtime applies the chain on devices that have only numpy and OpenCV);
-the ``denoising_ae`` stage loads its ``.keras`` model lazily, a ``.tflite`` one through
-:mod:`kseg.runtime`.
+The filters and chains themselves live low in the flow, in :mod:`kseg.filters` (the config
+validates ``data.preprocess`` with them); this package sits at the top (it trains for the
+ablation). The names below are re-exported from :mod:`kseg.filters` for existing callers.
 
 Example:
-    >>> from kseg.preprocess import Chain
-    >>> chain = Chain.parse([{"lee": {"size": 5}}, {"clahe": {"clip": 2.0}}])
-    >>> filtered = chain(images)  # (N, H, W, C) uint8 -> same shape and dtype
+    >>> from kseg.preprocess.compare import compare
+    >>> compare("synthetic:ultrasound:16", ["none", "lee", "lee+clahe"], "runs/compare")
 """
 
 from __future__ import annotations
 
-from kseg.preprocess.chain import DENOISER, Chain, apply_chain, chain_from_card, parse_chain
-from kseg.preprocess.filters import FILTERS
+from kseg.filters import DENOISER, FILTERS, Chain, apply_chain, chain_from_card, parse_chain
 
 __all__ = ["DENOISER", "FILTERS", "Chain", "apply_chain", "chain_from_card", "parse_chain"]

@@ -6,11 +6,9 @@ Importable without TensorFlow (``kseg.cli`` adds this group at start-up); only `
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from kseg._cli import KsegGroup
+from kseg._cli import KsegGroup, path_option
 
 
 @click.group(cls=KsegGroup)
@@ -21,8 +19,8 @@ def preprocess() -> None:
 @preprocess.command("list")
 def list_filters() -> None:
     """Filter names, their parameters with defaults, and what they do."""
-    from kseg.preprocess.chain import DENOISER
-    from kseg.preprocess.filters import FILTERS, filter_params
+    from kseg.filters.chain import DENOISER
+    from kseg.filters.pixel import FILTERS, filter_params
 
     for name in FILTERS.names():
         params = ", ".join(f"{k}={v}" for k, v in filter_params(name).items())
@@ -42,7 +40,7 @@ def list_filters() -> None:
     help="A chain to compare, e.g. lee:size=7+clahe:clip=2 (repeat; 'none' = no filter). "
     "Default: none and every filter with default parameters, lee+clahe, srad+clahe.",
 )
-@click.option("--out", type=click.Path(path_type=Path), help="Output folder (new or empty).")
+@path_option("--out", help="Output folder (new or empty).")
 @click.option("--n", type=int, default=None, help="Images to score (default: 24 synthetic / all).")
 @click.option(
     "--size",

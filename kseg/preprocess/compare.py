@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from kseg.errors import ConfigError, DataError
-from kseg.preprocess.chain import Chain
+from kseg.filters.chain import Chain
 from kseg.preprocess.metrics import cnr, enl, epi, psnr, regions, speckle_index, ssim
+from kseg.runtime import open_model
 
 #: chains compared when ``--filters`` is not given
 DEFAULT_CHAINS = (
@@ -136,7 +137,11 @@ def parse_chains(specs: list[str] | tuple[str, ...] | None) -> list[tuple[str, C
     out: list[tuple[str, Chain]] = []
     for spec in specs or DEFAULT_CHAINS:
         spec = spec.strip()
-        chain = Chain() if spec in ("none", "") else Chain.parse(spec, where=f"--filters {spec}")
+        chain = (
+            Chain()
+            if spec in ("none", "")
+            else Chain.parse(spec, where=f"--filters {spec}", open_model=open_model)
+        )
         label = "none" if not chain else spec
         if label in (lbl for lbl, _ in out):
             raise ConfigError(f"--filters {spec}: given twice")

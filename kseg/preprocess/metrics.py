@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from kseg.preprocess.filters import local_stats
+from kseg.filters.pixel import local_stats
 
 
 def _gray(image: np.ndarray) -> np.ndarray:

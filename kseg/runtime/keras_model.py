@@ -85,7 +85,7 @@ class KerasPredictor:
         threshold_source: str = "default",
         preprocess=None,
     ) -> None:
-        from kseg.preprocess import Chain
+        from kseg.filters import Chain
 
         self.model = model
         self.filters = Chain.parse(preprocess)
@@ -106,7 +106,7 @@ class KerasPredictor:
         a validated threshold from ``MODEL.threshold.json`` when present."""
         from kseg.config import load_config
         from kseg.models import load_model  # TensorFlow: only here
-        from kseg.training.rundir import find_run_dir
+        from kseg.runs import find_run_dir
 
         model = load_model(path)
         run = find_run_dir(path)

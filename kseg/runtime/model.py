@@ -195,7 +195,7 @@ class TFLiteModel:
                 )
             self._external_norm = (mean, std)
         self._batch = shape[0]
-        from kseg.preprocess.chain import chain_from_card  # numpy + OpenCV, no TensorFlow
+        from kseg.filters.chain import chain_from_card  # numpy + OpenCV, no TensorFlow
 
         #: the filter chain the model was trained with (card ``input.preprocess``)
         self.filters = chain_from_card(self.card)

@@ -133,7 +133,7 @@ class ONNXModel:
         self.output_activation: str = str(
             card_out.get("activation", "sigmoid" if self.num_classes == 1 else "softmax")
         )
-        from kseg.preprocess.chain import chain_from_card  # numpy + OpenCV, no TensorFlow
+        from kseg.filters.chain import chain_from_card  # numpy + OpenCV, no TensorFlow
 
         #: the filter chain the model was trained with (card ``input.preprocess``)
         self.filters = chain_from_card(self.card)

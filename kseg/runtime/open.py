@@ -19,6 +19,7 @@ from pathlib import Path
 
 from kseg.config import StrEnum
 from kseg.errors import ConfigError, ModelError
+from kseg.filters.chain import set_model_opener
 from kseg.runtime.protocol import Predictor
 
 
@@ -103,5 +104,8 @@ def open_model(
 
     return KerasPredictor.from_file(p)
 
+
+# a chain's denoising_ae stage is a model: opened here (the filters sit below and never import us)
+set_model_opener(open_model)
 
 __all__ = ["ModelKind", "open_model", "resolve_model_path"]

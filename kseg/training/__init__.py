@@ -1,5 +1,8 @@
 """Compile and fit a model from a :class:`~kseg.config.Config` into a run directory."""
 
+# kseg.runtime sets the model opener of denoising_ae stages in data.preprocess, so every command
+# that loads a run's data (train, convert, evaluate, optimize, sweep, export) can apply its chain
+import kseg.runtime  # noqa: F401  (no TensorFlow)
 from kseg.training.loop import (
     build_model,
     compile_model,

@@ -261,7 +261,7 @@ def _train(
         print(splits.channels_reason, file=sys.stderr)
         config = cfgmod.replace(config, data={"channels": splits.channels})
     if config.data.preprocess:
-        from kseg.preprocess import Chain
+        from kseg.filters import Chain
 
         print(f"data.preprocess: {Chain.parse(config.data.preprocess).describe()}", file=sys.stderr)
     if len(splits.val.images) == 0:

@@ -9,11 +9,11 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from kseg.models.cli import models
+from kseg.models_cli import models
 
 
 def test_cli_module_and_models_package_import_without_tensorflow():
-    code = "import sys, kseg.models.cli, kseg.models; print('tensorflow' in sys.modules)"
+    code = "import sys, kseg.models_cli, kseg.models; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

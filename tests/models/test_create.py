@@ -211,3 +211,22 @@ def test_mobile_unet_skips_are_the_expanded_activations_and_it_fits_the_edge_bud
         # the skip is at this level's resolution: stride 2**k
         assert concat.input[1].shape[1] == 256 // 2**k
         assert concat.input[1].shape[-1] == 6 * model.get_layer(f"enc{k}_0_project_conv").filters
+
+
+def test_unet_variants_declare_their_options_docs_and_switches():
+    from kseg.models import MODELS
+    from kseg.models.options import option_defaults
+
+    shared = ["depth", "filters", "norm", "groups", "activation", "upsampling", "dropout"]
+    assert list(option_defaults(MODELS.get("unet"))) == shared
+    dilated = option_defaults(MODELS.get("dilated_unet"))
+    assert list(dilated) == [*shared, "dilation"]
+    assert (dilated["upsampling"], dilated["dilation"], dilated["depth"]) == ("nearest", 2, 4)
+    assert option_defaults(MODELS.get("res_attention_unet"))["attention"] == "se"
+    assert "Yu and Koltun" in MODELS.get("dilated_unet").__doc__
+    assert MODELS.get("unet2").__name__ == "unet2"
+    # the switches: unet2 down-samples with strided convs, res_unet has residual shortcuts
+    unet2 = create_model("unet2", input_shape=(32, 32, 1), depth=2, filters=4)
+    assert "enc0_down_conv" in {layer.name for layer in unet2.layers}
+    unet = create_model("unet", input_shape=(32, 32, 1), depth=2, filters=4)
+    assert "enc0_pool" in {layer.name for layer in unet.layers}

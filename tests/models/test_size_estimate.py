@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from kseg.export.measure import profile_architecture
 from kseg.models import create_model
-from kseg.models.cli import models, profile_architecture
+from kseg.models_cli import models
 
 REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 0.10  # relative; the zoo's models at their defaults are within 1 %

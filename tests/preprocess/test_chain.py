@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
 
 from kseg.errors import ConfigError
-from kseg.preprocess import Chain, parse_chain
-from kseg.preprocess.filters import clahe, lee
+from kseg.filters import Chain, parse_chain
+from kseg.filters.pixel import clahe, lee
 
 
 def test_parse_fills_defaults_and_accepts_every_form():
@@ -73,17 +75,18 @@ def test_load_splits_applies_the_chain_exactly_once():
 
 def test_denoising_ae_stage_runs_the_model_and_keeps_dtype(tmp_path):
     from kseg.models import create_model
+    from kseg.runtime import open_model
 
     model = create_model("denoising_ae", input_shape=(32, 32, 1), num_classes=1, depth=1, filters=4)
     path = tmp_path / "dae.keras"
     model.save(path)
-    chain = Chain.parse([{"denoising_ae": {"model": str(path)}}, "median"])
+    chain = Chain.parse([{"denoising_ae": {"model": str(path)}}, "median"], open_model=open_model)
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (2, 32, 32, 1)).astype(np.uint8)
     out = chain(batch)
     assert out.shape == batch.shape and out.dtype == np.uint8
     want_ae = np.clip(np.rint(model.predict(batch.astype(np.float32), verbose=0)), 0, 255)
-    from kseg.preprocess.filters import median
+    from kseg.filters.pixel import median
 
     want = np.stack([median(im) for im in want_ae.astype(np.uint8)])
     assert np.abs(out.astype(int) - want.astype(int)).max() <= 1
@@ -91,3 +94,46 @@ def test_denoising_ae_stage_runs_the_model_and_keeps_dtype(tmp_path):
     assert chain(batch[0, :20, :24]).shape == (20, 24, 1)
     with pytest.raises(Exception, match="denoising_ae model file not found"):
         Chain.parse([{"denoising_ae": {"model": str(tmp_path / "nope.keras")}}])(batch)
+
+
+class _Halver:
+    """A fake denoiser model: halves the pixels (no TensorFlow)."""
+
+    input_size = 16
+    opened: list = []
+
+    def __init__(self, path):
+        self.opened.append(Path(path).name)
+
+    def predict(self, x):
+        return x / 2
+
+
+def test_denoiser_stage_is_opened_by_the_opener_it_is_given(tmp_path):
+    (tmp_path / "dae.tflite").write_bytes(b"x")
+    spec = [{"denoising_ae": {"model": str(tmp_path / "dae.tflite")}}]
+    batch = np.full((3, 16, 16, 1), 200, np.uint8)
+    _Halver.opened.clear()
+    out = Chain.parse(spec, open_model=_Halver)(batch)
+    assert out.dtype == np.uint8 and np.all(out == 100)
+    assert _Halver.opened == ["dae.tflite"]  # opened once, reused for every image
+    bound = Chain.parse(spec).bind(_Halver)
+    assert np.all(bound(batch[:1]) == 100) and bound == Chain.parse(spec)
+
+
+def test_denoiser_stage_without_an_opener_is_one_clear_error(tmp_path, monkeypatch):
+    import kseg.filters.chain as chain_mod
+    from kseg.errors import ModelError
+
+    (tmp_path / "dae.tflite").write_bytes(b"x")
+    monkeypatch.setattr(chain_mod, "_default_opener", [])
+    chain = Chain.parse([{"denoising_ae": {"model": str(tmp_path / "dae.tflite")}}])
+    with pytest.raises(ModelError, match="no model opener for the denoising_ae stage"):
+        chain(np.zeros((1, 16, 16, 1), np.uint8))
+
+
+def test_runtime_sets_the_default_opener():
+    import kseg.filters.chain as chain_mod
+    from kseg.runtime import open_model
+
+    assert chain_mod._default_opener == [open_model]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from kseg.errors import ConfigError
-from kseg.preprocess import FILTERS
-from kseg.preprocess.filters import filter_params, lee
+from kseg.filters import FILTERS
+from kseg.filters.pixel import filter_params, lee
 from kseg.preprocess.metrics import enl
 
 ALL = FILTERS.names()

@@ -36,7 +36,7 @@ def filtered_run(tmp_path_factory):
 
 def test_chain_is_stored_concrete_in_the_run_config(filtered_run):
     from kseg.config import load_config
-    from kseg.preprocess import parse_chain
+    from kseg.filters import parse_chain
 
     cfg = load_config(filtered_run / "config.yaml")
     assert cfg.data.preprocess == parse_chain(CHAIN)
@@ -47,7 +47,7 @@ def test_training_path_card_and_runtime_filter_identically(filtered_run):
     from kseg.config import load_config
     from kseg.data.pipeline import load_splits
     from kseg.export import export_tflite
-    from kseg.preprocess import Chain
+    from kseg.filters import Chain
     from kseg.runtime import KerasPredictor, TFLiteModel
 
     cfg = load_config(filtered_run / "config.yaml")
@@ -84,6 +84,6 @@ def test_training_path_card_and_runtime_filter_identically(filtered_run):
 
 
 def runtime_stages(card):
-    from kseg.preprocess import chain_from_card
+    from kseg.filters import chain_from_card
 
     return chain_from_card(card).stages

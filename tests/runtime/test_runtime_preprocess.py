@@ -10,8 +10,8 @@ import sys
 import numpy as np
 
 from kseg.data.io import fit_to_size
+from kseg.filters import Chain
 from kseg.inference import predict_image
-from kseg.preprocess import Chain
 
 CHAIN = [{"srad": {"iterations": 5}}, {"clahe": {"clip": 2.5}}]
 
@@ -59,7 +59,7 @@ def test_bad_chain_in_a_card_is_one_line_error(tiny_tflite, tmp_path):
 def test_runtime_and_preprocess_import_no_tensorflow():
     code = (
         "import sys, kseg.runtime, kseg.preprocess, kseg.preprocess.metrics;"
-        "from kseg.preprocess import Chain; Chain.parse(['lee','nlm','srad'])"
+        "from kseg.filters import Chain; Chain.parse(['lee','nlm','srad'])"
         "(__import__('numpy').zeros((2,16,16,1),'uint8'));"
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )

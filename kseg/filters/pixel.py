@@ -11,7 +11,7 @@ number of looks) or, by default (``looks=None``), estimated per image as the med
 ``Ci^2 = var/mean^2`` (most windows of a B-mode scan lie inside homogeneous tissue).
 
 The filters are registered by name in :data:`FILTERS`; a chain of them is built from the config
-by :func:`kseg.preprocess.chain.parse_chain`.
+by :func:`kseg.filters.chain.parse_chain`.
 """
 
 from __future__ import annotations

@@ -15,8 +15,14 @@ fills in every default, so the stored chain says exactly what ran.
 The chain works on images at the model input size: training applies it to the decoded, resized
 arrays (:func:`kseg.data.pipeline.load_splits`), and every predictor (Keras, TFLite in
 :mod:`kseg.runtime`) applies it to the resized input batch, so training, evaluation, prediction and
-the runtime see the same pixels. Nothing here imports TensorFlow; only the ``denoising_ae`` stage
-loads a ``.keras`` model lazily (a ``.tflite`` denoiser runs through the TensorFlow-free runtime).
+the runtime see the same pixels. Nothing here imports TensorFlow.
+
+This module sits below ``kseg.config`` (which validates ``data.preprocess`` with
+:func:`parse_chain`) and imports nothing above it. The ``denoising_ae`` stage is a model, so it is
+opened by a model opener given from above: ``Chain.parse(spec, open_model=...)`` or
+:meth:`Chain.bind`, else the one :func:`set_model_opener` set (:mod:`kseg.runtime` sets its
+``open_model`` when imported; ``kseg.training`` imports it, so every command that loads data has
+it). A model stage with no opener at all is a :class:`~kseg.errors.ModelError`.
 
 Example:
     >>> chain = Chain.parse([{"lee": {"size": 5}}, "clahe"])
@@ -27,7 +33,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +43,22 @@ from typing import Any
 import numpy as np
 
 from kseg.errors import ConfigError, ModelError
-from kseg.preprocess.filters import FILTERS, filter_params
+from kseg.filters.pixel import FILTERS, _cast_like, filter_params
 
 #: The trained denoising autoencoder as a stage (``{denoising_ae: {model: FILE}}``).
 DENOISER = "denoising_ae"
 _KEY = "data.preprocess"
+
+#: Opens a model file as a predictor (``.predict(batch)``, ``.input_size``), e.g.
+#: :func:`kseg.runtime.open_model`.
+ModelOpener = Callable[[Path], Any]
+_default_opener: list[ModelOpener] = []
+
+
+def set_model_opener(open_model: ModelOpener) -> None:
+    """The opener of ``denoising_ae`` stages in chains not given one (:mod:`kseg.runtime` sets
+    :func:`~kseg.runtime.open_model` when it is imported)."""
+    _default_opener[:] = [open_model]
 
 
 def stage_names() -> list[str]:
@@ -125,14 +144,23 @@ class Chain:
     """A validated filter chain (empty: no preprocessing)."""
 
     stages: tuple[dict[str, dict[str, Any]], ...] = ()
+    open_model: ModelOpener | None = field(default=None, compare=False, repr=False)
     _models: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def parse(cls, spec: Any, *, where: str = _KEY) -> Chain:
-        """From a config value: ``None``, a list of stages, a compact string, or a :class:`Chain`."""
+    def parse(cls, spec: Any, *, where: str = _KEY, open_model: ModelOpener | None = None) -> Chain:
+        """From a config value: ``None``, a list of stages, a compact string, or a :class:`Chain`.
+
+        ``open_model`` opens the model of a ``denoising_ae`` stage (default: the one
+        :func:`set_model_opener` set).
+        """
         if isinstance(spec, Chain):
-            return spec
-        return cls(parse_chain(spec, where=where))
+            return spec if open_model is None else spec.bind(open_model)
+        return cls(parse_chain(spec, where=where), open_model)
+
+    def bind(self, open_model: ModelOpener) -> Chain:
+        """The same stages, with ``open_model`` opening the ``denoising_ae`` stage's model."""
+        return dataclasses.replace(self, open_model=open_model, _models={})
 
     def __bool__(self) -> bool:
         return bool(self.stages)
@@ -191,7 +219,8 @@ class Chain:
     def _denoise(self, batch: np.ndarray, model_path: str) -> np.ndarray:
         model = self._models.get(model_path)
         if model is None:
-            model = self._models[model_path] = _load_denoiser(model_path)
+            opener = self.open_model or next(iter(_default_opener), None)
+            model = self._models[model_path] = _load_denoiser(model_path, opener)
         return model(batch)
 
 
@@ -228,8 +257,6 @@ class _Denoiser:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         import cv2
 
-        from kseg.preprocess.filters import _cast_like
-
         n, h, w = batch.shape[:3]
         x = batch.astype(np.float32)
         if (h, w) != (self.size, self.size):
@@ -246,28 +273,40 @@ class _Denoiser:
         return _cast_like(y.reshape(batch.shape), batch)
 
 
-def _load_denoiser(path: str) -> _Denoiser:
+def _load_denoiser(path: str, open_model: ModelOpener | None) -> _Denoiser:
     p = Path(path)
     if not p.exists():
         raise ModelError(f"{p}: denoising_ae model file not found (data.preprocess)")
-    # Against the flow (preprocess sits below runtime): a denoising stage is a model, opened where
-    # every model is opened; TensorFlow only for a .keras denoiser.
-    from kseg.runtime import open_model
-
-    m = open_model(p)
+    if open_model is None:
+        raise ModelError(
+            f"{p}: no model opener for the denoising_ae stage; import kseg.runtime or pass "
+            "Chain.parse(..., open_model=kseg.runtime.open_model)"
+        )
+    m = open_model(p)  # TensorFlow only for a .keras denoiser
     return _Denoiser(m.predict, m.input_size)
 
 
-def apply_chain(spec: Any, images: np.ndarray) -> np.ndarray:
+def apply_chain(
+    spec: Any, images: np.ndarray, *, open_model: ModelOpener | None = None
+) -> np.ndarray:
     """Convenience: parse ``spec`` and apply it (no-op for an empty chain)."""
-    chain = Chain.parse(spec)
+    chain = Chain.parse(spec, open_model=open_model)
     return chain(images) if chain else np.asarray(images)
 
 
-def chain_from_card(card: dict[str, Any] | None) -> Chain:
+def chain_from_card(card: dict[str, Any] | None, *, open_model: ModelOpener | None = None) -> Chain:
     """The chain a model card records under ``input.preprocess`` (empty when absent)."""
     spec = ((card or {}).get("input") or {}).get("preprocess")
-    return Chain.parse(spec, where="model card input.preprocess")
+    return Chain.parse(spec, where="model card input.preprocess", open_model=open_model)
 
 
-__all__ = ["DENOISER", "Chain", "apply_chain", "chain_from_card", "parse_chain", "stage_names"]
+__all__ = [
+    "DENOISER",
+    "Chain",
+    "ModelOpener",
+    "apply_chain",
+    "chain_from_card",
+    "parse_chain",
+    "set_model_opener",
+    "stage_names",
+]

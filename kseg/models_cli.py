@@ -1,9 +1,9 @@
 """``kseg models``: list the architectures with their measured cost, or describe one.
 
 Importable without TensorFlow (``kseg.cli`` adds this group at start-up); the commands import
-TensorFlow when they run. :func:`profile_architecture` is the one function that measures a
-model (parameters, MACs, float32 and INT8 ``.tflite`` sizes, INT8 convertibility); the command
-and ``tools/bench_models.py`` both use it.
+TensorFlow when they run. A top-level command module, not part of :mod:`kseg.models`: measuring
+a model converts it (:func:`kseg.export.measure.profile_architecture`), and the model zoo sits
+below the exporter.
 """
 
 from __future__ import annotations
@@ -15,103 +15,8 @@ from typing import Any
 
 import click
 
-from kseg._cli import KsegGroup, parse_key_values
+from kseg._cli import KsegGroup, parse_key_values, path_option
 from kseg.errors import KsegError
-
-
-def profile_architecture(
-    name: str,
-    *,
-    size: int = 256,
-    channels: int = 1,
-    options: dict[str, Any] | None = None,
-    convert: bool = True,
-    calibration: int = 8,
-    model=None,
-) -> dict[str, Any]:
-    """Measure one architecture at ``size x size``.
-
-    Returns ``{"name", "description", "options", "params", "macs", "float32_bytes",
-    "int8_bytes", "est_float32_bytes", "est_int8_bytes", "int8_ok", "int8_reason", "ops"}``. A
-    conversion failure is reported in ``int8_ok``/``int8_reason`` (never raised); the measured
-    sizes are ``None`` when not converted, the ``est_`` sizes come from
-    :func:`~kseg.models.complexity.estimate_tflite_bytes` (no conversion). The converter's log
-    lines are silenced. ``model`` reuses an already built model of that architecture.
-
-    INT8 calibration uses ``calibration`` synthetic ultrasound images (sizes and op coverage do
-    not depend on the calibration data).
-    """
-    from kseg.models import MODELS, create_model
-    from kseg.models.complexity import (
-        count_macs,
-        count_params,
-        estimate_tflite_bytes,
-        int8_problems,
-        tflite_report,
-    )
-
-    if model is None:
-        model = create_model(name, input_shape=(size, size, channels), **(options or {}))
-    estimate = estimate_tflite_bytes(model)
-    row: dict[str, Any] = {
-        "name": name,
-        "description": MODELS.description(name),
-        "options": _resolved_options(model),
-        "params": count_params(model),
-        "macs": count_macs(model),
-        "float32_bytes": None,
-        "int8_bytes": None,
-        "est_float32_bytes": estimate["float32"],
-        "est_int8_bytes": estimate["int8"],
-        "int8_ok": None,
-        "int8_reason": "not converted",
-        "ops": [],
-    }
-    if not convert:
-        return row
-    from kseg.export.convert import convert_model, quiet_converter
-
-    try:
-        with quiet_converter():
-            row["float32_bytes"] = len(convert_model(model, "float32"))
-    except KsegError as exc:
-        row["int8_ok"], row["int8_reason"] = False, f"float conversion failed: {exc}"
-        return row
-    try:
-        with quiet_converter():
-            int8 = convert_model(
-                model, "int8", representative=_calibration(size, channels, calibration)
-            )
-    except KsegError as exc:
-        row["int8_ok"], row["int8_reason"] = False, str(exc)
-        return row
-    report = tflite_report(int8)
-    problems = int8_problems(report)
-    row.update(
-        int8_bytes=len(int8),
-        int8_ok=not problems,
-        int8_reason="; ".join(problems) if problems else "all builtin int8 ops",
-        ops=report["ops"],
-    )
-    row["_int8_model"] = int8  # for callers that time it; dropped from JSON output
-    return row
-
-
-def _resolved_options(model) -> dict[str, Any]:
-    from kseg.models import model_spec
-
-    return model_spec(model)["options"]
-
-
-def _calibration(size: int, channels: int, n: int):
-    import numpy as np
-
-    from kseg.data.synthetic import synthesize
-
-    images = synthesize("ultrasound", n, size=size, seed=0).images.astype(np.float32)
-    if images.shape[-1] != channels:
-        images = np.repeat(images[..., :1], channels, axis=-1)
-    return images
 
 
 def _mb(n: int | None, estimate: int | None = None) -> str:
@@ -139,7 +44,7 @@ _HEADER = ["name", "params", "MACs", "float32", "int8", "int8 ok", "description"
 
 
 def format_table(rows: list[dict[str, Any]], size: int) -> str:
-    """Plain-text table of :func:`profile_architecture` rows."""
+    """Plain-text table of :func:`~kseg.export.measure.profile_architecture` rows."""
     header = list(_HEADER)
     header[2] = f"MACs@{size}"
     cells = [header] + [_row_cells(r) for r in rows]
@@ -152,10 +57,6 @@ def format_table(rows: list[dict[str, Any]], size: int) -> str:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths) + "  " + "-" * len(header[-1]))
     return "\n".join(lines)
-
-
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
 @click.group("models", cls=KsegGroup)
@@ -178,9 +79,7 @@ def models() -> None:
     help="Convert every model for exact .tflite sizes and INT8 convertibility (minutes).",
 )
 @click.option("--no-convert", is_flag=True, hidden=True, help="The default now; kept for scripts.")
-@click.option(
-    "--json", "json_path", type=click.Path(path_type=Path), help="Also write the rows as JSON."
-)
+@path_option("--json", "json_path", help="Also write the rows as JSON.")
 def list_models(
     size: int, channels: int, measure: bool, no_convert: bool, json_path: Path | None
 ) -> None:
@@ -190,6 +89,7 @@ def list_models(
     of the converted size on the zoo); --measure converts each default model at --size for exact
     sizes and INT8 convertibility (a model that fails shows "no" and the reason).
     """
+    from kseg.export.measure import profile_architecture, public_row
     from kseg.models import MODELS
 
     if measure and no_convert:
@@ -212,7 +112,7 @@ def list_models(
         from kseg.atomic import write_json
 
         write_json(
-            json_path, {"size": size, "channels": channels, "models": [_public(r) for r in rows]}
+            json_path, {"size": size, "channels": channels, "models": [public_row(r) for r in rows]}
         )
 
 
@@ -230,14 +130,14 @@ def list_models(
 @click.option("--channels", type=click.IntRange(1, 3), default=1, show_default=True)
 @click.option("--classes", "num_classes", type=int, default=1, show_default=True)
 @click.option("--no-convert", is_flag=True, help="Skip TFLite conversion.")
-@click.option(
+@path_option(
     "--png",
     "png_path",
-    type=click.Path(path_type=Path),
     help="Architecture diagram (needs graphviz + pydot); default NAME.png.",
 )
 def info(name, option_items, size, channels, num_classes, no_convert, png_path) -> None:
     """One architecture: its options, cost, INT8 convertibility, layer summary and a diagram."""
+    from kseg.export.measure import profile_architecture
     from kseg.models import MODELS, create_model
 
     options = parse_key_values(option_items, flag="--option", example="depth=3")
