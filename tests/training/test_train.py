@@ -115,6 +115,11 @@ def test_resume_after_sigkill_continues_from_last_completed_epoch(tmp_path):
         while time.time() < deadline and not (history.is_file() and len(_rows(history)) >= 1):
             assert proc.poll() is None, "training exited before the first epoch"
             time.sleep(0.2)
+        # and for the epoch's backup (written after the history row; on a loaded machine the
+        # kill could otherwise land before it, and the resume would rightly start again)
+        while time.time() < deadline and not list((run / "backup").rglob("checkpoint")):
+            assert proc.poll() is None, "training exited before its first backup"
+            time.sleep(0.2)
         time.sleep(1.0)
         proc.send_signal(signal.SIGKILL)
     finally:
