@@ -521,11 +521,12 @@ def data_synth(kind, n, size, seed, out) -> None:
 @click.option("--max-pixels", type=int, default=100_000_000, show_default=True)
 def data_check(folder, out, fix_out, group_regex, group_column, max_pixels) -> None:
     """Corrupt files, NaN, constant images, duplicates and leaks across groups, outliers, mask
-    problems, sizes: writes check.json and check.md (and with --fix a cleaned folder)."""
+    problems, sizes, classes per mask (presence, pixel share, object sizes): writes check.json
+    and check.md (and with --fix a cleaned folder that holds what the report's actions say)."""
     import time
 
     from kseg.atomic import write_json, write_text
-    from kseg.data.check import check_folder, public, render_markdown, write_fixed
+    from kseg.data.check import check_folder, classes_line, public, render_markdown, write_fixed
 
     report = check_folder(
         folder, group_regex=group_regex, group_column=group_column, max_pixels=max_pixels
@@ -537,6 +538,7 @@ def data_check(folder, out, fix_out, group_regex, group_column, max_pixels) -> N
     write_text(out / "check.md", render_markdown(report))
     counts = ", ".join(f"{k} {v}" for k, v in report["counts"].items()) or "no problems found"
     click.echo(f"{report['n_images']} images: {counts}")
+    click.echo(classes_line(report["classes"]))
     click.echo(f"wrote {out}/check.json, check.md")
     if fix_out is not None:
         click.echo(f"wrote a cleaned folder with {report['n_kept']} images to {fix_out}")

@@ -10,16 +10,20 @@ Checks (each finding names its files):
 - ``exact_duplicate`` (same decoded pixels) and ``near_duplicate`` (perceptual difference hash
   within ``hash_bits`` bits); ``group_leak`` when the copies sit in different groups, i.e. they
   could land in training and validation;
-- ``outlier``: per-image statistics (mean, log std, 50/95 % quantiles of the intensity scaled
-  to the type's range, log pixel count, aspect ratio) with a
-  robust z-score above ``z_max`` (median/MAD), or noise of a DBSCAN on their first two principal
-  components;
-- ``stray_mask_values`` (a lossless mask with more than two values), ``empty_mask``,
-  ``missing_mask``, ``mask_size`` (mask and image sizes differ), ``orphan_mask``;
-- and the size and aspect distribution.
+- ``outlier``: per-image intensity statistics (mean, log std, 50/95 % quantiles scaled to the
+  type's range) with a robust z-score above ``z_max`` (median/MAD), or noise of a DBSCAN on their
+  first two principal components; and sizes that are rare *and* far from every common size
+  (:func:`_size_outliers`: a few probe presets are all common, so none is an outlier);
+- ``stray_mask_values`` (binary folder: a lossless mask with more than two values; multi-class
+  folder: a value that is no class of the folder), ``empty_mask``, ``missing_mask``,
+  ``mask_size`` (mask and image sizes differ), ``orphan_mask``;
+- and the size and aspect distribution, and the classes of the masks: presence, pixel share and
+  object sizes per class (:func:`kseg.data.classes.folder_classes`).
 
 The originals are never changed. ``fix=OUT`` writes ``OUT/images``, ``OUT/masks`` (links to the
-kept files; NaN-filled copies as real files) and ``OUT/manifest.csv``, a folder kseg trains on.
+kept files; NaN-filled images and binarised masks as real files) and ``OUT/manifest.csv``: a
+folder kseg trains on, holding what the report's ``action`` column says (images without a mask
+are left out).
 
 References:
     N. Krawetz, "Kind of like that" (difference hash), hackerfactor.com, 2013.
@@ -42,14 +46,19 @@ from typing import Any
 import cv2
 import numpy as np
 
+from kseg.data.classes import MaskClasses, folder_classes, summarize_mask
 from kseg.data.folder import MANIFEST, MANIFEST_COLUMNS
-from kseg.data.io import _LOSSY, DEFAULT_MAX_PIXELS, _imread, header_size, is_image_file
+from kseg.data.io import DEFAULT_MAX_PIXELS, _imread, header_size, is_image_file, read_stored_mask
 from kseg.errors import DataError
 
-_FEATURES = ("mean", "log_std", "q50", "q95", "log_pixels", "aspect")
-#: MAD floors per feature: a MAD near 0 (all images the same size, or all with a black border)
-#: must not turn a small difference into a huge z-score
-_FLOORS = np.array([0.02, 0.05, 0.02, 0.02, 0.05, 0.05])
+_FEATURES = ("mean", "log_std", "q50", "q95")
+#: MAD floors per feature: a MAD near 0 (all images alike, or all with a black border) must not
+#: turn a small difference into a huge z-score
+_FLOORS = np.array([0.02, 0.05, 0.02, 0.02])
+#: a size is common when this share of the images (and at least 3) has it
+COMMON_SIZE_SHARE = 0.02
+#: a rare size is far when one side differs from every common size by more than this factor
+SIZE_FACTOR = 1.5
 
 
 @dataclass
@@ -65,6 +74,8 @@ class _Image:
     dhash: np.ndarray | None = None
     feats: np.ndarray | None = None
     hw: tuple[int, int] | None = None
+    classes: MaskClasses | None = None
+    binarise: bool = False
 
 
 def _gray_float(arr: np.ndarray) -> np.ndarray:
@@ -193,16 +204,17 @@ def check_folder(
                 np.log(max(float(g.std()) / scale, 1e-4)),
                 q50 / scale,
                 q95 / scale,
-                np.log(g.size),
-                g.shape[1] / g.shape[0],
             ]
         )
         _check_mask(it, add, max_pixels)
 
     if orphans:
         add("orphan_mask", orphans, "mask without an image (ignored)")
+    classes = folder_classes((i.mask.name, i.classes) for i in items if i.mask is not None)
+    _stray_values(items, classes, add)
     _duplicates([i for i in items if i.ok and i.sha], add, hash_bits)
     _outliers([i for i in items if i.ok and i.feats is not None], add, z_max, dbscan_min_samples)
+    _size_outliers([i for i in items if i.ok and i.hw], add, z_max)
     sizes = [i.hw for i in items if i.hw]
     counts: dict[str, int] = defaultdict(int)
     for f in findings:
@@ -218,41 +230,85 @@ def check_folder(
         "counts": dict(sorted(counts.items())),
         "findings": findings,
         "sizes": _size_summary(sizes),
+        "classes": classes,
         "_items": items,  # for --fix; removed before writing JSON
     }
 
 
 def _check_mask(it: _Image, add, max_pixels: int | None) -> None:
     if it.mask is None:
-        add("missing_mask", [it.path.name], "no mask with this stem", "keep (unlabelled)")
+        add(
+            "missing_mask",
+            [it.path.name],
+            "no mask with this stem",
+            "drop (the --fix folder is for training; add a mask to keep it)",
+        )
+        it.ok = False
         return
-    m = _imread(it.mask)
-    if m is None or m.size == 0:
+    try:
+        stored = read_stored_mask(it.mask, max_pixels=max_pixels)
+    except DataError:
         add("corrupt", [it.mask.name], "mask cannot be decoded", "drop")
         it.ok = False
         return
-    if m.ndim == 3:
-        m = m[..., :3].max(axis=2)
-    if it.hw and m.shape[:2] != it.hw:
+    if it.hw and stored.shape != it.hw:
         add(
             "mask_size",
             [it.mask.name],
-            f"mask {m.shape[0]}x{m.shape[1]} vs image {it.hw[0]}x{it.hw[1]}",
+            f"mask {stored.shape[0]}x{stored.shape[1]} vs image {it.hw[0]}x{it.hw[1]}",
             "drop",
         )
         it.ok = False
         return
-    values = np.unique(m)
-    if not str(it.mask).lower().endswith(_LOSSY) and len(values) > 2:
-        shown = ", ".join(map(str, values[:8].tolist())) + (" ..." if len(values) > 8 else "")
-        add(
-            "stray_mask_values",
-            [it.mask.name],
-            f"values {shown}",
-            "report (binarised: non-zero = foreground)",
-        )
-    if not values.any():
+    it.classes = summarize_mask(stored)
+    if not it.classes.classes:
         add("empty_mask", [it.mask.name], "no foreground pixel", "keep")
+
+
+def _stray_values(items: list[_Image], classes: dict[str, Any], add) -> None:
+    """Mask values that are no class of the folder (see :mod:`kseg.data.classes`).
+
+    Binary folder: a lossless mask with more than two values; ``--fix`` writes it binarised
+    (non-zero = foreground), which is how binary training reads it. Multi-class folder: a mask
+    with a value or colour that is no class of the folder; ``--fix`` leaves it out, since
+    nobody can say which class its pixels are.
+    """
+    multi = classes["multi_class"]
+    known = {int(k) for k in classes["classes"] if k.isdigit()}
+    for it in items:
+        m = it.classes
+        if not it.ok or m is None or m.kind == "lossy":
+            continue
+        stray_labels = [k for k in m.classes if str(k) in classes["stray"]]
+        if not multi:
+            if len(m.values) > 2:
+                shown = ", ".join(map(str, m.values[:8])) + (" ..." if len(m.values) > 8 else "")
+                add(
+                    "stray_mask_values",
+                    [it.mask.name],  # type: ignore[union-attr]
+                    f"values {shown}",
+                    "binarise (non-zero = foreground) in the --fix copy",
+                )
+                it.binarise = True
+            continue
+        extra = [v for v in m.values if v and v not in known] if m.kind != "colour" else []
+        if stray_labels and m.kind == "colour":
+            extra = stray_labels
+        if extra:
+            what = "colours" if m.kind == "colour" else "values"
+            shown = (
+                ", ".join(f"[{k >> 16}, {(k >> 8) & 255}, {k & 255}]" for k in extra[:4])
+                if m.kind == "colour"
+                else ", ".join(map(str, extra[:8]))
+            )
+            add(
+                "stray_mask_values",
+                [it.mask.name],  # type: ignore[union-attr]
+                f"{what} {shown} are no class of the folder (classes "
+                f"{', '.join(classes['classes'])})",
+                "drop (which class its pixels are is unknown)",
+            )
+            it.ok = False
 
 
 def _duplicates(items: list[_Image], add, hash_bits: int) -> None:
@@ -339,6 +395,55 @@ def _outliers(items: list[_Image], add, z_max: float, min_samples: int) -> None:
             )
 
 
+def _size_outliers(items: list[_Image], add, z_max: float) -> None:
+    """Images whose size is rare *and* far from every common size.
+
+    A size (W x H) is common when at least ``COMMON_SIZE_SHARE`` of the images (and 3) have
+    it: a few probe or camera presets are then all common, however different. A rare size is an
+    outlier when one side differs from that of every common size by more than ``SIZE_FACTOR``.
+    When common sizes cover less than half of the images (sizes vary freely, e.g. crops), log
+    width and height are judged by robust z-scores instead.
+    """
+    if len(items) < 8:
+        return
+    count: dict[tuple[int, int], int] = defaultdict(int)
+    for it in items:
+        count[it.hw] += 1  # type: ignore[index]
+    need = max(3, int(np.ceil(COMMON_SIZE_SHARE * len(items))))
+    common = [hw for hw, c in count.items() if c >= need]
+    if sum(count[hw] for hw in common) >= len(items) / 2:
+        ref = np.log(np.array(common, np.float64))
+        shown = ", ".join(
+            f"{w}x{h}" for h, w in sorted(common, key=lambda hw: -count[hw])[:4]
+        ) + (" ..." if len(common) > 4 else "")
+        limit = np.log(SIZE_FACTOR)
+        for it in items:
+            if count[it.hw] >= need:  # type: ignore[index]
+                continue
+            d = np.abs(np.log(np.array(it.hw, np.float64))[None, :] - ref).max(axis=1)
+            if float(d.min()) > limit:
+                h, w = it.hw  # type: ignore[misc]
+                add(
+                    "outlier",
+                    [it.path.name],
+                    f"size {w}x{h} ({count[it.hw]} image(s)) differs by more than "  # type: ignore[index]
+                    f"{SIZE_FACTOR:g}x in a side from every common size ({shown})",
+                    "report",
+                )
+        return
+    x = np.log(np.array([it.hw for it in items], np.float64))
+    z = _robust_z(x, np.array([0.1, 0.1]))
+    for i, it in enumerate(items):
+        if np.abs(z[i]).max() > z_max:
+            h, w = it.hw  # type: ignore[misc]
+            add(
+                "outlier",
+                [it.path.name],
+                f"size {w}x{h}: robust z-score of log height {z[i, 0]:+.1f}, width {z[i, 1]:+.1f}",
+                "report",
+            )
+
+
 def _size_summary(sizes: list[tuple[int, int]]) -> dict[str, Any]:
     if not sizes:
         return {}
@@ -375,6 +480,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"Sizes (WxH): {s['n_distinct']} distinct, most common {s['most_common']}; width min/median/max "
             f"{s['width']}, height {s['height']}; aspect quantiles (0, 5, 50, 95, 100 %) {s['aspect_quantiles']}.",
         ]
+    lines += _classes_markdown(report.get("classes") or {})
     if report["findings"]:
         lines += ["", "| kind | files | detail | action |", "|---|---|---|---|"]
         for f in report["findings"]:
@@ -382,6 +488,48 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"| {f['kind']} | {_listing(f['files'])} | {f['detail']} | {f['action']} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def classes_line(classes: dict[str, Any]) -> str:
+    """One line: which classes the masks hold and, for several, how to train them."""
+    if not classes or not classes.get("classes"):
+        return "masks: no foreground class found"
+    what = {"palette": "palette indices", "colour": "colours"}.get(classes["kind"], "values")
+    parts = ", ".join(
+        f"{k} in {c['masks']}/{classes['n_masks']}" for k, c in classes["classes"].items()
+    )
+    line = f"masks ({classes['kind']}): {what} {parts}"
+    if classes["multi_class"]:
+        ids = classes["ids"]
+        if classes["kind"] == "colour":
+            fix = "name their colours in data.classes"
+        else:
+            fix = (
+                f"train with --set model.num_classes={max(ids) + 1} or data.classes "
+                f"(binary training refuses them unless data.merge_classes: true)"
+            )
+        line += f"; {len(ids)} foreground classes: {fix}"
+    return line
+
+
+def _classes_markdown(classes: dict[str, Any]) -> list[str]:
+    if not classes or not classes.get("classes"):
+        return []
+    lines = [
+        "",
+        classes_line(classes) + ".",
+        "",
+        "| class (stored label) | masks with it | pixel share | objects per mask | object area "
+        "(% of image, p10/p50/p90) |",
+        "|---|---|---|---|---|",
+    ]
+    for k, c in classes["classes"].items():
+        area = "/".join(f"{100 * a:.2g}" for a in c["object_area_fraction"])
+        lines.append(
+            f"| {k} | {c['masks']} ({c['masks_fraction']:.0%}) | {100 * c['pixel_share']:.2f} % "
+            f"| {c['objects_per_mask']:.2f} | {area} |"
+        )
+    return lines
 
 
 def write_fixed(report: dict[str, Any], out: str | os.PathLike[str]) -> Path:
@@ -413,7 +561,14 @@ def write_fixed(report: dict[str, Any], out: str | os.PathLike[str]) -> Path:
         else:
             _link(it.path, dst)
         mask_name = ""
-        if it.mask is not None:
+        if it.mask is not None and it.binarise:
+            stored = read_stored_mask(it.mask, max_pixels=None)
+            mask_name = f"{it.mask.stem}.png"
+            ok, enc = cv2.imencode(".png", (stored.values != 0).astype(np.uint8) * 255)
+            if not ok:  # pragma: no cover - PNG encoding of uint8 does not fail
+                raise DataError(f"{it.mask}: could not write the binarised copy")
+            write_bytes(out / "masks" / mask_name, enc.tobytes())
+        elif it.mask is not None:
             _link(it.mask, out / "masks" / it.mask.name)
             mask_name = it.mask.name
         w.writerow([dst.name, mask_name, it.group, *[it.meta.get(c, "") for c in meta_cols]])
@@ -435,4 +590,4 @@ def public(report: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in report.items() if not k.startswith("_")}
 
 
-__all__ = ["check_folder", "dhash", "public", "render_markdown", "write_fixed"]
+__all__ = ["check_folder", "classes_line", "dhash", "public", "render_markdown", "write_fixed"]

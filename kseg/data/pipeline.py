@@ -35,8 +35,8 @@ import numpy as np
 from kseg._keras import tf
 from kseg.config import DataConfig, Task
 from kseg.data.folder import Sample, scan_folder
+from kseg.data.classes import merge_guard_message, merged_classes
 from kseg.data.io import (
-    describe_ids,
     fit_to_size,
     foreground_ids,
     mask_to_ids,
@@ -189,54 +189,6 @@ def _decode(
     return x, y, c, None, values, fg
 
 
-def merged_classes(
-    masks: Sequence[tuple[str, tuple[str, list[int]] | None]],
-) -> tuple[str, list[int], str] | None:
-    """``(kind, ids, example file)`` when binary masks hold two or more foreground classes.
-
-    ``masks`` pairs a file name with :func:`~kseg.data.io.foreground_ids`. A folder holds several
-    classes when one mask holds two labels that each cover a real area, or when the masks of
-    the folder use two different ids (255 and 65535, the usual binary foreground, not counted),
-    so that 0/255 masks, 0/1 and 0/255 masks mixed, and anti-aliased masks of one class do not.
-    """
-    union: dict[str, set[int]] = {}
-    first: dict[str, str] = {}
-    for name, fg in masks:
-        if not fg:
-            continue
-        kind, ids = fg
-        if len(ids) >= 2:
-            return kind, sorted(ids) if kind != "colour" else ids, name
-        if kind != "colour":
-            key = "ids"
-            for i in ids:
-                if i not in (255, 65535):
-                    union.setdefault(key, set()).add(i)
-                    first.setdefault(key, name)
-                    first.setdefault(f"{key}:kind", kind)
-    ids = sorted(union.get("ids", ()))
-    if len(ids) >= 2:
-        return first["ids:kind"], ids, first["ids"]
-    return None
-
-
-def _refuse_merge(folder: str, found: tuple[str, list[int], str]) -> None:
-    kind, ids, example = found
-    if kind == "colour":
-        names = ", ".join(
-            f"class_{i + 1}: [{k >> 16}, {(k >> 8) & 255}, {k & 255}]" for i, k in enumerate(ids)
-        )
-        fix = f"--set 'data.classes={{{names}}}'"
-    else:
-        names = ", ".join(f"class_{i}: {i}" for i in ids)
-        fix = f"--set model.num_classes={max(ids) + 1} (or name them: data.classes: {{{names}}})"
-    raise DataError(
-        f"{folder}: masks hold {len(ids)} foreground classes ({describe_ids(kind, ids)}, e.g. "
-        f"{example}) but model.num_classes is 1, which would merge them into one foreground; "
-        f"train them as classes with {fix}, or set data.merge_classes: true to merge them"
-    )
-
-
 def _has_colour(images: np.ndarray) -> list[int]:
     """Indices of RGB images whose channels differ somewhere (real colour)."""
     if images.shape[-1] != 3:
@@ -279,7 +231,7 @@ def _load_folder(
             [(s.mask.name, r[5]) for s, r in zip(samples, results, strict=True) if s.mask]
         )
         if found is not None:
-            _refuse_merge(str(cfg.path), found)
+            raise DataError(merge_guard_message(str(cfg.path), found))
     multi = [(s.mask.name, r[4]) for s, r in zip(samples, results, strict=True) if r[4]]  # type: ignore[union-attr]
     if multi:
         shown = "; ".join(f"{n}: {', '.join(map(str, v[:6]))}" for n, v in multi[:_SHOW])
@@ -382,7 +334,7 @@ def load_splits(
             when the arrays go to a predictor, which applies the chain itself.
         merge_guard: refuse a folder whose masks hold several foreground classes when
             ``num_classes`` is 1 (binary), unless ``cfg.merge_classes`` or ``cfg.classes`` says
-            what to do (:func:`merged_classes`); ``kseg train`` sets it.
+            what to do (:func:`kseg.data.classes.merged_classes`); ``kseg train`` sets it.
 
     Raises:
         DataError: bad folder (see :func:`~kseg.data.folder.scan_folder`), unreadable image,

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from kseg.cli import main
-from kseg.data.check import check_folder, dhash, write_fixed
+from kseg.data.check import check_folder, dhash, render_markdown, write_fixed
 from kseg.data.synthetic import write_synthetic
 
 
@@ -149,3 +149,126 @@ def test_cli_check_writes_report(planted, tmp_path):
 def test_no_false_alarm_on_hc18(hc18_dir):
     rep = check_folder(hc18_dir)
     assert rep["findings"] == [] and rep["n_kept"] == 400
+
+
+# ------------------------------------------------------------------ sizes, classes and --fix
+
+
+def _presets(tmp_path, extra=()):
+    """34 synthetic scans at three probe presets (WxH 64x64, 72x64, 96x80) plus ``extra`` sizes."""
+    root = write_synthetic("ultrasound", 34 + len(extra), tmp_path / "src", size=96, seed=4)
+    sizes = [(64, 64)] * 20 + [(72, 64)] * 10 + [(96, 80)] * 4 + list(extra)
+    for (w, h), p in zip(sizes, sorted((root / "images").iterdir()), strict=True):
+        for sub in ("images", "masks"):
+            f = root / sub / p.name
+            a = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+            cv2.imwrite(str(f), cv2.resize(a, (w, h), interpolation=cv2.INTER_NEAREST))
+    return root
+
+
+def test_probe_presets_are_no_size_outliers_but_a_far_rare_size_is(tmp_path):
+    rep = check_folder(_presets(tmp_path / "a"))
+    assert rep["sizes"]["n_distinct"] == 3
+    assert [f for f in rep["findings"] if f["kind"] == "outlier"] == []
+    rep = check_folder(_presets(tmp_path / "b", extra=[(66, 64), (200, 200)]))
+    out = [f for f in rep["findings"] if f["kind"] == "outlier"]
+    assert len(out) == 1 and out[0]["files"] == ["ultrasound_0035.png"]  # 200x200, not 66x64
+    assert out[0]["detail"].startswith("size 200x200 (1 image(s)) differs by more than 1.5x")
+    assert "64x64" in out[0]["detail"]
+
+
+def _multi(tmp_path, n=12):
+    """Palette masks with a big class 1 in every mask and a small class 2 in every other one."""
+    from PIL import Image
+
+    root = write_synthetic("ultrasound", n, tmp_path / "mc", size=64, seed=6)
+    for i, p in enumerate(sorted((root / "masks").iterdir())):
+        lab = np.zeros((64, 64), np.uint8)
+        lab[8:24, 8:24] = 1  # 256 px = 6.25 % of the image
+        if i % 2 == 0:
+            lab[40:48, 40:48] = 2  # 64 px
+            lab[50:54, 10:14] = 2  # 16 px: a second object
+        im = Image.fromarray(lab, mode="P")
+        im.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * 759)
+        im.save(p)
+    return root
+
+
+def test_classes_per_class_presence_and_sizes(tmp_path):
+    rep = check_folder(_multi(tmp_path))
+    c = rep["classes"]
+    assert c["kind"] == "palette" and c["multi_class"] and c["ids"] == [1, 2]
+    assert c["classes"]["1"]["masks"] == 12 and c["classes"]["2"]["masks"] == 6
+    assert c["classes"]["1"]["pixel_share"] == pytest.approx(256 / 4096, abs=1e-5)
+    assert c["classes"]["2"]["pixel_share"] == pytest.approx(6 * 80 / (12 * 4096), abs=1e-5)
+    assert c["classes"]["1"]["objects_per_mask"] == 1 and c["classes"]["2"]["objects_per_mask"] == 2
+    assert c["classes"]["2"]["object_area_fraction"][1] == pytest.approx(40 / 4096, rel=1e-3)
+    assert [f for f in rep["findings"] if f["kind"] == "stray_mask_values"] == []
+    md = render_markdown(rep)
+    assert "palette indices 1 in 12/12, 2 in 6/12; 2 foreground classes: train with --set " in md
+    assert "model.num_classes=3" in md and "| 2 | 6 (50%) | 0.98 % | 2.00 |" in md
+    # a binary folder: one class, no line about training several
+    binary = check_folder(write_synthetic("ultrasound", 10, tmp_path / "bin", size=64, seed=1))
+    assert not binary["classes"]["multi_class"] and list(binary["classes"]["classes"]) == ["255"]
+
+
+def test_fix_keeps_its_word_on_masks(tmp_path):
+    """Every action the report names is what the --fix folder holds, and kseg trains on it."""
+    from kseg.config import DataConfig
+    from kseg.data.pipeline import load_splits
+
+    root = write_synthetic("ultrasound", 12, tmp_path / "ds", size=64, seed=2)
+    m = cv2.imread(str(root / "masks" / "ultrasound_0003.png"), cv2.IMREAD_UNCHANGED)
+    m[:4, :4] = 7  # a stray value in a binary folder
+    cv2.imwrite(str(root / "masks" / "ultrasound_0003.png"), m)
+    (root / "masks" / "ultrasound_0005.png").unlink()  # an image without a mask
+    rep = check_folder(root)
+    acts = {f["kind"]: (f["files"], f["action"]) for f in rep["findings"]}
+    assert acts["stray_mask_values"] == (
+        ["ultrasound_0003.png"],
+        "binarise (non-zero = foreground) in the --fix copy",
+    )
+    assert acts["missing_mask"][0] == ["ultrasound_0005.png"]
+    assert acts["missing_mask"][1].startswith("drop")
+    assert rep["n_kept"] == 11
+    out = write_fixed(rep, tmp_path / "fx")
+    fixed = cv2.imread(str(out / "masks" / "ultrasound_0003.png"), cv2.IMREAD_UNCHANGED)
+    assert set(np.unique(fixed).tolist()) == {0, 255} and not (out / "masks" / "x").exists()
+    assert (m != 0).sum() == (fixed != 0).sum()
+    assert cv2.imread(str(root / "masks" / "ultrasound_0003.png"), 0)[0, 0] == 7  # original kept
+    sp = load_splits(DataConfig(path=str(out), img_size=32), 0, progress=False, merge_guard=True)
+    assert len(sp.train) + len(sp.val) == 11
+    again = check_folder(out)
+    assert again["findings"] == [] and again["n_kept"] == 11
+
+
+def test_fix_drops_a_mask_with_a_value_that_is_no_class(tmp_path):
+    from PIL import Image
+
+    root = _multi(tmp_path)
+    p = root / "masks" / "ultrasound_0004.png"
+    lab = np.asarray(Image.open(p)).copy()
+    lab[30:36, 30:36] = 5  # an index no other mask has
+    im = Image.fromarray(lab, mode="P")
+    im.putpalette(Image.open(root / "masks" / "ultrasound_0000.png").getpalette())
+    im.save(p)
+    rep = check_folder(root)
+    stray = [f for f in rep["findings"] if f["kind"] == "stray_mask_values"]
+    assert len(stray) == 1 and stray[0]["files"] == ["ultrasound_0004.png"]
+    assert stray[0]["detail"] == "values 5 are no class of the folder (classes 1, 2)"
+    assert stray[0]["action"].startswith("drop") and rep["n_kept"] == 11
+    assert rep["classes"]["stray"] == {"5": ["ultrasound_0004.png"]}
+
+
+def test_check_on_usgra(usgra_dir):
+    rep = check_folder(usgra_dir)
+    assert rep["findings"] and {f["kind"] for f in rep["findings"]} == {
+        "exact_duplicate",
+        "group_leak",
+    }
+    assert rep["findings"][0]["files"] == ["0043.png", "0077.png"]
+    c = rep["classes"]
+    assert c["multi_class"] and c["ids"] == [1, 2]
+    assert c["classes"]["1"]["masks"] == 204 and c["classes"]["2"]["masks"] == 183
+    assert c["classes"]["1"]["pixel_share"] == pytest.approx(0.032, abs=0.0006)
+    assert c["classes"]["2"]["pixel_share"] == pytest.approx(0.041, abs=0.0006)

@@ -10,7 +10,8 @@ from PIL import Image
 
 from kseg.config import DataConfig
 from kseg.data.io import foreground_ids, read_mask, read_stored_mask
-from kseg.data.pipeline import load_splits, merged_classes
+from kseg.data.classes import merged_classes
+from kseg.data.pipeline import load_splits
 from kseg.errors import DataError
 
 NERVE, VESSEL = (128, 0, 0), (0, 128, 0)  # the PASCAL VOC colours of indices 1 and 2
@@ -118,7 +119,13 @@ def test_foreground_ids_ignore_antialiasing_and_binary_encodings(tmp_path):
     assert foreground_ids(read_stored_mask(tmp_path / "p.png")) == ("palette", [1, 2])
     # binary folders: 0/255, 0/1 mixed with 0/255: not several classes
     assert merged_classes([("a", ("gray", [255])), ("b", ("gray", [1])), ("c", None)]) is None
-    assert merged_classes([("a", ("gray", [1])), ("b", ("gray", [2]))]) == ("gray", [1, 2], "a")
+    two = [("a", ("gray", [1])), ("b", ("gray", [2])), ("c", ("gray", [1])), ("d", ("gray", [2]))]
+    assert merged_classes(two) == ("gray", [1, 2], "b")  # one class per mask, two across masks
+    both = [("a", ("palette", [1, 2])), ("b", ("palette", [1, 2]))]
+    assert merged_classes(both) == ("palette", [1, 2], "a")
+    # a stray value in one mask of a binary folder is not a class (data check reports it)
+    stray = [("a", ("gray", [1, 7])), ("b", ("gray", [1])), ("c", ("gray", [1]))]
+    assert merged_classes(stray) is None
     assert merged_classes([("a", ("colour", [1])), ("b", ("colour", [2]))]) is None
 
 
