@@ -183,3 +183,65 @@ def test_plan_for_thin_structures_uses_patches(tmp_path, monkeypatch):
     path = tmp_path / "plan.yaml"
     path.write_text(to_yaml(p))
     assert load_config(path) == c
+
+
+def _fake_probe(depth, filters, size, channels, batch, **kw):
+    return Probe(depth, filters, size, 0.002 * filters / 16, 0.0005, 3.0)
+
+
+@pytest.mark.slow
+def test_train_budget_plans_and_trains_several_classes(tmp_path, monkeypatch):
+    from kseg.cli import main
+
+    monkeypatch.setattr(planner, "probe_speed", _fake_probe)
+    root = write_two_class_folder(tmp_path / "d", n=12, h=64, w=64, line=3)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(
+        main,
+        [
+            "train", "--data", str(root), "--budget", "1.2", "--out", str(out),
+            "--set", "data.classes={disc: 1, band: 2}",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    saved = load_config(out / "config.yaml")
+    assert saved.model.num_classes == 3 and saved.data.classes == {"disc": 1, "band": 2}
+    assert saved.train.loss_options["second_options"] == {"include_background": False}
+    plan_yaml = (out / "plan.yaml").read_text()
+    assert "# class band: in 50 % of the images" in plan_yaml
+    info = json.loads((out / "plan.json").read_text())
+    assert set(info["fingerprint"]["classes"]) == {"disc", "band"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["dice"] <= 1.0
+    budget = json.loads((out / "budget.json").read_text())
+    assert budget["of_budget"] <= 1.0
+
+
+@pytest.mark.slow
+def test_thin_vessels_train_on_patches_and_predict_tiled(tmp_path, monkeypatch):
+    """Synthetic vessels at 128 px with the CPU cap at 64 px: native 64-px windows, validation
+    on tiles, and a model whose predictor tiles whole images (native_scale)."""
+    from kseg.cli import main
+    from kseg.data.synthetic import write_synthetic
+    from kseg.inference.tiling import wants_tiling
+    from kseg.runtime.keras_model import KerasPredictor
+
+    monkeypatch.setattr(planner, "probe_speed", _fake_probe)
+    monkeypatch.setattr(planner, "MAX_SIZE", 64)
+    monkeypatch.setattr(planner, "MIN_SIZE", 32)
+    root = write_synthetic("vessels", 10, tmp_path / "v", size=128)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(
+        main, ["train", "--data", str(root), "--budget", "1.2", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "data.sampling: patch: 4 window(s) of 64 px" in res.output
+    saved = load_config(out / "config.yaml")
+    assert str(saved.data.sampling) == "patch" and saved.data.img_size == 64
+    assert saved.model.num_classes == 1
+    assert "sampling: patch" in (out / "plan.yaml").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_images"] == 2 * 4  # 2 validation images x 2 x 2 tiles
+    predictor = KerasPredictor.from_file(out / "best.keras")
+    assert predictor.native_scale is True
+    assert wants_tiling(predictor, (128, 128), "auto")
