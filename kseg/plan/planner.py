@@ -47,7 +47,10 @@ TARGET_IMAGES = 12000  #: training images to see (epochs x training images)
 MIN_EPOCHS, MAX_EPOCHS = 30, 200
 PATCH_FOREGROUND = 0.5  #: share of training patches centred on a foreground pixel
 MAX_CLASS_WEIGHT = 5.0  #: cross-entropy weight of the rarest class at most (background: 1)
-USE_CLASS_WEIGHTS = False  #: class-weighted cross-entropy for several classes (see choose_loss)
+#: class-weighted cross-entropy for several classes (see choose_loss): on usgra (128 px, 14 epochs,
+#: one window of time) mean validation Dice 0.565 with it, 0.538 without, 0.494 with the Dice
+#: over all classes (background included)
+USE_CLASS_WEIGHTS = True
 MARGIN = 0.08  #: share of the budget held back for what the probe cannot see
 #: networks in order of preference when the budget is short (first = default choice)
 NETS: tuple[tuple[int, int], ...] = ((4, 16), (3, 16), (3, 8))
@@ -736,7 +739,11 @@ def plan(
 
 
 def choose_loss(profile: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
-    """``(loss, loss_options, why)`` for the classes of :func:`class_profile`."""
+    """``(loss, loss_options, why)`` for the classes of :func:`class_profile`.
+
+    One class: the default ``combo`` (cross-entropy + Dice). Several: ``combo`` of class-weighted
+    cross-entropy (:func:`class_weights`) and a Dice over the foreground classes only.
+    """
     if not profile["multi_class"]:
         return "combo", {}, "cross-entropy + Dice (combo): the default for one foreground class"
     shares = ", ".join(
@@ -756,7 +763,12 @@ def choose_loss(profile: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
     if USE_CLASS_WEIGHTS:
         weights = class_weights(profile)
         options["first_options"] = {"class_weights": weights}
-        why += f"; cross-entropy class weights {weights} (1/sqrt of the pixel share, background 1)"
+        why += (
+            f"; cross-entropy class weights {weights} (sqrt of background/class pixel share, "
+            f"at most {MAX_CLASS_WEIGHT:g}): on usgra in one window of time, mean validation Dice "
+            "0.565 with both, 0.538 with the foreground Dice alone, 0.494 with the Dice over "
+            "all classes"
+        )
     return "combo", options, why
 
 
