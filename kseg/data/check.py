@@ -46,7 +46,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from kseg.data.classes import MaskClasses, folder_classes, summarize_mask
+from kseg.data.classes import MaskClasses, folder_classes, read_class_table, summarize_mask
 from kseg.data.folder import MANIFEST, MANIFEST_COLUMNS
 from kseg.data.io import DEFAULT_MAX_PIXELS, _imread, header_size, is_image_file, read_stored_mask
 from kseg.errors import DataError
@@ -55,6 +55,8 @@ _FEATURES = ("mean", "log_std", "q50", "q95")
 #: MAD floors per feature: a MAD near 0 (all images alike, or all with a black border) must not
 #: turn a small difference into a huge z-score
 _FLOORS = np.array([0.02, 0.05, 0.02, 0.02])
+#: dead zone of the difference hash, as a share of the pixel type's range (0.5 grey levels)
+HASH_TOL = 0.002
 #: a size is common when this share of the images (and at least 3) has it
 COMMON_SIZE_SHARE = 0.02
 #: a rare size is far when one side differs from every common size by more than this factor
@@ -85,12 +87,17 @@ def _gray_float(arr: np.ndarray) -> np.ndarray:
     return a
 
 
-def dhash(gray: np.ndarray, side: int = 16) -> np.ndarray:
+def dhash(gray: np.ndarray, side: int = 16, tol: float = 0.0) -> np.ndarray:
     """Difference hash: ``side x side`` bits, each whether a pixel is brighter than its right
-    neighbour in a ``(side) x (side + 1)`` area-resized copy."""
+    neighbour by more than ``tol`` in a ``(side) x (side + 1)`` area-resized copy.
+
+    The dead zone ``tol`` keeps flat areas (black borders, letterbox bars) stable: without it,
+    noise of a grey level or two flips half of their bits, and a noisy copy of a USGRA scan
+    differed in up to 60 of 256 bits (0.5 grey levels: at most 8, distinct scans at least 20).
+    """
     g = np.nan_to_num(gray.astype(np.float32))
     small = cv2.resize(g, (side + 1, side), interpolation=cv2.INTER_AREA)
-    return (small[:, 1:] > small[:, :-1]).ravel()
+    return (small[:, 1:] > small[:, :-1] + tol).ravel()
 
 
 def _listing(names: list[str], k: int = 5) -> str:
@@ -190,11 +197,11 @@ def check_folder(
         it.sha = hashlib.sha1(
             np.ascontiguousarray(arr).tobytes() + str(arr.shape).encode()
         ).hexdigest()
-        it.dhash = dhash(g)
         # the same range as kseg.data.io reads it: uint16 full range, float 0..1 or 0..255
         scale = {"u1": 255.0, "u2": 65535.0}.get(f"{arr.dtype.kind}{arr.dtype.itemsize}", 0.0)
         if not scale:
             scale = 1.0 if float(g.max()) <= 1.0 else 255.0
+        it.dhash = dhash(g, tol=HASH_TOL * scale)
         q50, q95 = np.quantile(
             g[:: max(1, g.shape[0] // 256), :: max(1, g.shape[1] // 256)], [0.5, 0.95]
         )
@@ -210,7 +217,13 @@ def check_folder(
 
     if orphans:
         add("orphan_mask", orphans, "mask without an image (ignored)")
-    classes = folder_classes((i.mask.name, i.classes) for i in items if i.mask is not None)
+    table = read_class_table(root)
+    classes = folder_classes(
+        ((i.mask.name, i.classes) for i in items if i.mask is not None),
+        table[0] if table else None,
+    )
+    if table:
+        classes["names_from"] = table[1].name
     _stray_values(items, classes, add)
     _duplicates([i for i in items if i.ok and i.sha], add, hash_bits)
     _outliers([i for i in items if i.ok and i.feats is not None], add, z_max, dbscan_min_samples)
@@ -413,9 +426,9 @@ def _size_outliers(items: list[_Image], add, z_max: float) -> None:
     common = [hw for hw, c in count.items() if c >= need]
     if sum(count[hw] for hw in common) >= len(items) / 2:
         ref = np.log(np.array(common, np.float64))
-        shown = ", ".join(
-            f"{w}x{h}" for h, w in sorted(common, key=lambda hw: -count[hw])[:4]
-        ) + (" ..." if len(common) > 4 else "")
+        shown = ", ".join(f"{w}x{h}" for h, w in sorted(common, key=lambda hw: -count[hw])[:4]) + (
+            " ..." if len(common) > 4 else ""
+        )
         limit = np.log(SIZE_FACTOR)
         for it in items:
             if count[it.hw] >= need:  # type: ignore[index]
@@ -496,12 +509,15 @@ def classes_line(classes: dict[str, Any]) -> str:
         return "masks: no foreground class found"
     what = {"palette": "palette indices", "colour": "colours"}.get(classes["kind"], "values")
     parts = ", ".join(
-        f"{k} in {c['masks']}/{classes['n_masks']}" for k, c in classes["classes"].items()
+        f"{k}{' (' + c['name'] + ')' if c.get('name') else ''} in {c['masks']}/{classes['n_masks']}"
+        for k, c in classes["classes"].items()
     )
     line = f"masks ({classes['kind']}): {what} {parts}"
     if classes["multi_class"]:
         ids = classes["ids"]
-        if classes["kind"] == "colour":
+        if classes.get("names_from"):
+            fix = f"kseg train names them from {classes['names_from']}"
+        elif classes["kind"] == "colour":
             fix = "name their colours in data.classes"
         else:
             fix = (
@@ -526,7 +542,7 @@ def _classes_markdown(classes: dict[str, Any]) -> list[str]:
     for k, c in classes["classes"].items():
         area = "/".join(f"{100 * a:.2g}" for a in c["object_area_fraction"])
         lines.append(
-            f"| {k} | {c['masks']} ({c['masks_fraction']:.0%}) | {100 * c['pixel_share']:.2f} % "
+            f"| {k}{' ' + c['name'] if c.get('name') else ''} | {c['masks']} ({c['masks_fraction']:.0%}) | {100 * c['pixel_share']:.2f} % "
             f"| {c['objects_per_mask']:.2f} | {area} |"
         )
     return lines

@@ -19,14 +19,17 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
 from kseg.data.io import StoredMask, _colour_key, describe_ids, foreground_ids
+from kseg.errors import DataError
 
 #: grey values that mean "foreground" in a binary mask, not a class id
 BINARY_FOREGROUND = (255, 65535)
@@ -44,15 +47,19 @@ class MaskClasses:
             components), for every label that fills an area; with one such label, every
             non-zero pixel (its anti-aliased edge too) counts for it.
         values: every stored value (palette index / grey value; colour masks: none).
+        colours: palette masks: label -> its palette colour ``[R, G, B]`` (to match names
+            given by colour, as ``labelmap.txt`` does).
     """
 
     kind: str
     shape: tuple[int, int]
     classes: dict[int, dict[str, Any]] = field(default_factory=dict)
     values: list[int] = field(default_factory=list)
+    colours: dict[int, str] = field(default_factory=dict)
 
 
-def _keys(stored: StoredMask) -> np.ndarray:
+def label_keys(stored: StoredMask) -> np.ndarray:
+    """``(H, W)`` labels: palette indices, grey values, or colours as ``R << 16 | G << 8 | B``."""
     if stored.kind == "colour":
         return _colour_key(stored.rgb)  # type: ignore[arg-type]
     return stored.values
@@ -74,13 +81,17 @@ def summarize_mask(stored: StoredMask) -> MaskClasses:
             out.classes[255] = {"pixels": int(fg.sum()), "objects": _objects(fg)}
         return out
     _, ids = foreground_ids(stored)
-    keys = _keys(stored)
+    keys = label_keys(stored)
     if len(ids) == 1:
         regions = {ids[0]: keys != 0}
     else:
         regions = {k: keys == k for k in ids}
     for k, region in regions.items():
         out.classes[int(k)] = {"pixels": int(region.sum()), "objects": _objects(region)}
+        if stored.kind == "palette" and stored.rgb is not None:
+            first = np.argwhere(stored.values == k)
+            if len(first):
+                out.colours[int(k)] = label_of(stored.rgb[tuple(first[0])].tolist())
     return out
 
 
@@ -88,11 +99,25 @@ def _label(kind: str, key: int) -> str:
     return describe_ids(kind, [key]).split(" ", 1)[1] if kind == "colour" else str(key)
 
 
-def folder_classes(masks: Iterable[tuple[str, MaskClasses | None]]) -> dict[str, Any]:
+def label_of(value: Any, kind: str | None = None) -> str:
+    """The label string of a ``data.classes`` value or a stored key: ``"2"`` or
+    ``"[128, 0, 0]"`` (``kind="colour"`` turns an int key into its colour)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(str(int(c)) for c in value) + "]"
+    if kind == "colour":
+        return _label("colour", int(value))
+    return str(int(value))
+
+
+def folder_classes(
+    masks: Iterable[tuple[str, MaskClasses | None]], names: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What the masks of a folder hold, class by class.
 
     Args:
         masks: ``(file name, summary)`` pairs (``None``: no mask or an unreadable one).
+        names: a ``data.classes`` table (name -> id or colour) naming the labels: each class
+            then has a ``"name"`` (None for a label the table does not list).
 
     Returns:
         ``{"kind", "n_masks", "classes": {label: {"masks", "masks_fraction", "pixel_share",
@@ -105,8 +130,11 @@ def folder_classes(masks: Iterable[tuple[str, MaskClasses | None]]) -> dict[str,
     kinds: dict[str, int] = {}
     total_px = 0
     seen: dict[int, list[str]] = {}
+    colour_of: dict[int, str] = {}
     for name, m in rows:
         kinds[m.kind] = kinds.get(m.kind, 0) + 1
+        for k, c in m.colours.items():
+            colour_of.setdefault(k, c)
         total_px += m.shape[0] * m.shape[1]
         for k in m.classes:
             seen.setdefault(k, []).append(name)
@@ -115,6 +143,7 @@ def folder_classes(masks: Iterable[tuple[str, MaskClasses | None]]) -> dict[str,
     real = {k for k, files in seen.items() if len(files) >= need}
     stray = {_label(kind, k): files for k, files in sorted(seen.items()) if k not in real}
     classes: dict[str, Any] = {}
+    by_label = {label_of(v): n for n, v in (names or {}).items()}
     for k in sorted(real):
         px = objs = 0
         areas: list[float] = []
@@ -127,6 +156,11 @@ def folder_classes(masks: Iterable[tuple[str, MaskClasses | None]]) -> dict[str,
             areas += [a / (m.shape[0] * m.shape[1]) for a in c["objects"]]
         n = len(seen[k])
         classes[_label(kind, k)] = {
+            **(
+                {"name": by_label.get(_label(kind, k), by_label.get(colour_of.get(k, "")))}
+                if names
+                else {}
+            ),
             "masks": n,
             "masks_fraction": round(n / max(len(rows), 1), 4),
             "pixel_share": round(px / max(total_px, 1), 5),
@@ -147,6 +181,66 @@ def folder_classes(masks: Iterable[tuple[str, MaskClasses | None]]) -> dict[str,
         "ids": found[1] if found else [],
         "example": found[2] if found else None,
     }
+
+
+#: files in a data folder that name its classes, as annotation tools export them
+CLASS_FILES = ("labelmap.txt", "class_names.txt")
+
+
+def read_class_table(
+    folder: str | os.PathLike[str],
+) -> tuple[dict[str, int | tuple[int, int, int]], Path] | None:
+    """Class names stored with the data: ``(data.classes table, file)`` or None.
+
+    - ``labelmap.txt`` (PASCAL VOC / CVAT segmentation export): ``name:R,G,B:parts:actions``
+      per line, ``#`` comments, background first. Names map to their colour, which the masks
+      hold (RGB masks) or their palette gives each index (palette masks).
+    - ``class_names.txt`` (labelme2voc): one name per line, index = line number, the first line
+      (``_background_`` / ``background``) being index 0. Names map to their index.
+
+    Raises:
+        DataError: a file that is there but cannot be read as such a table (names the line).
+    """
+    root = Path(folder)
+    for name in CLASS_FILES:
+        path = root / name
+        if not path.is_file():
+            continue
+        lines = [
+            ln.strip()
+            for ln in path.read_text(encoding="utf-8-sig").splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")
+        ]
+        if not lines:
+            return None
+        table: dict[str, int | tuple[int, int, int]] = {}
+        for i, ln in enumerate(lines):
+            if name == "labelmap.txt":
+                parts = ln.split(":")
+                try:
+                    rgb = tuple(int(c) for c in parts[1].split(","))
+                except (IndexError, ValueError):
+                    rgb = ()
+                if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
+                    raise DataError(
+                        f"{path}: line {ln!r} is not 'name:R,G,B::' (PASCAL VOC labelmap); fix "
+                        f"it or name the classes in data.classes"
+                    )
+                label, value = parts[0].strip(), rgb
+                if value == (0, 0, 0):
+                    continue  # background
+            else:
+                label, value = ln, i
+                if i == 0:
+                    continue  # background
+            if label.lower().strip("_") == "background" or "," in label:
+                raise DataError(
+                    f"{path}: class {label!r} cannot be a foreground name; name the classes in "
+                    f"data.classes"
+                )
+            table[label] = value  # type: ignore[assignment]
+        return (table, path) if table else None
+    return None
 
 
 def merged_classes(
@@ -201,8 +295,12 @@ def merge_guard_message(folder: str, found: tuple[str, list[int], str]) -> str:
 
 __all__ = [
     "BINARY_FOREGROUND",
+    "CLASS_FILES",
+    "read_class_table",
     "MaskClasses",
     "folder_classes",
+    "label_keys",
+    "label_of",
     "merge_guard_message",
     "merged_classes",
     "summarize_mask",

@@ -3,7 +3,7 @@
 Layout::
 
     DIR/images/case01.png     png, jpg, bmp or tif; grayscale or RGB; any size
-    DIR/masks/case01.png      same stem; 0/255, 0/1, palette or RGB (non-zero = foreground)
+    DIR/masks/case01.png      same stem; 0/255, 0/1, label image, palette (by index) or RGB
     DIR/manifest.csv          optional: image,mask,group,split (only ``image`` is required);
                               any other column (class, source file, scanner, ...) is kept as
                               metadata in ``Sample.meta``

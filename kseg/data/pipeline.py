@@ -34,8 +34,8 @@ import numpy as np
 
 from kseg._keras import tf
 from kseg.config import DataConfig, Task
-from kseg.data.folder import Sample, scan_folder
 from kseg.data.classes import merge_guard_message, merged_classes
+from kseg.data.folder import Sample, scan_folder
 from kseg.data.io import (
     fit_to_size,
     foreground_ids,

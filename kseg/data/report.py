@@ -3,7 +3,9 @@
 Per split (the manifest's ``split`` column, else the same group-aware split training makes with
 ``val_fraction`` / ``test_fraction`` and ``seed``): intensity histograms and quantiles; for the
 whole set: image sizes, foreground fraction, lesion (connected component) size and count per
-image, images per group, and example images with their mask outlines. No TensorFlow.
+image (all foreground classes together), per class presence, pixel share and object sizes
+(:func:`kseg.data.classes.folder_classes`), images per group, and example images with their
+mask outlines, one colour per class. No TensorFlow.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from kseg.data.classes import folder_classes, label_keys, read_class_table, summarize_mask
 from kseg.data.folder import scan_folder
-from kseg.data.io import read_image, read_mask
+from kseg.data.io import read_image, read_stored_mask
 from kseg.data.split import group_split
 
 _Q = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -57,6 +60,7 @@ def data_report(
         splits[i] = s
     hists: dict[str, np.ndarray] = {}
     sizes, fg, lesion_px, lesion_frac, n_lesions = [], [], [], [], []
+    per_mask = []
     for s, split in zip(samples, splits, strict=True):
         img = read_image(s.image, 1)[..., 0]
         hists.setdefault(split, np.zeros(256, np.int64))
@@ -64,9 +68,11 @@ def data_report(
         sizes.append((img.shape[1], img.shape[0]))
         if s.mask is None:
             continue
-        m = read_mask(s.mask)
-        if m.shape != img.shape:
+        stored = read_stored_mask(s.mask)
+        if stored.shape != img.shape:
             continue
+        per_mask.append((s.mask.name, summarize_mask(stored)))
+        m = _binary(stored)
         fg.append(float(m.mean()))
         k, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
         areas = stats[1:, cv2.CC_STAT_AREA].tolist()
@@ -101,6 +107,7 @@ def data_report(
         "lesions_per_image": dict(sorted(Counter(n_lesions).items())),
         "lesion_area_px_quantiles": _q(lesion_px),
         "lesion_area_fraction_quantiles": _q(lesion_frac),
+        "classes": folder_classes(per_mask, _names(path)),
         "groups": {
             "n": len(groups),
             "images_per_group": dict(sorted(Counter(groups.values()).items())),
@@ -113,6 +120,21 @@ def data_report(
     _sheet(report, hists, sizes, fg, lesion_frac, samples, out / "report.png", examples)
     write_json(out / "report.json", report)
     return report
+
+
+def _names(path) -> dict[str, Any] | None:
+    found = read_class_table(path)
+    return found[0] if found else None
+
+
+def _binary(stored) -> np.ndarray:
+    if stored.kind == "lossy":
+        return (stored.values >= 128).astype(np.uint8)
+    return (stored.values != 0).astype(np.uint8)
+
+
+#: outline colours of classes 1, 2, ... in the example images (RGB)
+_OUTLINE = ((255, 60, 60), (60, 220, 60), (70, 140, 255), (255, 200, 0), (220, 80, 255))
 
 
 def _sheet(report, hists, sizes, fg, lesion_frac, samples, path: Path, examples: int) -> None:
@@ -153,21 +175,38 @@ def _sheet(report, hists, sizes, fg, lesion_frac, samples, path: Path, examples:
         s = samples[i]
         img = read_image(s.image, 3)
         if s.mask is not None:
-            m = read_mask(s.mask)
-            if m.shape == img.shape[:2]:
-                contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-                img = cv2.drawContours(
-                    img.copy(), contours, -1, (255, 60, 60), max(1, img.shape[0] // 150)
+            stored = read_stored_mask(s.mask)
+            if stored.shape == img.shape[:2]:
+                found = summarize_mask(stored)
+                keys = sorted(found.classes) if len(found.classes) > 1 else []
+                regions = (
+                    [_binary(stored)] if not keys else [_class_region(stored, k) for k in keys]
                 )
+                img = img.copy()
+                for c, region in enumerate(regions):
+                    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+                    colour = _OUTLINE[c % len(_OUTLINE)]
+                    img = cv2.drawContours(img, contours, -1, colour, max(1, img.shape[0] // 150))
         ax = fig.add_subplot(gs[1, j])
         ax.imshow(img)
         ax.set_title(s.name, fontsize=8)
         ax.axis("off")
-    fig.suptitle(f"{report['folder']}: {report['n_images']} images", fontsize=11)
+    cls = report.get("classes") or {}
+    legend = ""
+    if cls.get("multi_class"):
+        legend = "; outlines: " + ", ".join(
+            f"{c.get('name') or k} {'red green blue yellow violet'.split()[i % 5]}"
+            for i, (k, c) in enumerate(cls["classes"].items())
+        )
+    fig.suptitle(f"{report['folder']}: {report['n_images']} images{legend}", fontsize=11)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
+
+
+def _class_region(stored, key: int) -> np.ndarray:
+    return (label_keys(stored) == key).astype(np.uint8)
 
 
 __all__ = ["data_report"]

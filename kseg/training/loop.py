@@ -105,6 +105,34 @@ def monitor_for(config: Config) -> str:
     return "val_psnr" if config.train.task is Task.DENOISE else "val_dice"
 
 
+def _classes_from_data(config: Config) -> Config:
+    """Class names stored with the data (``labelmap.txt``, ``class_names.txt``) fill an empty
+    ``data.classes`` (and ``model.num_classes`` follows), said in one line."""
+    d = config.data
+    if d.path is None or d.classes or d.merge_classes:
+        return config
+    from kseg.data.classes import read_class_table
+
+    found = read_class_table(d.path)
+    if found is None:
+        return config
+    table, source = found
+    k = config.model.num_classes
+    if k not in (1, len(table) + 1):
+        print(
+            f"{source} names {len(table)} classes but model.num_classes = {k}: not used",
+            file=sys.stderr,
+        )
+        return config
+    config = cfgmod.replace(config, data={"classes": table})
+    shown = ", ".join(f"{n}: {list(v) if isinstance(v, tuple) else v}" for n, v in table.items())
+    print(
+        f"data.classes from {source}: {shown} (model.num_classes = {config.model.num_classes})",
+        file=sys.stderr,
+    )
+    return config
+
+
 def train(
     config: Config,
     out_dir: str | Path | None = None,
@@ -156,6 +184,7 @@ def train(
 
     t = config.train
     keras.utils.set_random_seed(t.seed)
+    config = _classes_from_data(config)
     patch = config.data.sampling is Sampling.PATCH
     splits = load_splits(
         config.data,

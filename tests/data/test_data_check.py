@@ -272,3 +272,13 @@ def test_check_on_usgra(usgra_dir):
     assert c["classes"]["1"]["masks"] == 204 and c["classes"]["2"]["masks"] == 183
     assert c["classes"]["1"]["pixel_share"] == pytest.approx(0.032, abs=0.0006)
     assert c["classes"]["2"]["pixel_share"] == pytest.approx(0.041, abs=0.0006)
+
+
+def test_dhash_dead_zone_keeps_black_borders_stable():
+    rng = np.random.default_rng(1)
+    img = np.zeros((256, 256), np.float32)
+    img[:128] = cv2.GaussianBlur(rng.uniform(0, 255, (128, 256)).astype(np.float32), (15, 15), 4)
+    noisy = np.clip(img + rng.integers(-3, 4, img.shape), 0, 255)  # black stays near black
+    plain = int((dhash(img) != dhash(noisy)).sum())
+    dead = int((dhash(img, tol=0.5) != dhash(noisy, tol=0.5)).sum())
+    assert plain > 30 and dead <= 3  # half the bits sit in the black half

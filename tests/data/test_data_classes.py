@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from kseg.config import DataConfig
-from kseg.data.io import foreground_ids, read_mask, read_stored_mask
 from kseg.data.classes import merged_classes
+from kseg.data.io import foreground_ids, read_mask, read_stored_mask
 from kseg.data.pipeline import load_splits
 from kseg.errors import DataError
 
@@ -44,6 +44,10 @@ def test_palette_png_is_read_by_index_not_colour(tmp_path):
     assert np.array_equal(read_mask(tmp_path / "m.png", classes={"a": 1, "b": 2}), lab > 0)
     with pytest.raises(DataError, match=r"m.png: palette indices 0, 1, 2 are not class ids 0..1"):
         read_mask(tmp_path / "m.png", 2)
+    for ext in ("bmp", "tif"):  # other indexed formats OpenCV expands
+        Image.open(tmp_path / "m.png").save(tmp_path / f"m.{ext}")
+        assert read_stored_mask(tmp_path / f"m.{ext}").kind == "palette", ext
+        assert np.array_equal(read_mask(tmp_path / f"m.{ext}", 3), lab), ext
 
 
 def test_palette_colours_through_a_colour_table(tmp_path):
@@ -187,3 +191,60 @@ def test_usgra_palette_masks_read_as_three_classes(usgra_dir):
         with_vessel += 2 in u
     assert ids == {0, 1, 2}
     assert with_nerve == 204 and with_vessel == 183  # the counts of the data set's README
+
+
+def test_kseg_train_refuses_to_merge_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from kseg.cli import main
+
+    root = _palette_folder(tmp_path / "ds", n=6)
+    res = CliRunner().invoke(
+        main,
+        ["train", "--data", str(root), "--out", str(tmp_path / "run"), "--set", "train.epochs=1"],
+    )
+    assert res.exit_code == 2, res.output
+    line = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(line) == 1 and "masks hold 2 foreground classes (palette indices 1, 2" in line[0]
+    assert "--set model.num_classes=3" in line[0] and "data.merge_classes: true" in line[0]
+
+
+def test_class_names_stored_with_the_data(tmp_path):
+    from kseg.data.classes import read_class_table
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "class_names.txt").write_text("_background_\nnerve\nvessel\n")
+    table, src = read_class_table(tmp_path / "a")
+    assert table == {"nerve": 1, "vessel": 2} and src.name == "class_names.txt"
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "labelmap.txt").write_text(
+        "# label:color_rgb:parts:actions\nbackground:0,0,0::\nnerve:128,0,0::\nvessel:0,128,0::\n"
+    )
+    assert read_class_table(tmp_path / "b")[0] == {"nerve": (128, 0, 0), "vessel": (0, 128, 0)}
+    (tmp_path / "b" / "labelmap.txt").write_text("background:0,0,0::\nnerve:red::\n")
+    with pytest.raises(DataError, match=r"labelmap.txt: line 'nerve:red::' is not 'name:R,G,B::'"):
+        read_class_table(tmp_path / "b")
+    assert read_class_table(tmp_path) is None
+
+
+def test_training_takes_class_names_from_the_data(tmp_path, capsys):
+    from kseg.config import load_config
+    from kseg.training.loop import _classes_from_data
+
+    root = _palette_folder(tmp_path / "ds", n=2)
+    (root / "labelmap.txt").write_text("background:0,0,0::\nnerve:128,0,0::\nvessel:0,128,0::\n")
+    cfg = _classes_from_data(load_config(None, {"data.path": str(root)}))
+    assert cfg.data.classes == {"nerve": (128, 0, 0), "vessel": (0, 128, 0)}
+    assert cfg.model.num_classes == 3
+    assert "data.classes from" in capsys.readouterr().err
+    # the config's own names win; merging on purpose keeps binary
+    own = load_config(None, {"data.path": str(root), "data.classes": ["a", "b"]})
+    assert _classes_from_data(own) == own
+    merged = load_config(None, {"data.path": str(root), "data.merge_classes": True})
+    assert _classes_from_data(merged).model.num_classes == 1
+    # the palette colours of the labelmap read the masks as ids 1 and 2
+    ids = read_mask(root / "masks" / "s0.png", 3, classes=cfg.data.classes)
+    assert np.array_equal(ids, _labels())
+    rep = __import__("kseg.data.check", fromlist=["x"]).check_folder(root)
+    assert rep["classes"]["classes"]["1"]["name"] == "nerve"
+    assert rep["classes"]["names_from"] == "labelmap.txt"

@@ -6,6 +6,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from kseg.cli import main
@@ -59,3 +60,26 @@ def test_cli_report(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert "6 images (train 4, val 2); 3 groups" in res.output
+
+
+def test_report_counts_each_class(tmp_path):
+    from PIL import Image
+
+    root = _folder(tmp_path / "ds")
+    for i in range(6):  # palette masks: index 1 everywhere, index 2 (12 px) in a0..a2
+        lab = np.zeros((40, 50 + 10 * (i % 2)), np.uint8)
+        lab[0:10, 0:10] = 1
+        if i < 3:
+            lab[30:33, 30:34] = 2
+        im = Image.fromarray(lab, mode="P")
+        im.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * 759)
+        im.save(root / "masks" / f"a{i}.png")
+    rep = data_report(root, tmp_path / "out")
+    c = rep["classes"]
+    assert c["kind"] == "palette" and c["multi_class"] and list(c["classes"]) == ["1", "2"]
+    assert c["classes"]["1"]["masks"] == 6 and c["classes"]["2"]["masks"] == 3
+    total = 3 * 40 * 50 + 3 * 40 * 60
+    assert c["classes"]["1"]["pixel_share"] == pytest.approx(600 / total, abs=1e-5)
+    assert c["classes"]["2"]["pixel_share"] == pytest.approx(36 / total, abs=1e-5)
+    assert c["classes"]["2"]["objects_per_mask"] == 1
+    assert rep["lesions_per_image"] == {1: 3, 2: 3}  # all classes together, as before

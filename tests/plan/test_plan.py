@@ -74,6 +74,39 @@ def test_fingerprint_numbers(tmp_path):
     )
 
 
+def test_fingerprint_counts_classes_and_their_objects(tmp_path):
+    import cv2
+
+    root = _write_folder(tmp_path / "bin")
+    fp = fingerprint(root)
+    assert fp["n_classes"] == 1 and not fp["multi_class"] and list(fp["classes"]) == ["255"]
+    assert fp["classes"]["255"]["objects_per_image"] == 2
+    # colour masks: the small square red (class 1), the big one green (class 2) in half of them
+    for i, p in enumerate(sorted((root / "masks").iterdir())):
+        rgb = np.zeros((60, 80, 3), np.uint8)
+        rgb[5:15, 5:15] = (255, 0, 0)
+        rgb[30:50, 40:60] = (0, 255, 0) if i % 2 else (255, 0, 0)
+        cv2.imwrite(str(p), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    fp = fingerprint(root, classes={"tumour": [255, 0, 0], "cyst": [0, 255, 0]})
+    assert fp["n_classes"] == 2 and fp["multi_class"]
+    red, green = fp["classes"]["[255, 0, 0]"], fp["classes"]["[0, 255, 0]"]
+    assert (red["name"], green["name"]) == ("tumour", "cyst")
+    assert red["masks"] == 6 and green["masks"] == 3 and green["masks_fraction"] == 0.5
+    assert red["pixel_share"] == pytest.approx((6 * 100 + 3 * 400) / (6 * 4800), abs=1e-5)
+    assert red["objects_per_image"] == 1.5 and green["objects_per_image"] == 1
+    assert green["object_diameter"]["median"] == pytest.approx(2 * math.sqrt(400 / math.pi) / 60)
+    assert red["object_diameter"]["min"] == pytest.approx(2 * math.sqrt(100 / math.pi) / 60)
+    # the foreground numbers keep taking all classes together
+    assert fp["foreground_fraction"]["mean"] == pytest.approx(500 / 4800)
+
+
+def test_fingerprint_of_usgra_has_nerve_and_vessel(usgra_dir):
+    fp = fingerprint(usgra_dir, classes={"nerve": 1, "vessel": 2})
+    assert fp["n_classes"] == 2 and fp["n_images"] == 204
+    assert fp["classes"]["1"]["name"] == "nerve" and fp["classes"]["1"]["masks"] == 204
+    assert fp["classes"]["2"]["name"] == "vessel" and fp["classes"]["2"]["masks"] == 183
+
+
 def _fp(short=540, d10=0.4, n=400):
     return {
         "path": "x",
