@@ -94,6 +94,7 @@ class Plan:
     probes: list[dict[str, Any]] = field(default_factory=list)
     upsampling: dict[str, Any] = field(default_factory=dict)
     precision: str = "float32"
+    classes: dict[str, Any] = field(default_factory=dict)  #: :func:`class_profile`
 
     def as_dict(self) -> dict[str, Any]:
         from kseg.config import to_dict
@@ -105,6 +106,7 @@ class Plan:
             "probes": self.probes,
             "upsampling": self.upsampling,
             "precision": self.precision,
+            "classes": self.classes,
             "fingerprint": self.fingerprint,
             "config": to_dict(self.config),
         }
@@ -469,9 +471,9 @@ def class_profile(
     """
     import cv2
 
-    from kseg.data.classes import _keys, folder_classes, summarize_mask
+    from kseg.data.classes import folder_classes, label_keys, summarize_mask
     from kseg.data.folder import scan_folder
-    from kseg.data.io import read_stored_mask
+    from kseg.data.io import mask_to_ids, read_stored_mask
 
     samples = [s for s in scan_folder(path, group_regex=group_regex) if s.mask is not None]
     if not samples:
@@ -479,19 +481,15 @@ def class_profile(
     rng = np.random.default_rng(seed)
     if len(samples) > max_images:
         samples = [samples[i] for i in sorted(rng.choice(len(samples), max_images, replace=False))]
-    stored = [(s.mask.name, read_stored_mask(s.mask)) for s in samples]  # type: ignore[union-attr]
+    stored = [(s.mask, read_stored_mask(s.mask)) for s in samples]  # type: ignore[union-attr]
     kind = stored[0][1].kind
+    by_table = bool(classes)
     if classes:
-        table = {
-            n: (v if isinstance(v, int) else list(v)) for n, v in classes.items()
-        }
-        labels = {
-            n: (v if isinstance(v, int) else (v[0] << 16 | v[1] << 8 | v[2]))
-            for n, v in table.items()
-        }
+        table = {n: (v if isinstance(v, int) else list(v)) for n, v in classes.items()}
+        labels = {n: i + 1 for i, n in enumerate(table)}  # model class ids (mask_to_ids)
         multi = len(table) >= 2 and not merge_classes
     else:
-        found = folder_classes([(name, summarize_mask(m)) for name, m in stored])
+        found = folder_classes([(path.name, summarize_mask(m)) for path, m in stored])
         kind = found["kind"]
         ids = [int(i) for i in found["ids"]]
         multi = bool(found["multi_class"]) and len(ids) >= 2 and not merge_classes
@@ -508,8 +506,11 @@ def class_profile(
         n: {"present": [], "pixels": [], "objects": [], "width": []} for n in labels
     }
     total_px = 0
-    for _, m in stored:
-        keys = (m.values >= 128) if m.kind == "lossy" else _keys(m)
+    for mask_path, m in stored:
+        if by_table and multi:  # the table's ids, colours or palette colours -> class ids
+            keys = mask_to_ids(m, mask_path, len(table) + 1, classes)
+        else:
+            keys = (m.values >= 128) if m.kind == "lossy" else label_keys(m)
         total_px += keys.shape[0] * keys.shape[1]
         for name, label in labels.items():
             region = (keys != 0) if label is None else (keys == label)
@@ -595,11 +596,18 @@ def plan(
 
     if budget_minutes <= 0:
         raise ConfigError(f"--budget-minutes {budget_minutes}: use a positive number of minutes")
-    fp = fingerprint(path, group_regex=group_regex)
+    table_source = "data.classes as given"
+    if not classes and not merge_classes:  # names stored with the data, as kseg train reads them
+        from kseg.data.classes import read_class_table
+
+        found = read_class_table(path)
+        if found is not None:
+            classes, table_source = found[0], f"{found[1].name} in the data folder"
+    fp = fingerprint(path, group_regex=group_regex, classes=classes or None)
     profile = class_profile(
         path, group_regex=group_regex, classes=classes, merge_classes=merge_classes
     )
-    fp["classes"] = profile["classes"]  # what the planner decided from, in plan.json
+    profile["source"] = table_source if classes else f"the {profile['kind']} labels the masks hold"
     multi = profile["multi_class"]
     n = fp["n_images"]
     n_val = max(1, round(n * val_fraction))
@@ -707,7 +715,7 @@ def plan(
         ),
         "train.loss": loss_why,
     }
-    reasons["data.classes"] = _classes_why(profile, classes, merge_classes)
+    reasons["data.classes"] = _classes_why(profile, merge_classes)
     if sizes.patch:
         reasons["data.sampling"] = (
             f"patch: {per_train} window(s) of {chosen.size} px per training image and epoch, "
@@ -735,6 +743,7 @@ def plan(
         probes=[vars(p) for p in probes.values()],
         upsampling=up,
         precision=precision.policy,
+        classes=profile,
     )
 
 
@@ -772,7 +781,7 @@ def choose_loss(profile: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
     return "combo", options, why
 
 
-def _classes_why(profile: dict[str, Any], given: dict[str, Any] | None, merge: bool) -> str:
+def _classes_why(profile: dict[str, Any], merge: bool) -> str:
     names = list(profile["classes"])
     if merge:
         return "data.merge_classes: every foreground label is one class (binary)"
@@ -781,9 +790,8 @@ def _classes_why(profile: dict[str, Any], given: dict[str, Any] | None, merge: b
     present = ", ".join(
         f"{n} in {100 * c['images_fraction']:.0f} % of the images" for n, c in profile["classes"].items()
     )
-    source = "data.classes as given" if given else f"the {profile['kind']} labels the masks hold"
     return (
-        f"{len(names)} foreground classes from {source} ({present}): a "
+        f"{len(names)} foreground classes from {profile['source']} ({present}): a "
         f"{len(names) + 1}-class softmax model (model.num_classes = {len(names) + 1})"
     )
 
@@ -803,7 +811,7 @@ def to_yaml(p: Plan) -> str:
         f"({p.estimate['epoch_seconds']:.1f} s/epoch probed; the run re-fits its epochs to the budget)",
         "#   kseg train --config THIS_FILE --out runs/planned",
     ]
-    for name, c in (fp.get("classes") or {}).items():
+    for name, c in (p.classes.get("classes") or {}).items():
         lines.insert(
             -2,
             f"# class {name}: in {100 * c['images_fraction']:.0f} % of the images, "

@@ -153,11 +153,12 @@ def test_plan_for_several_classes(tmp_path):
     assert c.train.loss_options["second"] == "dice"
     assert c.train.loss_options["second_options"] == {"include_background": False}
     weights = c.train.loss_options["first_options"]["class_weights"]
-    assert weights == class_weights({"multi_class": True, "classes": p.fingerprint["classes"]})
+    assert weights == class_weights(p.classes)
     assert weights[0] == 1.0 and weights[2] > weights[1] > 1.0  # the band is the rarer class
     assert "2 foreground classes" in p.reasons["data.classes"]
     assert "foreground classes only" in p.reasons["train.loss"]
-    assert set(p.fingerprint["classes"]) == {"class_1", "class_2"}
+    assert set(p.classes["classes"]) == {"class_1", "class_2"}
+    assert "from the palette labels the masks hold" in p.reasons["data.classes"]
     text = to_yaml(p)
     assert "# class class_2: in 50 % of the images" in text
     path = tmp_path / "plan.yaml"
@@ -166,6 +167,12 @@ def test_plan_for_several_classes(tmp_path):
     # names given by the user are kept
     p = plan(str(root), 5.0, probes=PROBES, classes={"disc": 1, "band": 2}, log=lambda m: None)
     assert p.config.data.classes == {"disc": 1, "band": 2} and p.config.model.num_classes == 3
+    # names stored with the data (labelme2voc's class_names.txt), as kseg train reads them
+    (root / "class_names.txt").write_text("_background_\ndisc\nband\n")
+    p = plan(str(root), 5.0, probes=PROBES, log=lambda m: None)
+    assert p.config.data.classes == {"disc": 1, "band": 2}
+    assert "class_names.txt in the data folder" in p.reasons["data.classes"]
+    assert p.classes["classes"]["band"]["images_fraction"] == 0.5
     # merged on request: binary with the default loss
     p = plan(str(root), 5.0, probes=PROBES, merge_classes=True, log=lambda m: None)
     assert p.config.model.num_classes == 1 and p.config.data.merge_classes
@@ -213,7 +220,7 @@ def test_train_budget_plans_and_trains_several_classes(tmp_path, monkeypatch):
     plan_yaml = (out / "plan.yaml").read_text()
     assert "# class band: in 50 % of the images" in plan_yaml
     info = json.loads((out / "plan.json").read_text())
-    assert set(info["fingerprint"]["classes"]) == {"disc", "band"}
+    assert set(info["classes"]["classes"]) == {"disc", "band"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["dice"] <= 1.0
     assert json.loads((out / "budget.json").read_text())["epochs_done"] >= 1
