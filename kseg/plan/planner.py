@@ -489,7 +489,7 @@ def class_profile(
         labels = {n: i + 1 for i, n in enumerate(table)}  # model class ids (mask_to_ids)
         multi = len(table) >= 2 and not merge_classes
     else:
-        found = folder_classes([(path.name, summarize_mask(m)) for path, m in stored])
+        found = folder_classes([(p.name, summarize_mask(m)) for p, m in stored])
         kind = found["kind"]
         ids = [int(i) for i in found["ids"]]
         multi = bool(found["multi_class"]) and len(ids) >= 2 and not merge_classes
