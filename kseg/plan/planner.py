@@ -54,6 +54,11 @@ USE_CLASS_WEIGHTS = True
 MARGIN = 0.08  #: share of the budget held back for what the probe cannot see
 #: networks in order of preference when the budget is short (first = default choice)
 NETS: tuple[tuple[int, int], ...] = ((4, 16), (3, 16), (3, 8))
+#: several classes: no 8-filter network. On usgra (25-min budget runs side by side on the loaded
+#: machine) the 8-filter U-Net at 192 px reached validation Dice 0.09 after 7 epochs, the 16-filter
+#: one 0.32 after 4 in the same minutes: its epochs were not faster (the input pipeline, not the
+#: convolutions, dominated) and it learned the two small classes far more slowly
+MULTI_CLASS_NETS: tuple[tuple[int, int], ...] = ((4, 16), (3, 16))
 #: wider networks tried when the default leaves more than twice the wanted epochs
 WIDER: tuple[tuple[int, int], ...] = ((4, 32), (4, 24))
 
@@ -208,12 +213,17 @@ def choose_recipe(
     budget_s: float,
     *,
     load_s: float = 0.0,
+    nets: tuple[tuple[int, int], ...] = NETS,
 ) -> tuple[Probe, int, dict[str, float], str]:
-    """Pick ``(network at a size, epochs, cost, why)`` from measured probes (see module doc)."""
+    """Pick ``(network at a size, epochs, cost, why)`` from measured probes (see module doc).
+
+    ``nets``: the networks to choose from, in order of preference (the last is the fallback
+    when none reaches the wanted epochs); :data:`MULTI_CLASS_NETS` for several classes.
+    """
     want = wanted_epochs(n_train)
     smallest, largest = sizes
     grid = list(range(largest, smallest - 1, -32)) or [smallest]
-    for depth, filters in NETS:
+    for depth, filters in nets:
         base = probes.get((depth, filters))
         if base is None:
             continue
@@ -225,7 +235,7 @@ def choose_recipe(
                     f"unet depth {depth}, {filters} filters at {size} px reaches the {want} "
                     f"epochs wanted ({epochs} fit)"
                 )
-                if (depth, filters) == NETS[0] and size == largest and epochs >= 2 * want:
+                if (depth, filters) == nets[0] and size == largest and epochs >= 2 * want:
                     for wd, wf in WIDER:
                         wide = probes.get((wd, wf))
                         if wide is None:
@@ -244,7 +254,7 @@ def choose_recipe(
                             )
                 return p, epochs, cost, why
     # nothing reaches the wanted epochs: the cheapest network at the smallest size, as many as fit
-    depth, filters = next(net for net in reversed(NETS) if net in probes)
+    depth, filters = next(net for net in reversed(nets) if net in probes)
     p = probes[(depth, filters)].scaled(smallest)
     epochs, cost = fit_epochs(p, n_train, n_val, budget_s, load_s=load_s)
     if epochs < 1:
@@ -258,7 +268,8 @@ def choose_recipe(
         epochs,
         cost,
         (
-            f"short budget: even the cheapest network at {smallest} px fits only {epochs} of the "
+            f"short budget: even the cheapest network{' for several classes' if nets != NETS else ''} "
+            f"(depth {depth}, {filters} filters) at {smallest} px fits only {epochs} of the "
             f"{want} epochs wanted"
         ),
     )
@@ -636,7 +647,14 @@ def plan(
         n_val * per_val,
         budget_s,
         load_s=load_s,
+        nets=MULTI_CLASS_NETS if multi else NETS,
     )
+    if multi:
+        net_why += (
+            "; several classes: at least 16 filters (on usgra the 8-filter U-Net learned the two "
+            "small classes far more slowly per minute: validation Dice 0.09 after 7 epochs against "
+            "0.32 after 4 for 16 filters, side by side, and its epochs were not faster)"
+        )
     up = {"choice": "transpose", "why": "no --target: transposed conv (CPU modes within 4 %)"}
     if target:
         up = choose_upsampling(target, chosen.depth, chosen.filters, chosen.size, channels)
