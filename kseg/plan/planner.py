@@ -54,11 +54,11 @@ USE_CLASS_WEIGHTS = True
 MARGIN = 0.08  #: share of the budget held back for what the probe cannot see
 #: networks in order of preference when the budget is short (first = default choice)
 NETS: tuple[tuple[int, int], ...] = ((4, 16), (3, 16), (3, 8))
-#: several classes: no 8-filter network. On usgra (25-min budget runs side by side on the loaded
-#: machine) the 8-filter U-Net at 192 px reached validation Dice 0.09 after 7 epochs, the 16-filter
-#: one 0.32 after 4 in the same minutes: its epochs were not faster (the input pipeline, not the
-#: convolutions, dominated) and it learned the two small classes far more slowly
-MULTI_CLASS_NETS: tuple[tuple[int, int], ...] = ((4, 16), (3, 16))
+#: several classes: the default network, at the smallest size the objects allow when the budget
+#: is short. On usgra (25-min budget runs side by side on the loaded machine, 192 px) depth 3 with
+#: 8 filters reached validation Dice 0.46 in 27 epochs, depth 4 with 16 filters 0.63 in 30: its
+#: epochs were no slower there (the input pipeline, not the convolutions, dominated)
+MULTI_CLASS_NETS: tuple[tuple[int, int], ...] = ((4, 16),)
 #: wider networks tried when the default leaves more than twice the wanted epochs
 WIDER: tuple[tuple[int, int], ...] = ((4, 32), (4, 24))
 
@@ -651,9 +651,9 @@ def plan(
     )
     if multi:
         net_why += (
-            "; several classes: at least 16 filters (on usgra the 8-filter U-Net learned the two "
-            "small classes far more slowly per minute: validation Dice 0.09 after 7 epochs against "
-            "0.32 after 4 for 16 filters, side by side, and its epochs were not faster)"
+            "; several classes: no smaller network than depth 4, 16 filters (on usgra, side by "
+            "side in 25 minutes at 192 px, depth 3 with 8 filters reached validation Dice 0.46, "
+            "depth 4 with 16 filters 0.63; its epochs were no slower)"
         )
     up = {"choice": "transpose", "why": "no --target: transposed conv (CPU modes within 4 %)"}
     if target:

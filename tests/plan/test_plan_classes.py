@@ -144,20 +144,22 @@ def test_the_budget_is_used_no_epoch_cap():
     assert chosen.filters > 16 and "widened" in why and epochs >= wanted_epochs(16)
 
 
-def test_several_classes_keep_at_least_16_filters():
+def test_several_classes_keep_the_default_network():
     probes = {
         (4, 16): Probe(4, 16, 96, 0.010, 0.003, 15.0),
         (3, 16): Probe(3, 16, 96, 0.008, 0.002, 15.0),
         (3, 8): Probe(3, 8, 96, 0.004, 0.001, 15.0),
     }
-    # a short budget: binary falls back to 8 filters, several classes to 16
+    # a short budget: binary falls back to 8 filters, several classes keep depth 4, 16 filters
+    # at the smallest size the objects allow, with the epochs that fit
     chosen, *_ = choose_recipe(probes, (192, 256), 163, 41, 3 * 60.0)
     assert (chosen.depth, chosen.filters, chosen.size) == (3, 8, 192)
-    chosen, epochs, _, why = choose_recipe(
+    chosen, epochs, cost, why = choose_recipe(
         probes, (192, 256), 163, 41, 3 * 60.0, nets=planner.MULTI_CLASS_NETS
     )
-    assert (chosen.depth, chosen.filters, chosen.size) == (3, 16, 192)
-    assert epochs >= 1 and "for several classes (depth 3, 16 filters)" in why
+    assert (chosen.depth, chosen.filters, chosen.size) == (4, 16, 192)
+    assert 1 <= epochs < wanted_epochs(163) and cost["total_s"] <= 3 * 60.0
+    assert "for several classes (depth 4, 16 filters) at 192 px fits only" in why
     # an ample budget: the same default network either way
     a = choose_recipe(probes, (192, 256), 163, 41, 60 * 60.0)[0]
     b = choose_recipe(probes, (192, 256), 163, 41, 60 * 60.0, nets=planner.MULTI_CLASS_NETS)[0]
