@@ -208,7 +208,19 @@ def _planned_config(data, budget, config_path, out, overrides):
 
     if out is not None:
         RunDir.for_new_run(out)  # fail before minutes of probing
-    p = plan(str(data), budget, include_planning=True, log=lambda m: click.echo(m, err=True))
+    classes = overrides.get("data.classes")
+    if classes is not None:  # the plan reads the masks by the user's table
+        from kseg.config import from_dict
+
+        classes = from_dict({"data": {"classes": classes}}, source="--set").data.classes
+    p = plan(
+        str(data),
+        budget,
+        include_planning=True,
+        classes=classes or None,
+        merge_classes=bool(overrides.get("data.merge_classes", False)),
+        log=lambda m: click.echo(m, err=True),
+    )
     click.echo(to_yaml(p), nl=False)
     tmp = Path(tempfile.mkdtemp(prefix="kseg-plan-")) / "plan.yaml"
     tmp.write_text(to_yaml(p), encoding="utf-8")

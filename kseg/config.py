@@ -47,6 +47,16 @@ class ResizeMode(StrEnum):
     LETTERBOX = "letterbox"  #: keep aspect ratio, pad with zeros
 
 
+class Sampling(StrEnum):
+    """What a training sample is (``data.sampling``)."""
+
+    RESIZE = "resize"  #: the whole image, resized to ``img_size``
+    #: a random ``img_size`` window of the image at its native resolution (no resizing), part of
+    #: them centred on a foreground pixel (``patch_foreground``); validation on the tiles that
+    #: cover each validation image, and inference tiled (``tile=auto``)
+    PATCH = "patch"
+
+
 class Optimizer(StrEnum):
     ADAM = "adam"
     ADAMW = "adamw"
@@ -142,6 +152,14 @@ class DataConfig:
         merge_classes: train masks that hold several foreground classes as binary (every
             non-zero id is foreground). Without it, ``kseg train`` refuses such a folder with
             ``model.num_classes: 1`` (the binary-merge guard).
+        sampling: ``resize`` (default): each training sample is a whole image resized to
+            ``img_size``; ``patch``: an ``img_size`` window of the image at native resolution, for
+            structures too small or thin to survive shrinking the whole image (``kseg plan``
+            chooses it then). Validation then scores the tiles that cover each validation image,
+            and the model card says ``native_scale``, so ``kseg predict``/``evaluate`` tile.
+        patch_foreground: with ``sampling: patch``, the share of training patches centred on a
+            foreground pixel (of a class drawn uniformly among those the image holds, so rare
+            classes are seen as often as common ones); the rest are drawn uniformly.
     """
 
     path: str | None = None
@@ -162,6 +180,8 @@ class DataConfig:
     cache: bool = True
     classes: dict[str, Any] = field(default_factory=dict)
     merge_classes: bool = False
+    sampling: Sampling = Sampling.RESIZE
+    patch_foreground: float = 0.5
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

@@ -13,8 +13,8 @@ Shapes and conventions (shared by all losses):
 - Probabilities are clipped to ``[eps, 1 - eps]`` only where a logarithm is taken.
 - Each loss returns one value per image; Keras averages them over the batch.
 - Overlap losses (Dice, Tversky, focal-Tversky) are computed **per image and per class** (sums over
-  H and W), then averaged over classes (all K channels for softmax, including background; the one
-  channel for sigmoid). They use additive smoothing ``s`` in numerator and denominator, so an
+  H and W), then averaged over classes (all K channels for softmax, including background unless
+  ``include_background=False``; the one channel for sigmoid). They use additive smoothing ``s`` in numerator and denominator, so an
   image whose truth and prediction are both empty scores ``s / s = 1`` and has loss ~0 (not NaN),
   and an empty truth with a full prediction has loss ``1 - s / (P + s)``, close to 1.
 """
@@ -109,6 +109,13 @@ def _overlap_sums(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.T
     return tp, fp, fn
 
 
+def _class_mean(per_class: tf.Tensor, include_background: bool) -> tf.Tensor:
+    """Mean over the class axis of ``(B, K)`` scores; without background (K > 1) over 1..K-1."""
+    if not include_background and per_class.shape[-1] is not None and per_class.shape[-1] > 1:
+        per_class = per_class[:, 1:]
+    return tf.reduce_mean(per_class, axis=-1)
+
+
 class _SegLoss(keras.losses.Loss):
     """Base: converts inputs, then ``per_image(y_true, y_pred) -> (B,)``."""
 
@@ -125,23 +132,46 @@ class _SegLoss(keras.losses.Loss):
 class CrossEntropy(_SegLoss):
     """Pixel-wise cross-entropy, averaged over pixels.
 
-    K = 1: ``-(y log p + (1 - y) log(1 - p))``; K > 1: ``-sum_k y_k log p_k``.
+    K = 1: ``-(y log p + (1 - y) log(1 - p))``; K > 1: ``-sum_k w_k y_k log p_k``.
+
+    Args:
+        class_weights: K > 1 only: weight ``w_k`` of each class's pixels, background first
+            (``None``: all 1). Weights above 1 for rare classes make each of their pixels count
+            more (as ``kseg plan`` sets them from the classes' pixel shares).
 
     Example:
         >>> get_loss("bce")(y_true, y_pred)
+        >>> get_loss("bce", class_weights=[1.0, 3.0, 3.0])  # background, nerve, vessel
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, class_weights: list[float] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("name", "bce")
         super().__init__(**kwargs)
+        self.class_weights = (
+            None
+            if class_weights is None
+            else [_check_range("bce", "class_weights", w, 0.0, 1e3) for w in class_weights]
+        )
 
     def per_image(self, y_true, y_pred):
         p = tf.clip_by_value(y_pred, _EPS, 1.0 - _EPS)
-        if y_pred.shape[-1] == 1:
+        k = y_pred.shape[-1]
+        if k == 1:
             ce = -(y_true * tf.math.log(p) + (1.0 - y_true) * tf.math.log(1.0 - p))[..., 0]
         else:
-            ce = -tf.reduce_sum(y_true * tf.math.log(p), axis=-1)
+            terms = y_true * tf.math.log(p)
+            if self.class_weights is not None:
+                if len(self.class_weights) != k:
+                    raise ConfigError(
+                        f"train.loss_options: class_weights has {len(self.class_weights)} value(s) "
+                        f"but the model has {k} classes (background first); give {k}"
+                    )
+                terms = terms * tf.constant(self.class_weights, tf.float32)
+            ce = -tf.reduce_sum(terms, axis=-1)
         return tf.reduce_mean(ce, axis=[1, 2])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "class_weights": self.class_weights}
 
 
 @LOSSES.register("focal", description="focal loss (Lin et al. 2017)")
@@ -194,24 +224,34 @@ class DiceLoss(_SegLoss):
 
     Args:
         smooth: additive smoothing ``s`` (> 0).
+        include_background: softmax outputs (K > 1): average over all K classes (``True``) or
+            over the foreground classes only (``False``, as nnU-Net does), so that a background
+            that is easy to get right does not dilute the loss of small, rare classes.
 
     Reference:
         Milletari, Navab, Ahmadi, "V-Net: Fully Convolutional Neural Networks for Volumetric
         Medical Image Segmentation", 3DV 2016. arXiv:1606.04797
     """
 
-    def __init__(self, smooth: float = 1.0, **kwargs: Any) -> None:
+    def __init__(
+        self, smooth: float = 1.0, include_background: bool = True, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("name", "dice")
         super().__init__(**kwargs)
         self.smooth = _check_range("dice", "smooth", smooth, 0.0, 1e6, lo_open=True)
+        self.include_background = bool(include_background)
 
     def per_image(self, y_true, y_pred):
         tp, fp, fn = _overlap_sums(y_true, y_pred)
         dice = (2.0 * tp + self.smooth) / (2.0 * tp + fp + fn + self.smooth)
-        return 1.0 - tf.reduce_mean(dice, axis=-1)
+        return 1.0 - _class_mean(dice, self.include_background)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "smooth": self.smooth}
+        return {
+            **super().get_config(),
+            "smooth": self.smooth,
+            "include_background": self.include_background,
+        }
 
 
 def _tversky_index(y_true, y_pred, alpha: float, beta: float, smooth: float) -> tf.Tensor:
@@ -231,6 +271,7 @@ class TverskyLoss(_SegLoss):
         alpha: false-positive weight (>= 0).
         beta: false-negative weight (>= 0).
         smooth: additive smoothing ``s`` (> 0).
+        include_background: as :class:`DiceLoss`.
 
     Reference:
         Salehi, Erdogmus, Gholipour, "Tversky loss function for image segmentation using 3D fully
@@ -238,17 +279,23 @@ class TverskyLoss(_SegLoss):
     """
 
     def __init__(
-        self, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0, **kwargs: Any
+        self,
+        alpha: float = 0.3,
+        beta: float = 0.7,
+        smooth: float = 1.0,
+        include_background: bool = True,
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("name", "tversky")
         super().__init__(**kwargs)
         self.alpha = _check_range("tversky", "alpha", alpha, 0.0, 1e3)
         self.beta = _check_range("tversky", "beta", beta, 0.0, 1e3)
         self.smooth = _check_range("tversky", "smooth", smooth, 0.0, 1e6, lo_open=True)
+        self.include_background = bool(include_background)
 
     def per_image(self, y_true, y_pred):
         ti = _tversky_index(y_true, y_pred, self.alpha, self.beta, self.smooth)
-        return 1.0 - tf.reduce_mean(ti, axis=-1)
+        return 1.0 - _class_mean(ti, self.include_background)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -256,6 +303,7 @@ class TverskyLoss(_SegLoss):
             "alpha": self.alpha,
             "beta": self.beta,
             "smooth": self.smooth,
+            "include_background": self.include_background,
         }
 
 
@@ -273,6 +321,7 @@ class FocalTverskyLoss(_SegLoss):
         beta: false-negative weight (>= 0).
         gamma: exponent applied to ``1 - TI`` (> 0).
         smooth: additive smoothing (> 0).
+        include_background: as :class:`DiceLoss`.
 
     Reference:
         Abraham, Khan, "A Novel Focal Tversky Loss Function with Improved Attention U-Net for
@@ -285,6 +334,7 @@ class FocalTverskyLoss(_SegLoss):
         beta: float = 0.7,
         gamma: float = 0.75,
         smooth: float = 1.0,
+        include_background: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("name", "focal_tversky")
@@ -293,10 +343,11 @@ class FocalTverskyLoss(_SegLoss):
         self.beta = _check_range("focal_tversky", "beta", beta, 0.0, 1e3)
         self.gamma = _check_range("focal_tversky", "gamma", gamma, 0.0, 10.0, lo_open=True)
         self.smooth = _check_range("focal_tversky", "smooth", smooth, 0.0, 1e6, lo_open=True)
+        self.include_background = bool(include_background)
 
     def per_image(self, y_true, y_pred):
         ti = _tversky_index(y_true, y_pred, self.alpha, self.beta, self.smooth)
-        return tf.reduce_mean(tf.pow(tf.maximum(1.0 - ti, _EPS), self.gamma), axis=-1)
+        return _class_mean(tf.pow(tf.maximum(1.0 - ti, _EPS), self.gamma), self.include_background)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -305,6 +356,7 @@ class FocalTverskyLoss(_SegLoss):
             "beta": self.beta,
             "gamma": self.gamma,
             "smooth": self.smooth,
+            "include_background": self.include_background,
         }
 
 

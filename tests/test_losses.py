@@ -133,6 +133,48 @@ def test_multiclass_softmax_onehot_and_integer_labels():
     assert _val(get_loss("dice"), labels, p) == pytest.approx(1 - np.mean(dices), rel=1e-5)
 
 
+def test_multiclass_foreground_only_overlap_and_class_weighted_ce():
+    labels = np.array([[[0, 1, 2]]], np.int32)[..., None]
+    onehot = np.eye(3, dtype=np.float32)[labels[..., 0]]
+    p = np.array([[[[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6]]]], np.float32)
+    dices, tis = [], []
+    for k in range(3):
+        y, q = onehot[..., k].ravel(), p[..., k].ravel()
+        tp, fp, fn = (y * q).sum(), ((1 - y) * q).sum(), (y * (1 - q)).sum()
+        dices.append((2 * tp + 1) / (2 * tp + fp + fn + 1))
+        tis.append((tp + 1) / (tp + 0.3 * fp + 0.7 * fn + 1))
+    # include_background=False: the mean over classes 1 and 2 only
+    fg = get_loss("dice", include_background=False)
+    assert _val(fg, labels, p) == pytest.approx(1 - np.mean(dices[1:]), rel=1e-5)
+    assert _val(fg, labels, p) != pytest.approx(_val(get_loss("dice"), labels, p), rel=1e-3)
+    tv = get_loss("tversky", include_background=False)
+    assert _val(tv, labels, p) == pytest.approx(1 - np.mean(tis[1:]), rel=1e-5)
+    ft = get_loss("focal_tversky", include_background=False)
+    want = np.mean([(1 - t) ** 0.75 for t in tis[1:]])
+    assert _val(ft, labels, p) == pytest.approx(want, rel=1e-5)
+    # one sigmoid channel has no background channel to leave out
+    assert _val(get_loss("dice", include_background=False)) == pytest.approx(
+        _val(get_loss("dice")), rel=1e-6
+    )
+    # class weights multiply each pixel's term by its true class's weight
+    wce = get_loss("bce", class_weights=[1.0, 2.0, 4.0])
+    ce = -(math.log(0.7) + 2 * math.log(0.6) + 4 * math.log(0.6)) / 3
+    assert _val(wce, labels, p) == pytest.approx(ce, rel=1e-5)
+    with pytest.raises(ConfigError, match="class_weights has 2 value"):
+        _val(get_loss("bce", class_weights=[1.0, 2.0]), labels, p)
+    with pytest.raises(ConfigError, match="class_weights"):
+        get_loss("bce", class_weights=[1.0, -2.0, 1.0])
+    # as the planner writes it for several classes
+    combo = get_loss(
+        "combo",
+        first_options={"class_weights": [1.0, 2.0, 4.0]},
+        second_options={"include_background": False},
+    )
+    assert _val(combo, labels, p) == pytest.approx(0.5 * ce + 0.5 * (1 - np.mean(dices[1:])), rel=1e-5)
+    clone = keras.losses.deserialize(keras.losses.serialize(combo))
+    assert _val(clone, labels, p) == pytest.approx(_val(combo, labels, p), rel=1e-6)
+
+
 def test_missing_channel_axis_is_added():
     assert _val(get_loss("dice"), Y[..., 0], P) == pytest.approx(_val(get_loss("dice")), rel=1e-6)
 

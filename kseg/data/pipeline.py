@@ -68,6 +68,10 @@ class ArrayData:
         originals: source image files (folder data), else ``None``.
         clean: uint8 ``(N, S, S, C)`` noise-free images (synthetic data, or a folder with a
             ``clean/`` subfolder), else ``None``; needed for ``task="denoise"``.
+        extent: native arrays only (``load_splits(native=True)``): int ``(N, 2)`` height and
+            width of each image in its canvas; images and masks are then ``(N, H, W, ...)``
+            canvases as large as the largest image (and at least the input size), zero-padded
+            below and to the right. ``None``: every array is the whole image.
     """
 
     images: np.ndarray
@@ -76,6 +80,7 @@ class ArrayData:
     groups: list[str]
     originals: list[Path] | None = None
     clean: np.ndarray | None = None
+    extent: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -89,6 +94,7 @@ class ArrayData:
             groups=[self.groups[i] for i in idx],
             originals=None if self.originals is None else [self.originals[i] for i in idx],
             clean=None if self.clean is None else self.clean[idx],
+            extent=None if self.extent is None else self.extent[idx],
         )
 
 
@@ -159,9 +165,10 @@ def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
 
 
 def _decode(
-    sample: Sample, cfg: DataConfig, clean_dir: Path | None, num_classes: int
+    sample: Sample, cfg: DataConfig, clean_dir: Path | None, num_classes: int, native: bool = False
 ) -> tuple[Any, ...]:
-    """``(image, mask, clean, mismatch, mask_values, fg)`` at the model input size.
+    """``(image, mask, clean, mismatch, mask_values, fg)`` at the model input size (``native``:
+    at the image's own size).
 
     With ``channels: auto`` images are read as RGB (grey files replicated); the caller reduces
     them to one channel when no image has colour. ``mask_values`` lists the stored values of a
@@ -186,6 +193,11 @@ def _decode(
             f"{sample.mask.name} {mask.shape[0]}x{mask.shape[1]}"  # type: ignore[union-attr]
         )
         return None, None, None, mismatch, values, fg
+    if native:
+        c = None
+        if clean_dir is not None:
+            c = read_image(clean_dir / sample.image.name, channels, max_pixels=cfg.max_pixels)
+        return img, mask, c, None, values, fg
     x, _ = fit_to_size(img, cfg.img_size, str(cfg.resize))
     y, _ = fit_to_size(mask, cfg.img_size, str(cfg.resize), is_mask=True)
     c = None
@@ -204,6 +216,17 @@ def _has_colour(images: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(~grey)]
 
 
+def _canvas(arrays: list[np.ndarray], least: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-padded stack of differently sized arrays, at least ``least`` on each side, and the
+    ``(N, 2)`` extents (height, width) of each."""
+    extent = np.array([a.shape[:2] for a in arrays], np.int64)
+    h, w = max(int(extent[:, 0].max()), least), max(int(extent[:, 1].max()), least)
+    out = np.zeros((len(arrays), h, w, *arrays[0].shape[2:]), arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0], : a.shape[1]] = a
+    return out, extent
+
+
 def _scan(cfg: DataConfig) -> list[Sample]:
     return scan_folder(
         cfg.path, cfg.group_regex, group_column=cfg.group_column, stratify=cfg.stratify
@@ -215,6 +238,7 @@ def _load_folder(
     progress: bool,
     num_classes: int = 1,
     merge_guard: bool = False,
+    native: bool = False,
     samples: list[Sample] | None = None,
 ) -> tuple[ArrayData, list[Sample], str]:
     """Decode ``samples`` (default: every sample of the folder)."""
@@ -227,7 +251,7 @@ def _load_folder(
     with ThreadPoolExecutor(workers) as pool:
         results = list(
             _progress(
-                pool.map(lambda s: _decode(s, cfg, clean_dir, num_classes), samples),
+                pool.map(lambda s: _decode(s, cfg, clean_dir, num_classes, native), samples),
                 len(samples),
                 f"decoding {Path(cfg.path).name}",  # type: ignore[arg-type]
                 progress,
@@ -262,8 +286,15 @@ def _load_folder(
         warnings.warn(
             f"{len(multi)} mask(s) hold more than two values ({shown}{more}); {use}", stacklevel=3
         )
-    images = np.stack([r[0] for r in results])
-    clean = np.stack([r[2] for r in results]) if clean_dir is not None else None
+    extent = None
+    if native:
+        images, extent = _canvas([r[0] for r in results], int(cfg.img_size))
+        masks = _canvas([r[1] for r in results], int(cfg.img_size))[0]
+        clean = _canvas([r[2] for r in results], int(cfg.img_size))[0] if clean_dir else None
+    else:
+        images = np.stack([r[0] for r in results])
+        masks = np.stack([r[1] for r in results])
+        clean = np.stack([r[2] for r in results]) if clean_dir is not None else None
     if cfg.channels == "auto":
         colour = _has_colour(images)
         if colour:
@@ -282,11 +313,12 @@ def _load_folder(
         reason = f"data.channels = {channels}"
     data = ArrayData(
         images=images,
-        masks=np.stack([r[1] for r in results]),
+        masks=masks,
         names=[s.name for s in samples],
         groups=[s.group for s in samples],
         originals=[s.image for s in samples],
         clean=clean,
+        extent=extent,
     )
     return data, samples, reason
 
@@ -336,6 +368,7 @@ def load_splits(
     preprocess: bool = True,
     merge_guard: bool = False,
     shard: tuple[int, int] | None = None,
+    native: bool = False,
 ) -> Splits:
     """Load a data set into memory and split it by group.
 
@@ -357,6 +390,9 @@ def load_splits(
             ``count``-th, from ``index``) and the validation files are decoded; ``test`` is
             ``None``. With ``channels: auto`` the decision covers only the decoded files (the
             workers agree on it afterwards, :func:`kseg.training.loop.train`).
+        native: keep folder images at their own resolution (zero-padded canvases with
+            :attr:`ArrayData.extent`) for ``data.sampling: patch``; synthetic data is generated
+            at the input size either way. The filter chain then runs on the canvases.
 
     Raises:
         DataError: bad folder (see :func:`~kseg.data.folder.scan_folder`), unreadable image,
@@ -378,7 +414,9 @@ def load_splits(
         fixed: list[str | None] = [None] * len(data)
     else:
         if shard is None:  # decode everything first (the errors of bad files come first)
-            data, samples, reason = _load_folder(cfg, progress, num_classes, merge_guard)
+            data, samples, reason = _load_folder(
+                cfg, progress, num_classes, merge_guard, native=native
+            )
         else:  # split on the file list; decode only this worker's files below
             samples = _scan(cfg)
         names, groups = [s.name for s in samples], [s.group for s in samples]
@@ -543,6 +581,126 @@ class _Augmenter:
         return out["image"], out["mask"]
 
 
+class PatchSampler:
+    """Seeded ``size`` x ``size`` windows of native-resolution images (``data.sampling: patch``).
+
+    A share ``foreground`` of the windows is centred on a foreground pixel: a class is drawn
+    uniformly among those the image holds (so a rare class is centred as often as a common one),
+    then one of its pixels; the window is shifted inside the image where the centre is near an
+    edge. The other windows are drawn uniformly over the image.
+
+    Args:
+        images: uint8 ``(N, H, W, C)`` canvases; masks: uint8 ``(N, H, W)`` class ids.
+        extent: ``(N, 2)`` height and width of each image in its canvas (each >= ``size``
+            or the canvas side).
+        size: window side (the model input size).
+        foreground: share of windows centred on foreground, in [0, 1].
+
+    Example:
+        >>> x, y = PatchSampler(d.images, d.masks, d.extent, 256, 0.5)(index=3, seed=7)
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        masks: np.ndarray,
+        extent: np.ndarray | None,
+        size: int,
+        foreground: float = 0.5,
+    ) -> None:
+        if not 0.0 <= foreground <= 1.0:
+            raise ConfigError(f"data.patch_foreground = {foreground}; use a share in [0, 1]")
+        self.images, self.masks, self.size, self.foreground = images, masks, int(size), foreground
+        n, h, w = masks.shape[:3]
+        self.extent = np.tile([h, w], (n, 1)) if extent is None else np.asarray(extent)
+        self._fg: dict[int, dict[int, np.ndarray]] = {}
+
+    def _classes(self, i: int) -> dict[int, np.ndarray]:
+        """Flat indices (within the image's extent) of each foreground class's pixels, cached."""
+        found = self._fg.get(i)
+        if found is None:
+            h, w = self.extent[i]
+            m = self.masks[i, :h, :w].ravel()
+            found = {int(k): np.flatnonzero(m == k) for k in np.unique(m) if k != 0}
+            self._fg[i] = found  # one dict per image; a race only computes it twice
+        return found
+
+    def origin(self, i: int, rng: np.random.Generator) -> tuple[int, int]:
+        """Top-left corner of a window of image ``i``."""
+        h, w = (int(v) for v in self.extent[i])
+        s = self.size
+        classes = self._classes(i) if rng.random() < self.foreground else {}
+        if classes:
+            pixels = classes[list(classes)[rng.integers(len(classes))]]
+            cy, cx = divmod(int(pixels[rng.integers(len(pixels))]), w)
+            y0, x0 = cy - s // 2, cx - s // 2
+        else:
+            y0, x0 = (
+                int(rng.integers(0, max(h - s, 0) + 1)),
+                int(rng.integers(0, max(w - s, 0) + 1)),
+            )
+        # inside the image where it is large enough, else at the canvas origin (zero padding)
+        return int(np.clip(y0, 0, max(h - s, 0))), int(np.clip(x0, 0, max(w - s, 0)))
+
+    def __call__(self, index: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(int(seed) & 0x7FFFFFFF)
+        y0, x0 = self.origin(int(index), rng)
+        s = self.size
+        return self.images[int(index), y0 : y0 + s, x0 : x0 + s], self.masks[
+            int(index), y0 : y0 + s, x0 : x0 + s
+        ]
+
+
+def patches_per_image(data: ArrayData, size: int) -> int:
+    """Windows per image and epoch so that an epoch covers about the training pixels once."""
+    if data.extent is None:
+        return 1
+    area = float(np.mean(data.extent[:, 0] * data.extent[:, 1]))
+    return max(1, round(area / (size * size)))
+
+
+def tile_starts(length: int, size: int) -> list[int]:
+    """Starts of windows of ``size`` that cover ``0..length`` (the last one flush with the end)."""
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size, size))
+    return [*starts, length - size]
+
+
+def grid_tiles(data: ArrayData, size: int) -> ArrayData:
+    """The ``size`` windows that cover every image of native ``data`` (validation in patch mode).
+
+    The windows of an image touch (the last row and column overlap their neighbour so they end
+    flush with the image), so scores pooled over the tiles count every pixel of the image at
+    native resolution once or, near the right and bottom edges, twice. Names are
+    ``NAME@y,x``; arrays that are not native are returned unchanged.
+    """
+    if data.extent is None:
+        return data
+    idx, boxes = [], []
+    for i, (h, w) in enumerate(data.extent):
+        for y in tile_starts(int(h), size):
+            for x in tile_starts(int(w), size):
+                idx.append(i)
+                boxes.append((y, x))
+
+    def cut(a: np.ndarray | None) -> np.ndarray | None:
+        if a is None:
+            return None
+        return np.stack(
+            [a[i, y : y + size, x : x + size] for i, (y, x) in zip(idx, boxes, strict=True)]
+        )
+
+    return ArrayData(
+        images=cut(data.images),  # type: ignore[arg-type]
+        masks=cut(data.masks),  # type: ignore[arg-type]
+        names=[f"{data.names[i]}@{y},{x}" for i, (y, x) in zip(idx, boxes, strict=True)],
+        groups=[data.groups[i] for i in idx],
+        originals=None if data.originals is None else [data.originals[i] for i in idx],
+        clean=cut(data.clean),
+    )
+
+
 def make_dataset(
     data: ArrayData,
     batch_size: int,
@@ -553,6 +711,8 @@ def make_dataset(
     repeat: bool = False,
     task: str = "segment",
     drop_remainder: bool = False,
+    patch: int | None = None,
+    patch_foreground: float = 0.5,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(x, y)`` batches from in-memory arrays.
 
@@ -570,6 +730,9 @@ def make_dataset(
         task: ``"segment"``: ``y`` float32 ``(B, S, S, 1)`` mask in ``{0, 1}``; ``"denoise"``:
             ``y`` float32 ``(B, S, S, C)`` clean image scaled to ``[0, 1]`` (clean / 255).
         drop_remainder: drop a last, smaller batch.
+        patch: train on ``patch`` x ``patch`` windows of native ``data`` (``load_splits(native=
+            True)``), drawn by :class:`PatchSampler` with ``patch_foreground``, one per element;
+            ``augment`` then works on the window. Segmentation only.
 
     Returns:
         ``x`` float32 ``(B, S, S, C)`` raw pixels in ``[0, 255]`` and ``y`` as above.
@@ -587,6 +750,12 @@ def make_dataset(
     images = np.ascontiguousarray(data.images)
     target = np.ascontiguousarray(data.clean if denoise else data.masks)
     n, s, _, c = images.shape
+    sampler = None
+    if patch is not None:
+        if denoise:
+            raise ConfigError("data.sampling: patch is for segmentation; use resize for denoise")
+        sampler = PatchSampler(images, target, data.extent, patch, patch_foreground)
+        s = int(patch)
     y_shape = (s, s, c) if denoise else (s, s)
     y_scale = 1.0 / 255.0 if denoise else 1.0
 
@@ -596,7 +765,34 @@ def make_dataset(
     if repeat:
         idx = idx.repeat()
 
-    if augment is None:
+    if sampler is not None:
+        local = threading.local()
+
+        def window(index: np.int64, elem_seed: np.int64) -> tuple[np.ndarray, np.ndarray]:
+            x, y = sampler(index, elem_seed)
+            if augment is None:
+                return np.ascontiguousarray(x), np.ascontiguousarray(y)
+            aug = getattr(local, "aug", None)
+            if aug is None:  # each worker thread owns a copy (transforms hold RNG state)
+                aug = local.aug = copy.deepcopy(augment)
+            aug.set_random_seed(int(elem_seed) & 0x7FFFFFFF)
+            out = aug(image=np.ascontiguousarray(x), mask=np.ascontiguousarray(y))
+            return out["image"], out["mask"]
+
+        def load_window(index: tf.Tensor, elem_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            x, y = tf.numpy_function(
+                window, [index, elem_seed], [tf.uint8, tf.uint8], stateful=False
+            )
+            x.set_shape((s, s, c))
+            y.set_shape(y_shape)
+            return x, y
+
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((idx, seeds)).map(
+            load_window, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    elif augment is None:
 
         def gather(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return images[index], target[index]
@@ -649,9 +845,13 @@ def compute_mean_std(data: ArrayData) -> tuple[tuple[float, ...], tuple[float, .
 
 __all__ = [
     "ArrayData",
+    "PatchSampler",
     "Splits",
     "compute_mean_std",
+    "grid_tiles",
     "load_splits",
     "make_dataset",
+    "patches_per_image",
+    "tile_starts",
     "with_channels",
 ]

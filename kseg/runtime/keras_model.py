@@ -21,11 +21,12 @@ def native_scale(data_cfg, max_images: int = 8) -> bool | None:
     """Whether a model was trained on images no larger than its input (no downscaling), so windows
     of an image at full resolution show it structures at the scale it learned.
 
-    Synthetic data is generated at the model size (True); for a folder, the first ``max_images``
-    images are measured; None when that cannot be told.
+    Synthetic data is generated at the model size and ``data.sampling: patch`` trains on windows
+    of images at their own size (True); for a folder, the first ``max_images`` images are
+    measured; None when that cannot be told.
     """
-    if data_cfg.path is None:
-        return True
+    if data_cfg.path is None or str(getattr(data_cfg, "sampling", "resize")) == "patch":
+        return True  # synthetic data at the model size; patches of images at their own size
     try:
         import cv2
 

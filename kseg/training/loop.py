@@ -27,7 +27,7 @@ import numpy as np
 from kseg import config as cfgmod
 from kseg._keras import keras, tf
 from kseg.atomic import write_json, write_text
-from kseg.config import Config, Task
+from kseg.config import Config, Sampling, Task
 from kseg.errors import ClusterError, ConfigError
 from kseg.training import budget as budget_mod
 from kseg.training import finetune
@@ -64,6 +64,14 @@ def prepare(config: Config) -> None:
         value = getattr(config.data, key)
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"data.{key} = {value}; use a fraction in [0, 1)")
+    if not 0.0 <= config.data.patch_foreground <= 1.0:
+        raise ConfigError(
+            f"data.patch_foreground = {config.data.patch_foreground}; use a share in [0, 1]"
+        )
+    if config.data.sampling is Sampling.PATCH and config.train.task is Task.DENOISE:
+        raise ConfigError(
+            "data.sampling: patch is for segmentation; use resize with train.task=denoise"
+        )
     if config.train.epochs < 1 or config.train.batch_size < 1:
         raise ConfigError("train.epochs and train.batch_size must be at least 1")
 
@@ -241,12 +249,13 @@ def _train(
     denoise = config.train.task is Task.DENOISE
 
     from kseg.data.augment import build_augment
-    from kseg.data.pipeline import load_splits, make_dataset
+    from kseg.data.pipeline import grid_tiles, load_splits, make_dataset, patches_per_image
     from kseg.data.split import save_split
 
     t = config.train
     keras.utils.set_random_seed(t.seed)
     config = _classes_from_data(config)
+    patch = config.data.sampling is Sampling.PATCH
     splits = load_splits(
         config.data,
         seed=t.seed,
@@ -254,6 +263,7 @@ def _train(
         num_classes=config.model.num_classes,
         merge_guard=True,  # several foreground classes are never trained as binary unasked
         shard=None if role is None else (role.worker_index, role.num_workers),
+        native=patch,
     )
     if config.data.channels == "auto":  # the run stores the concrete value for convert/predict
         if role is not None:  # each worker decided from its own files: RGB if any saw colour
@@ -268,9 +278,11 @@ def _train(
         raise ConfigError("the validation split is empty; raise data.val_fraction or add images")
 
     n_train = sum(r["split"] == "train" for r in splits.rows)  # all workers' shards
-    steps = t.steps_per_epoch or max(math.ceil(n_train / t.batch_size), 1)
+    size = config.data.img_size
+    per_image = patches_per_image(splits.train, size) if patch else 1
+    steps = t.steps_per_epoch or max(math.ceil(n_train * per_image / t.batch_size), 1)
     # denoising keeps the clean target aligned: geometric augmentation only
-    augment = build_augment(config.data.augment, config.data.img_size, geometric_only=denoise)
+    augment = build_augment(config.data.augment, size, geometric_only=denoise)
     train_ds = make_dataset(
         splits.train,
         t.batch_size,
@@ -279,7 +291,18 @@ def _train(
         seed=t.seed + (role.worker_index if role is not None else 0),
         repeat=True,
         task=str(t.task),
+        patch=size if patch else None,
+        patch_foreground=config.data.patch_foreground,
     )
+    val = splits.val
+    if patch:  # validation: the tiles that cover each validation image at native resolution
+        val = grid_tiles(splits.val, size)
+        print(
+            f"data.sampling: patch: {per_image} window(s) of {size} px per training image and "
+            f"epoch ({100 * config.data.patch_foreground:.0f} % centred on foreground); "
+            f"validation on the {len(val)} tiles covering {len(splits.val)} images",
+            file=sys.stderr,
+        )
     replicas = strategy.num_replicas_in_sync
     if t.batch_size < replicas:
         raise ConfigError(
@@ -287,8 +310,8 @@ def _train(
             f"train.strategy = {t.strategy}; use a batch size of at least {replicas} "
             "(a multiple of it splits evenly)"
         )
-    val_batch = eval_batch_size(len(splits.val.images), t.batch_size, replicas)
-    val_ds = make_dataset(splits.val, val_batch, task=str(t.task))
+    val_batch = eval_batch_size(len(val.images), t.batch_size, replicas)
+    val_ds = make_dataset(val, val_batch, task=str(t.task))
     if denoise:  # the pipeline's clean target is in [0, 1]; denoising models output pixels
         train_ds, val_ds = (ds.map(lambda x, y: (x, y * 255.0)) for ds in (train_ds, val_ds))
     if role is not None:
@@ -325,14 +348,14 @@ def _train(
     callbacks = make_callbacks(t, run, monitor=monitor_for(config), shared=shared)
     callbacks += finetune.callbacks(t)
     fit_epochs = t.epochs
-    if clock is not None:  # the count is re-planned from measured epochs; fit only caps it
-        fit_epochs = max(t.epochs, budget_mod.MAX_EPOCHS)
+    if clock is not None:  # the count is re-planned from measured epochs; the budget ends it
+        fit_epochs = budget_mod.FIT_EPOCHS
         progbar = keras.callbacks.ProgbarLogger(count_mode="steps")
         fitter = budget_mod.BudgetFit(
             clock,
             planned_epochs=t.epochs,
             steps_per_epoch=steps,
-            max_epochs=fit_epochs,
+            max_epochs=None,
             record=run.root / budget_mod.BUDGET_FILE,
             progbar=progbar,
             log=lambda m: print(m, file=sys.stderr),
@@ -369,7 +392,7 @@ def _train(
     _dedupe_history(run.history)
     if precision.policy != "float32":
         _save_float32(run)
-    metrics = finish_run(run, config, splits.val, train_seconds=seconds)
+    metrics = finish_run(run, config, val, train_seconds=seconds)
     if clock is not None:
         budget_mod.finish_record(run.root / budget_mod.BUDGET_FILE, clock)
     return metrics

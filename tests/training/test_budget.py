@@ -27,9 +27,11 @@ TINY = {
 
 def test_fitted_epochs_arithmetic():
     # 1000 s budget, 100 s gone, 3 % margin (30 s), 40 s final scoring: 830 s for 10-s epochs
-    kw = dict(now=100.0, deadline=1000.0, budget_s=1000.0, final_s=40.0, max_epochs=200)
+    kw = dict(now=100.0, deadline=1000.0, budget_s=1000.0, final_s=40.0)
     assert fitted_epochs(done=2, epoch_s=10.0, **kw) == 2 + 83
-    assert fitted_epochs(done=2, epoch_s=1.0, **kw) == 200  # capped
+    assert fitted_epochs(done=2, epoch_s=10.0, max_epochs=50, **kw) == 50  # an explicit cap
+    # no cap by default: 1-s epochs fill the 830 s (a 200-epoch cap once idled a third of a budget)
+    assert fitted_epochs(done=2, epoch_s=1.0, **kw) == 2 + 830
     assert fitted_epochs(done=2, epoch_s=1000.0, **kw) == 3  # always one more; the stop decides
 
 
@@ -112,7 +114,8 @@ def test_budget_fit_stretches_the_schedule_and_stops_before_the_budget(monkeypat
 def test_budget_run_extends_its_planned_epochs_and_records_them(tmp_path, monkeypatch):
     from kseg.training import train
 
-    monkeypatch.setattr(budget, "MAX_EPOCHS", 4)  # an ample budget stretches 3 planned epochs to 4
+    # an ample budget stretches 3 planned epochs as far as fit goes (here 4, to keep the test short)
+    monkeypatch.setattr(budget, "FIT_EPOCHS", 4)
     cfg = load_config(None, {**TINY, "train.epochs": 3, "train.budget_minutes": 60})
     m = train(cfg, tmp_path / "run", verbose=0)
     rec = json.loads((tmp_path / "run" / "budget.json").read_text())
