@@ -531,7 +531,10 @@ class PatchSampler:
             cy, cx = divmod(int(pixels[rng.integers(len(pixels))]), w)
             y0, x0 = cy - s // 2, cx - s // 2
         else:
-            y0, x0 = int(rng.integers(0, max(h - s, 0) + 1)), int(rng.integers(0, max(w - s, 0) + 1))
+            y0, x0 = (
+                int(rng.integers(0, max(h - s, 0) + 1)),
+                int(rng.integers(0, max(w - s, 0) + 1)),
+            )
         # inside the image where it is large enough, else at the canvas origin (zero padding)
         return int(np.clip(y0, 0, max(h - s, 0))), int(np.clip(x0, 0, max(w - s, 0)))
 
@@ -580,12 +583,14 @@ def grid_tiles(data: ArrayData, size: int) -> ArrayData:
     def cut(a: np.ndarray | None) -> np.ndarray | None:
         if a is None:
             return None
-        return np.stack([a[i, y : y + size, x : x + size] for i, (y, x) in zip(idx, boxes)])
+        return np.stack(
+            [a[i, y : y + size, x : x + size] for i, (y, x) in zip(idx, boxes, strict=True)]
+        )
 
     return ArrayData(
         images=cut(data.images),  # type: ignore[arg-type]
         masks=cut(data.masks),  # type: ignore[arg-type]
-        names=[f"{data.names[i]}@{y},{x}" for i, (y, x) in zip(idx, boxes)],
+        names=[f"{data.names[i]}@{y},{x}" for i, (y, x) in zip(idx, boxes, strict=True)],
         groups=[data.groups[i] for i in idx],
         originals=None if data.originals is None else [data.originals[i] for i in idx],
         clean=cut(data.clean),
@@ -657,7 +662,6 @@ def make_dataset(
         idx = idx.repeat()
 
     if sampler is not None:
-
         local = threading.local()
 
         def window(index: np.int64, elem_seed: np.int64) -> tuple[np.ndarray, np.ndarray]:

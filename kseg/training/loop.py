@@ -61,7 +61,9 @@ def prepare(config: Config) -> None:
             f"data.patch_foreground = {config.data.patch_foreground}; use a share in [0, 1]"
         )
     if config.data.sampling is Sampling.PATCH and config.train.task is Task.DENOISE:
-        raise ConfigError("data.sampling: patch is for segmentation; use resize with train.task=denoise")
+        raise ConfigError(
+            "data.sampling: patch is for segmentation; use resize with train.task=denoise"
+        )
     if config.train.epochs < 1 or config.train.batch_size < 1:
         raise ConfigError("train.epochs and train.batch_size must be at least 1")
 
