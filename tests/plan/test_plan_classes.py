@@ -235,7 +235,7 @@ def test_train_budget_plans_and_trains_several_classes(tmp_path, monkeypatch):
             "--data",
             str(root),
             "--budget",
-            "1.2",
+            "3",
             "--out",
             str(out),
             "--set",
