@@ -233,9 +233,7 @@ class DiceLoss(_SegLoss):
         Medical Image Segmentation", 3DV 2016. arXiv:1606.04797
     """
 
-    def __init__(
-        self, smooth: float = 1.0, include_background: bool = True, **kwargs: Any
-    ) -> None:
+    def __init__(self, smooth: float = 1.0, include_background: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("name", "dice")
         super().__init__(**kwargs)
         self.smooth = _check_range("dice", "smooth", smooth, 0.0, 1e6, lo_open=True)

@@ -170,7 +170,9 @@ def test_multiclass_foreground_only_overlap_and_class_weighted_ce():
         first_options={"class_weights": [1.0, 2.0, 4.0]},
         second_options={"include_background": False},
     )
-    assert _val(combo, labels, p) == pytest.approx(0.5 * ce + 0.5 * (1 - np.mean(dices[1:])), rel=1e-5)
+    assert _val(combo, labels, p) == pytest.approx(
+        0.5 * ce + 0.5 * (1 - np.mean(dices[1:])), rel=1e-5
+    )
     clone = keras.losses.deserialize(keras.losses.serialize(combo))
     assert _val(clone, labels, p) == pytest.approx(_val(combo, labels, p), rel=1e-6)
 

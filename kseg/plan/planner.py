@@ -528,7 +528,9 @@ def class_profile(
             area = int(region.sum())
             if area == 0:
                 continue
-            n, _, comp, _ = cv2.connectedComponentsWithStats(region.astype(np.uint8), connectivity=8)
+            n, _, comp, _ = cv2.connectedComponentsWithStats(
+                region.astype(np.uint8), connectivity=8
+            )
             areas = comp[1:n, cv2.CC_STAT_AREA]
             st = stats[name]
             st["present"].append(1)
@@ -556,9 +558,7 @@ def class_weights(profile: dict[str, Any]) -> list[float] | None:
         return None
     shares = [c["pixel_share"] for c in profile["classes"].values()]
     bg = max(1.0 - sum(shares), 1e-6)
-    return [1.0] + [
-        round(min(MAX_CLASS_WEIGHT, math.sqrt(bg / max(sh, 1e-6))), 2) for sh in shares
-    ]
+    return [1.0] + [round(min(MAX_CLASS_WEIGHT, math.sqrt(bg / max(sh, 1e-6))), 2) for sh in shares]
 
 
 def _load_seconds(path: str, n: int, sample: int = 8) -> float:
@@ -806,7 +806,8 @@ def _classes_why(profile: dict[str, Any], merge: bool) -> str:
     if not profile["multi_class"]:
         return "the masks hold one foreground class (binary model)"
     present = ", ".join(
-        f"{n} in {100 * c['images_fraction']:.0f} % of the images" for n, c in profile["classes"].items()
+        f"{n} in {100 * c['images_fraction']:.0f} % of the images"
+        for n, c in profile["classes"].items()
     )
     return (
         f"{len(names)} foreground classes from {profile['source']} ({present}): a "
@@ -891,7 +892,12 @@ def to_yaml(p: Plan) -> str:
 
 
 #: data keys written only when they differ from their default
-_ONLY_IF_SET = {"classes": {}, "merge_classes": False, "sampling": "resize", "patch_foreground": 0.5}
+_ONLY_IF_SET = {
+    "classes": {},
+    "merge_classes": False,
+    "sampling": "resize",
+    "patch_foreground": 0.5,
+}
 
 
 def _section(obj: Any) -> dict[str, Any]:

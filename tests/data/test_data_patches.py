@@ -28,8 +28,9 @@ def _native(n=4, h=100, w=140):
     masks[:, 10:60, 10:80] = 1  # 3500 px
     masks[:, 90:93, 130:133] = 2  # 9 px, near the bottom-right corner
     extent = np.tile([h, w], (n, 1))
-    return ArrayData(images, masks, [f"i{k}" for k in range(n)], [f"i{k}" for k in range(n)],
-                     extent=extent)
+    return ArrayData(
+        images, masks, [f"i{k}" for k in range(n)], [f"i{k}" for k in range(n)], extent=extent
+    )
 
 
 def test_windows_have_the_patch_shape_and_stay_inside_the_image():

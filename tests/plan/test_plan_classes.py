@@ -231,8 +231,15 @@ def test_train_budget_plans_and_trains_several_classes(tmp_path, monkeypatch):
     res = CliRunner().invoke(
         main,
         [
-            "train", "--data", str(root), "--budget", "1.2", "--out", str(out),
-            "--set", "data.classes={disc: 1, band: 2}",
+            "train",
+            "--data",
+            str(root),
+            "--budget",
+            "3",
+            "--out",
+            str(out),
+            "--set",
+            "data.classes={disc: 1, band: 2}",
         ],
     )
     assert res.exit_code == 0, res.output
