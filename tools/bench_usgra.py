@@ -73,8 +73,9 @@ def main() -> int:
             ),
             args.out / "train.log",
         )
-    else:
-        train_s = float("nan")
+    else:  # the run's own record of its wall time (kseg train counts from process start)
+        record = json.loads((run / "budget.json").read_text())
+        train_s = float(record["elapsed_minutes"]) * 60.0
     load_after = os.getloadavg()
     eval_dir = args.out / "eval_val"
     eval_s = timed(
