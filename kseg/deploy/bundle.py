@@ -337,7 +337,11 @@ def _write_samples(
     resolved = resolve_data(model_path, size, 3, data)
     seed = resolved.config.train.seed if resolved.split_file is not None else 42
     val = load_splits(
-        resolved.config.data, seed=seed, split_file=resolved.split_file, progress=False
+        resolved.config.data,
+        seed=seed,
+        split_file=resolved.split_file,
+        progress=False,
+        num_classes=resolved.config.model.num_classes,
     ).val
     idx = np.unique(
         np.linspace(0, len(val.images) - 1, min(n, len(val.images))).round().astype(int)
@@ -489,7 +493,10 @@ def readme_from_folder(folder: str | os.PathLike[str]) -> str:
     return _readme(
         card,
         {"name": md["name"], "description": md["description"]},
-        [{"name": n} for n in card["bundle"]["samples"]],
+        [
+            {"name": n, "classes": card["bundle"].get("sample_classes", {}).get(n, {})}
+            for n in card["bundle"]["samples"]
+        ],
         json.loads((folder / "bench.json").read_text(encoding="utf-8")),
         (folder / "labels.txt").read_text(encoding="utf-8").splitlines(),
     )
@@ -524,16 +531,22 @@ def record_arm64(folder: str | os.PathLike[str], results: list[dict[str, Any]]) 
     Example:
         >>> record_arm64("android_demo_assets", [json.load(open(f)) for f in result_files])
     """
-    from kseg.atomic import write_json, write_text
+    from kseg.atomic import write_bytes, write_json, write_text
 
     folder = Path(folder)
     if problems := verify_manifest(folder):
         raise KsegError(f"{folder}: manifest does not match the files ({problems[0]})")
     figures = arm64_figures(results)
-    card = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    before = (folder / "model.json").read_bytes()
+    card = json.loads(before)
     card["bundle"]["golden_kernels"]["arm64"] = figures
     write_json(folder / "model.json", card)
-    write_text(folder / "README.md", readme_from_folder(folder))
+    try:  # the README is rebuilt from the card on disk; a failure leaves the bundle as it was
+        readme = readme_from_folder(folder)
+    except Exception:
+        write_bytes(folder / "model.json", before)
+        raise
+    write_text(folder / "README.md", readme)
     write_manifest(folder)
     return figures
 

@@ -17,11 +17,12 @@ from kseg.deploy import verify_manifest
 from kseg.deploy.metadata import read_metadata
 
 ROOT = Path(__file__).resolve().parents[2] / "android_demo_assets"
-#: bundle -> (labels.txt lines, minimum INT8 validation Dice, words the attribution must hold)
+#: bundle -> (labels.txt lines, minimum INT8 validation Dice, words the attribution must hold,
+#: largest bundle in MiB)
 BUNDLES = {
-    "hc18": (["fetal_head"], 0.9, ("CC BY 4.0", "van den Heuvel")),
-    # trained for 20 minutes on a shared CPU: accuracy is another task's; the file is this one's
-    "usgra": (["background", "nerve", "vessel"], 0.2, ("CC BY 4.0", "Kandaouroff")),
+    "hc18": (["fetal_head"], 0.9, ("CC BY 4.0", "van den Heuvel"), 2),
+    # the 25-minute budget-planned U-Net (1.9 M parameters) of tools/bench_usgra.py
+    "usgra": (["background", "nerve", "vessel"], 0.6, ("CC BY 4.0", "Kandaouroff"), 5),
 }
 
 
@@ -34,10 +35,10 @@ def bundle(request):
 
 
 def test_manifest_matches_every_file(bundle):
-    _, assets, _ = bundle
+    name, assets, _ = bundle
     assert verify_manifest(assets) == []
     manifest = json.loads((assets / "manifest.json").read_text())["files"]
-    assert sum(f["size_bytes"] for f in manifest.values()) < 2 * 1024 * 1024
+    assert sum(f["size_bytes"] for f in manifest.values()) < BUNDLES[name][3] * 1024 * 1024
 
 
 def test_golden_outputs_reproduce_with_litert(bundle):
@@ -89,7 +90,7 @@ def test_metadata_is_present_and_parsable(bundle):
 
 def test_demo_model_is_accurate_enough_and_attributed(bundle):
     name_, assets, card = bundle
-    _, min_dice, words = BUNDLES[name_]
+    _, min_dice, words, _ = BUNDLES[name_]
     assert card["parity"]["passed"] is True and card["tflite_dice"] > min_dice
     attribution = (assets / "samples" / "ATTRIBUTION.md").read_text()
     for word in words:
