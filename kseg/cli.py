@@ -309,7 +309,7 @@ def evaluate(model_path, data, split, out, runtime, store_threshold, **flags) ->
     _warn_provenance(result.get("provenance"))
     per_class = result.get("per_class") or {}
     click.echo(
-        f"wrote {out}/metrics.json, per_image.csv, worst_cases.png"
+        f"wrote {out}/metrics.json, per_image.csv, worst_cases.png, contours.png"
         + (", worst_cases_CLASS.png per class" if per_class else "")
     )
     sel = result.get("threshold_selection")
