@@ -701,6 +701,23 @@ def grid_tiles(data: ArrayData, size: int) -> ArrayData:
     )
 
 
+def _seeded_elements(idx, fn, seed: int | None, x_shape: tuple, y_shape: tuple):
+    """``idx`` mapped one element at a time through ``fn(index, element_seed) -> (x, y)`` uint8
+    (a patch window or an augmented image), each element with its own seed from one seeded
+    stream, so a run is reproducible whatever the parallelism."""
+
+    def load(index, elem_seed):
+        x, y = tf.numpy_function(fn, [index, elem_seed], [tf.uint8, tf.uint8], stateful=False)
+        x.set_shape(x_shape)
+        y.set_shape(y_shape)
+        return x, y
+
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip((idx, seeds)).map(
+        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+
+
 def make_dataset(
     data: ArrayData,
     batch_size: int,
@@ -779,18 +796,7 @@ def make_dataset(
             out = aug(image=np.ascontiguousarray(x), mask=np.ascontiguousarray(y))
             return out["image"], out["mask"]
 
-        def load_window(index: tf.Tensor, elem_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            x, y = tf.numpy_function(
-                window, [index, elem_seed], [tf.uint8, tf.uint8], stateful=False
-            )
-            x.set_shape((s, s, c))
-            y.set_shape(y_shape)
-            return x, y
-
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((idx, seeds)).map(
-            load_window, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
+        ds = _seeded_elements(idx, window, seed, (s, s, c), y_shape)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     elif augment is None:
 
@@ -806,17 +812,7 @@ def make_dataset(
         ds = idx.batch(batch_size, drop_remainder=drop_remainder).map(load_batch)
     else:
         fn = _Augmenter(augment, images, target, denoise)
-
-        def load_one(index: tf.Tensor, elem_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            x, y = tf.numpy_function(fn, [index, elem_seed], [tf.uint8, tf.uint8], stateful=False)
-            x.set_shape((s, s, c))
-            y.set_shape(y_shape)
-            return x, y
-
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((idx, seeds)).map(
-            load_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
+        ds = _seeded_elements(idx, fn, seed, (s, s, c), y_shape)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     def to_float(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
