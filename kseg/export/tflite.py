@@ -75,7 +75,7 @@ def export_tflite(
     from kseg.models import load_model, model_spec
     from kseg.models.complexity import count_macs, count_params
     from kseg.runtime import open_model
-    from kseg.runtime.keras_model import native_scale
+    from kseg.runtime.keras_model import native_scale, trained_flips
 
     model_path = Path(model_path)
     mode = Mode(mode)
@@ -153,6 +153,7 @@ def export_tflite(
             },
             "resize": str(cfg.data.resize),
             "native_scale": native_scale(cfg.data),
+            "flips": trained_flips(cfg.data),
             "channels": desc["input_shape"][-1],
             "preprocess": chain.to_list(),
         },

@@ -35,7 +35,8 @@ class InferenceOptions:
         tile: a :class:`TileMode`.
         overlap: fraction of a window shared with its neighbour when tiling, in [0, 0.9].
         blend: a :class:`Blend`.
-        tta: average the probabilities of the image and its horizontal, vertical and double flips.
+        tta: average the probabilities of the image and its flips, those the training applied
+            (horizontal only when the model does not say; see :func:`~kseg.inference.tiling.tta_flips`).
         min_size: drop connected components (4-connected) smaller than this many pixels.
         fill_holes: fill background regions enclosed by a component.
         keep_largest: keep only the k largest components (0: all).

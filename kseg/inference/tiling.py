@@ -29,8 +29,24 @@ from kseg.inference.options import Blend, InferenceOptions, TileMode
 
 BatchFn = Callable[[np.ndarray], np.ndarray]
 
-#: flips used by test-time augmentation, as axes of an (N, S, S, C) batch
-TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (1,), (1, 2))
+#: the axis of an (N, S, S, C) batch each flip of the training augmentation reverses
+_FLIP_AXES = {"horizontal": 2, "vertical": 1}
+
+
+def tta_flips(trained: list[str] | None) -> tuple[tuple[int, ...], ...]:
+    """The flipped copies test-time augmentation averages: the identity and every combination of
+    the flips the training applied (``predictor.flips``); horizontal only when that is unknown.
+
+    A vertical flip is used only when the model was trained with one: ultrasound (the probe at the
+    top) and most medical images have a top and a bottom, and a model never shown an image upside
+    down predicts nonsense for it.
+    """
+    names = ["horizontal"] if trained is None else [f for f in trained if f in _FLIP_AXES]
+    axes = sorted(_FLIP_AXES[f] for f in set(names))
+    out: list[tuple[int, ...]] = [()]
+    for a in axes:
+        out += [tuple(sorted((*combo, a))) for combo in out]
+    return tuple(out)
 
 
 def as_hwc(image: np.ndarray, channels: int) -> np.ndarray:
@@ -80,8 +96,9 @@ def window_weights(size: int, blend: Blend | str) -> np.ndarray:
     return gaussian_window(size) if Blend(blend) is Blend.GAUSSIAN else blend_window(size)
 
 
-def flip_tta(predict: BatchFn, flips: tuple[tuple[int, ...], ...] = TTA_FLIPS) -> BatchFn:
-    """A batch function that averages ``predict`` over flipped copies of its input."""
+def flip_tta(predict: BatchFn, flips: tuple[tuple[int, ...], ...] = ((), (2,))) -> BatchFn:
+    """A batch function that averages ``predict`` over flipped copies of its input (``flips``:
+    axes of the batch per copy, as :func:`tta_flips` gives them)."""
 
     def run(batch: np.ndarray) -> np.ndarray:
         acc = None
@@ -191,7 +208,7 @@ def predict_prob(
     size = int(predictor.input_size)
     predict: BatchFn = predictor.predict
     if opts.tta:
-        predict = flip_tta(predict)
+        predict = flip_tta(predict, tta_flips(getattr(predictor, "flips", None)))
     if wants_tiling(predictor, img.shape[:2], opts.tile):
         prob, windows, calls = sliding_window(
             predict,

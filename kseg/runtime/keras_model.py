@@ -44,6 +44,16 @@ def native_scale(data_cfg, max_images: int = 8) -> bool | None:
     return bool(sizes) and max(sizes) <= int(data_cfg.img_size)
 
 
+def trained_flips(data_cfg) -> list[str]:
+    """The flips the training augmentation applied (``horizontal``, ``vertical``): test-time
+    augmentation averages over these only, since a model never shown an image upside down (most
+    ultrasound: the probe at the top) predicts nonsense for it."""
+    aug = data_cfg.augment
+    if not aug.enabled:
+        return []
+    return [name for name, p in (("horizontal", aug.hflip_p), ("vertical", aug.vflip_p)) if p > 0]
+
+
 def read_stored_threshold(model_path: str | Path) -> float | None:
     """The validated threshold in ``MODEL.threshold.json`` (``kseg evaluate --store-threshold``)."""
     p = Path(model_path).with_suffix(".threshold.json")
@@ -69,6 +79,8 @@ class KerasPredictor:
         resize_mode: ``stretch`` or ``letterbox`` (as in training).
         native_scale: trained on images no larger than the input (see :func:`native_scale`);
             ``tile="auto"`` tiles larger images only then.
+        flips: the flips the training augmentation applied (:func:`trained_flips`; None:
+            unknown), the ones test-time augmentation uses.
         threshold_source: where ``threshold`` comes from (``config``, ``validation``, ``default``).
         preprocess: the run's filter chain (``data.preprocess``), applied to every input batch.
     """
@@ -83,6 +95,7 @@ class KerasPredictor:
         threshold: float = 0.5,
         resize_mode: str = "stretch",
         native_scale: bool | None = None,
+        flips: list[str] | None = None,
         threshold_source: str = "default",
         preprocess=None,
     ) -> None:
@@ -96,6 +109,7 @@ class KerasPredictor:
         self.threshold = float(threshold)
         self.resize_mode = str(resize_mode)
         self.native_scale = native_scale
+        self.flips = None if flips is None else list(flips)
         self.threshold_source = threshold_source
         #: the model card's counterpart for a Keras file: None (no card)
         self.card: dict[str, Any] | None = None
@@ -118,6 +132,7 @@ class KerasPredictor:
                 "threshold": cfg.train.threshold,
                 "resize_mode": str(cfg.data.resize),
                 "native_scale": native_scale(cfg.data),
+                "flips": trained_flips(cfg.data),
                 "threshold_source": "config",
                 "preprocess": cfg.data.preprocess,
             }

@@ -184,6 +184,8 @@ class TFLiteModel:
         self.resize_mode: str = str(card_in.get("resize", "stretch"))
         #: trained on images no larger than the input (None: the card does not say)
         self.native_scale: bool | None = card_in.get("native_scale")
+        #: the flips the training applied (card ``input.flips``; None: not said), used by TTA
+        self.flips: list[str] | None = card_in.get("flips")
         norm = card_in.get("normalization") or {}
         self._external_norm: tuple[np.ndarray, np.ndarray] | None = None
         if norm.get("applied", "in_model") == "external":

@@ -130,6 +130,8 @@ class ONNXModel:
         )
         self.resize_mode: str = str(card_in.get("resize", "stretch"))
         self.native_scale: bool | None = card_in.get("native_scale")
+        #: the flips the training applied (card ``input.flips``; None: not said), used by TTA
+        self.flips: list[str] | None = card_in.get("flips")
         self.output_activation: str = str(
             card_out.get("activation", "sigmoid" if self.num_classes == 1 else "softmax")
         )

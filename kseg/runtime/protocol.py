@@ -28,6 +28,8 @@ class Predictor(Protocol):
         threshold: the foreground threshold for K = 1 (the card's or the run's).
         threshold_source: ``validation``, ``config`` or ``default``.
         native_scale: trained on images no larger than the input (None: unknown).
+        flips: the flips the training augmentation applied (``horizontal``, ``vertical``; None:
+            unknown); test-time augmentation averages over these.
         dynamic_batch: True when ``predict`` takes any batch in one call.
         card: the model card (``FILE.json``), or None.
         filters: the filter chain (``data.preprocess``) applied inside ``predict``.
@@ -40,6 +42,7 @@ class Predictor(Protocol):
     threshold: float
     threshold_source: str
     native_scale: bool | None
+    flips: list[str] | None
     dynamic_batch: bool
     card: dict[str, Any] | None
     filters: Any

@@ -72,6 +72,16 @@ def test_card_files_and_fields(int8_card, trained_run):
     )
     assert on_disk["calibration"]["n_images"] > 0 and len(on_disk["calibration"]["sha256"]) == 64
     assert on_disk["input"]["normalization"]["applied"] == "in_model"
+    # the flips the training applied travel to the card and to the runtime's TTA
+    from kseg.config import load_config
+    from kseg.runtime import open_model
+    from kseg.runtime.keras_model import trained_flips
+
+    aug = load_config(trained_run / "config.yaml").data.augment
+    expect = [n for n, p in (("horizontal", aug.hflip_p), ("vertical", aug.vflip_p)) if p > 0]
+    assert on_disk["input"]["flips"] == trained_flips(load_config(trained_run / "config.yaml").data)
+    assert on_disk["input"]["flips"] == (expect if aug.enabled else [])
+    assert open_model(trained_run / "m.int8.tflite").flips == on_disk["input"]["flips"]
     # a one-class card keeps its keys and says how pixels are decided
     assert on_disk["output"]["decision"] == "threshold"
     assert on_disk["output"]["classes"] == ["background", "foreground"]

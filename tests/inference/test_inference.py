@@ -21,6 +21,7 @@ from kseg.inference.postprocess import fill_holes, keep_largest, postprocess, re
 from kseg.inference.threshold import ThresholdSweep, choose_threshold
 from kseg.inference.tiling import (
     flip_tta,
+    tta_flips,
     gaussian_window,
     predict_prob,
     sliding_window,
@@ -128,7 +129,7 @@ def test_tta_averages_flips():
     a = predict_prob(eq, img, InferenceOptions(tile="off"))[0]
     b = predict_prob(eq, img, InferenceOptions(tile="off", tta=True))[0]
     np.testing.assert_allclose(a, b, atol=1e-6)
-    assert len(eq.batches) == 1 + 4
+    assert len(eq.batches) == 1 + 2  # the image and its horizontal flip (the model says no flips)
     # a ramp 0..1 averaged with its mirror image is 0.5 everywhere
     ramp = RampModel(32)
     plain = predict_prob(ramp, img, InferenceOptions(tile="off"))[0]
@@ -138,6 +139,30 @@ def test_tta_averages_flips():
     f = flip_tta(lambda b: b, flips=((), (2,)))
     x = np.arange(8, dtype=np.float32).reshape(1, 2, 4, 1)
     np.testing.assert_allclose(f(x), x)  # identity is equivariant
+
+
+def test_tta_uses_the_flips_the_training_applied():
+    assert tta_flips(None) == ((), (2,))  # unknown: horizontal only
+    assert tta_flips([]) == ((),)
+    assert tta_flips(["vertical"]) == ((), (1,))
+    assert tta_flips(["horizontal", "vertical"]) == ((), (1,), (2,), (1, 2))
+    img = _img(32, 32)
+    both = PixelModel(32)
+    both.flips = ["horizontal", "vertical"]
+    predict_prob(both, img, InferenceOptions(tile="off", tta=True))
+    assert len(both.batches) == 4
+    # a model trained without vertical flips is never asked about an upside-down image
+    class TopModel(PixelModel):
+        flips = ["horizontal"]
+
+        def predict(self, batch):
+            out = super().predict(batch)
+            out[:, : out.shape[1] // 2] = 1.0  # "the top half is foreground"
+            out[:, out.shape[1] // 2 :] = 0.0
+            return out
+
+    prob = predict_prob(TopModel(32), img, InferenceOptions(tile="off", tta=True))[0]
+    assert prob[:16].min() == 1.0 and prob[16:].max() == 0.0
 
 
 # ------------------------------------------------------------------------------ options
