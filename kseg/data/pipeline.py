@@ -273,13 +273,11 @@ def _load_folder(
         if found is not None:
             raise DataError(merge_guard_message(str(cfg.path), found))
     multi = [(s.mask.name, r[4]) for s, r in zip(samples, results, strict=True) if r[4]]  # type: ignore[union-attr]
-    if multi:
+    if multi and num_classes <= 1:  # class ids in a multi-class run are what is expected: no word
         shown = "; ".join(f"{n}: {', '.join(map(str, v[:6]))}" for n, v in multi[:_SHOW])
         more = f" (+{len(multi) - _SHOW} more)" if len(multi) > _SHOW else ""
         use = (
-            f"used as class ids (model.num_classes = {num_classes})"
-            if num_classes > 1
-            else "merged into one foreground (data.merge_classes: true)"
+            "merged into one foreground (data.merge_classes: true)"
             if cfg.merge_classes
             else "binarised (non-zero = foreground); set model.num_classes to use them as class ids"
         )
