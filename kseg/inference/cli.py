@@ -34,7 +34,11 @@ _FLAGS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         show_default=True,
         help="Weighting of overlapping windows.",
     ),
-    click.option("--tta", is_flag=True, help="Average over the flips the model was trained with (horizontal when unknown)."),
+    click.option(
+        "--tta",
+        is_flag=True,
+        help="Average over the flips the model was trained with (horizontal when unknown).",
+    ),
     click.option(
         "--min-size", type=int, default=0, show_default=True, help="Drop components under N px."
     ),

@@ -21,11 +21,11 @@ from kseg.inference.postprocess import fill_holes, keep_largest, postprocess, re
 from kseg.inference.threshold import ThresholdSweep, choose_threshold
 from kseg.inference.tiling import (
     flip_tta,
-    tta_flips,
     gaussian_window,
     predict_prob,
     sliding_window,
     tile_starts,
+    tta_flips,
 )
 from kseg.inference.vector import polygon_area, ring_area
 
@@ -151,6 +151,7 @@ def test_tta_uses_the_flips_the_training_applied():
     both.flips = ["horizontal", "vertical"]
     predict_prob(both, img, InferenceOptions(tile="off", tta=True))
     assert len(both.batches) == 4
+
     # a model trained without vertical flips is never asked about an upside-down image
     class TopModel(PixelModel):
         flips = ["horizontal"]

@@ -56,7 +56,11 @@ def test_explicit_choices_and_gpu_rules():
         ([("NVIDIA A100", (8, 0))], "mixed_float16", "tensor cores"),
         ([("Tesla V100", (7, 0)), ("Tesla V100", (7, 0))], "mixed_float16", "2 GPU(s)"),
         ([("Tesla P100", (6, 0))], "float32", "no tensor cores"),
-        ([("NVIDIA A100", (8, 0)), ("GTX 1080", (6, 1))], "float32", "GTX 1080"),  # the slowest rules
+        (
+            [("NVIDIA A100", (8, 0)), ("GTX 1080", (6, 1))],
+            "float32",
+            "GTX 1080",
+        ),  # the slowest rules
         ([("AMD MI100", None)], "float32", "compute capability unknown"),
     ],
 )
@@ -64,7 +68,9 @@ def test_auto_on_gpus_follows_tensor_cores(gpus, policy, says):
     from kseg.training.precision import GpuInfo
 
     devices = [GpuInfo(name, cc) for name, cc in gpus]
-    choice = resolve_precision("auto", flags={"amx_bf16"}, gpus=devices)  # the GPU decides, not the CPU
+    choice = resolve_precision(
+        "auto", flags={"amx_bf16"}, gpus=devices
+    )  # the GPU decides, not the CPU
     assert choice.policy == policy
     assert says in choice.reason
 
