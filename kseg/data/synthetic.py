@@ -535,6 +535,25 @@ def _imwrite(path: Path, arr: np.ndarray) -> None:
     path.write_bytes(buf.tobytes())
 
 
+def parse_synthetic_spec(
+    text: str, flag: str, usage: str = "synthetic:KIND[:N]", default_n: int = 200
+) -> tuple[SyntheticKind, int]:
+    """``synthetic:KIND[:N]`` -> ``(kind, n)`` (KIND defaults to ultrasound, N to ``default_n``).
+
+    Raises:
+        ConfigError: unknown KIND or a non-integer N, naming ``flag`` and ``usage``.
+    """
+    parts = text.split(":")
+    try:
+        kind = SyntheticKind(parts[1] if len(parts) > 1 and parts[1] else "ultrasound")
+        n = int(parts[2]) if len(parts) > 2 else default_n
+    except ValueError:
+        raise ConfigError(
+            f"{flag} {text}: use {usage} with KIND one of {', '.join(SyntheticKind.values())}"
+        ) from None
+    return kind, n
+
+
 def write_synthetic(
     kind: str | SyntheticKind,
     n: int,
@@ -582,6 +601,7 @@ __all__ = [
     "RAYLEIGH_SNR",
     "SyntheticSet",
     "speckle_envelope",
+    "parse_synthetic_spec",
     "synthesize",
     "write_synthetic",
 ]
