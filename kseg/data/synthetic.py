@@ -45,8 +45,6 @@ import csv
 import io
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +52,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kseg.atomic import atomic_dir
 from kseg.config import SyntheticKind
 from kseg.errors import ConfigError, DataError
 
@@ -572,9 +571,7 @@ def write_synthetic(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: exists and is not empty; choose a new --out folder or delete it")
     data = synthesize(kind, n, size, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:  # an existing out is empty, checked above
         for sub in ("images", "masks", "clean"):
             (tmp / sub).mkdir()
         buf = io.StringIO()
@@ -586,12 +583,6 @@ def write_synthetic(
             _imwrite(tmp / "clean" / f"{name}.png", data.clean[i])
             writer.writerow([f"{name}.png", f"{name}.png", name, ""])
         (tmp / "manifest.csv").write_text(buf.getvalue(), encoding="utf-8")
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
