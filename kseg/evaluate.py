@@ -53,6 +53,7 @@ from kseg.scores import (
     foreground_mean,
     image_scores,
     label_scores,
+    nan_to_none,
 )
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
@@ -172,7 +173,7 @@ def evaluate(
         )
     if sweep is not None:
         result["threshold_selection"] = sweep.best().to_dict()
-    write_json(out / "metrics.json", _json_safe(result))
+    write_json(out / "metrics.json", nan_to_none(result))
     write_text(out / "per_image.csv", _csv(rows, names))
     figures = [(out / "worst_cases.png", worst_sorted, "dice")]
     for c, suffix in enumerate(class_suffixes(names)[1:], start=1):
@@ -241,16 +242,6 @@ def _csv(rows: list[dict[str, Any]], class_names: Sequence[str] = ()) -> str:
 
 def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.6f}"
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 __all__ = ["evaluate", "evaluate_model", "store_model_threshold", "CSV_COLUMNS"]
@@ -377,7 +368,7 @@ def evaluate_model(
             raise DataError(f"{model_path}: a multi-class model has no threshold to store")
         sel["split"] = f"val of {resolved.description}"
         result["threshold_stored"] = str(store_model_threshold(model_path, sel))
-    write_json(Path(out_dir) / "metrics.json", _json_safe(result))
+    write_json(Path(out_dir) / "metrics.json", nan_to_none(result))
     return result
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,14 @@ def run_benchmark(
         entry["card"] = _card_summary(card)
         report["models"].append(entry)
     if measure_latency:
-        fn = measure_isolated if isolate else measure
+        measure_file = partial(
+            measure_isolated if isolate else measure,
+            runs=runs,
+            warmup=warmup,
+            runtime=runtime,
+            delegate=delegate,
+            cpus=cpu_list,
+        )
         for t in threads:
             n = t or None
             peak = None
@@ -137,15 +145,7 @@ def run_benchmark(
                 peak = calibrate_peak(threads=n, runtime=runtime, cpus=cpu_list, isolate=isolate)
                 report["calibration"][str(t)] = peak
             for p in paths:
-                r = fn(
-                    p,
-                    threads=n,
-                    runs=runs,
-                    warmup=warmup,
-                    runtime=runtime,
-                    delegate=delegate,
-                    cpus=cpu_list,
-                )
+                r = measure_file(p, threads=n)
                 info = infos[p]
                 macs = info.total_macs if info else _card_macs(p)
                 r["macs"] = macs

@@ -47,7 +47,7 @@ import cv2
 import numpy as np
 
 from kseg.data.classes import MaskClasses, folder_classes, read_class_table, summarize_mask
-from kseg.data.folder import MANIFEST, MANIFEST_COLUMNS
+from kseg.data.folder import MANIFEST, MANIFEST_COLUMNS, _listing
 from kseg.data.io import DEFAULT_MAX_PIXELS, _imread, header_size, is_image_file, read_stored_mask
 from kseg.errors import DataError
 
@@ -98,10 +98,6 @@ def dhash(gray: np.ndarray, side: int = 16, tol: float = 0.0) -> np.ndarray:
     g = np.nan_to_num(gray.astype(np.float32))
     small = cv2.resize(g, (side + 1, side), interpolation=cv2.INTER_AREA)
     return (small[:, 1:] > small[:, :-1] + tol).ravel()
-
-
-def _listing(names: list[str], k: int = 5) -> str:
-    return ", ".join(names[:k]) + (f" (+{len(names) - k} more)" if len(names) > k else "")
 
 
 def _entries(

@@ -35,7 +35,7 @@ import numpy as np
 from kseg._keras import tf
 from kseg.config import DataConfig, Task
 from kseg.data.classes import merge_guard_message, merged_classes
-from kseg.data.folder import Sample, scan_folder
+from kseg.data.folder import Sample, _listing, scan_folder
 from kseg.data.io import (
     fit_to_size,
     foreground_ids,
@@ -259,11 +259,8 @@ def _load_folder(
         )
     bad = [r[3] for r in results if r[3] is not None]
     if bad:
-        shown = ", ".join(bad[:_SHOW]) + (
-            f" (+{len(bad) - _SHOW} more)" if len(bad) > _SHOW else ""
-        )
         raise DataError(
-            f"mask size differs from its image for {len(bad)} file(s): {shown}; "
+            f"mask size differs from its image for {len(bad)} file(s): {_listing(bad)}; "
             f"masks must have the image's height and width"
         )
     if merge_guard and num_classes <= 1 and not cfg.merge_classes and not cfg.classes:
@@ -432,12 +429,9 @@ def load_splits(
         present = set(names)
         gone = [n for n in saved if n not in present]
         if gone:
-            shown = ", ".join(gone[:_SHOW]) + (
-                f" (+{len(gone) - _SHOW} more)" if len(gone) > _SHOW else ""
-            )
             raise DataError(
-                f"{split_path}: names {len(gone)} sample(s) no longer in the data ({shown}); "
-                f"restore them or start a new run"
+                f"{split_path}: names {len(gone)} sample(s) no longer in the data "
+                f"({_listing(gone)}); restore them or start a new run"
             )
         new = [n for n in names if n not in saved]
         if new:

@@ -45,8 +45,6 @@ import csv
 import io
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +52,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kseg.atomic import atomic_dir
 from kseg.config import SyntheticKind
 from kseg.errors import ConfigError, DataError
 
@@ -535,6 +534,25 @@ def _imwrite(path: Path, arr: np.ndarray) -> None:
     path.write_bytes(buf.tobytes())
 
 
+def parse_synthetic_spec(
+    text: str, flag: str, usage: str = "synthetic:KIND[:N]", default_n: int = 200
+) -> tuple[SyntheticKind, int]:
+    """``synthetic:KIND[:N]`` -> ``(kind, n)`` (KIND defaults to ultrasound, N to ``default_n``).
+
+    Raises:
+        ConfigError: unknown KIND or a non-integer N, naming ``flag`` and ``usage``.
+    """
+    parts = text.split(":")
+    try:
+        kind = SyntheticKind(parts[1] if len(parts) > 1 and parts[1] else "ultrasound")
+        n = int(parts[2]) if len(parts) > 2 else default_n
+    except ValueError:
+        raise ConfigError(
+            f"{flag} {text}: use {usage} with KIND one of {', '.join(SyntheticKind.values())}"
+        ) from None
+    return kind, n
+
+
 def write_synthetic(
     kind: str | SyntheticKind,
     n: int,
@@ -553,9 +571,7 @@ def write_synthetic(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: exists and is not empty; choose a new --out folder or delete it")
     data = synthesize(kind, n, size, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:  # an existing out is empty, checked above
         for sub in ("images", "masks", "clean"):
             (tmp / sub).mkdir()
         buf = io.StringIO()
@@ -567,12 +583,6 @@ def write_synthetic(
             _imwrite(tmp / "clean" / f"{name}.png", data.clean[i])
             writer.writerow([f"{name}.png", f"{name}.png", name, ""])
         (tmp / "manifest.csv").write_text(buf.getvalue(), encoding="utf-8")
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -582,6 +592,7 @@ __all__ = [
     "RAYLEIGH_SNR",
     "SyntheticSet",
     "speckle_envelope",
+    "parse_synthetic_spec",
     "synthesize",
     "write_synthetic",
 ]

@@ -588,7 +588,8 @@ def verify_manifest(folder: str | os.PathLike[str]) -> list[str]:
 
 def _mediapipe_section(s, o, k: int) -> str:
     """The README's MediaPipe Tasks snippet: confidence mask (one class) or category mask."""
-    head = """## Android: MediaPipe Tasks ImageSegmenter
+    confidence = k == 1  # one class: its confidence mask; more: the category mask (class ids)
+    text = f"""## Android: MediaPipe Tasks ImageSegmenter
 
 ```kotlin
 // build.gradle: implementation("com.google.mediapipe:tasks-vision:<version>")
@@ -596,28 +597,23 @@ def _mediapipe_section(s, o, k: int) -> str:
 val options = ImageSegmenter.ImageSegmenterOptions.builder()
     .setBaseOptions(BaseOptions.builder().setModelAssetPath("model.tflite").build())
     .setRunningMode(RunningMode.IMAGE)
-"""
-    if k == 1:
-        return (
-            head
-            + f"""    .setOutputConfidenceMasks(true)
-    .setOutputCategoryMask(false)
+    .setOutputConfidenceMasks({"true" if confidence else "false"})
+    .setOutputCategoryMask({"false" if confidence else "true"})
     .build()
 val segmenter = ImageSegmenter.createFromOptions(context, options)
 val result = segmenter.segment(BitmapImageBuilder(bitmap).build())   // ARGB_8888 bitmap
-val conf = result.confidenceMasks().get()[0]   // {s[1]}x{s[2]}, float confidence of labels.txt line 0
+"""
+    if confidence:
+        return (
+            text
+            + f"""val conf = result.confidenceMasks().get()[0]   // {s[1]}x{s[2]}, float confidence of labels.txt line 0
 // mask pixel = confidence > {o["threshold"]}; MediaPipe resizes the frame to {s[1]}x{s[2]} itself
 ```
 """
         )
     return (
-        head
-        + f"""    .setOutputConfidenceMasks(false)
-    .setOutputCategoryMask(true)
-    .build()
-val segmenter = ImageSegmenter.createFromOptions(context, options)
-val result = segmenter.segment(BitmapImageBuilder(bitmap).build())   // ARGB_8888 bitmap
-val category = ByteBufferExtractor.extract(result.categoryMask().get())  // {s[1]}x{s[2]} bytes
+        text
+        + f"""val category = ByteBufferExtractor.extract(result.categoryMask().get())  // {s[1]}x{s[2]} bytes
 // byte i = class id of pixel i (row-major): labels.txt line (0 = background);
 // MediaPipe resizes the frame to {s[1]}x{s[2]} itself. segmenter.labels lists the names.
 ```

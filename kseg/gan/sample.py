@@ -15,16 +15,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from kseg.atomic import atomic_dir
 from kseg.errors import DataError, ModelError
 from kseg.gan.train import check_new_out
+from kseg.inference.segment import encode_png
 
 
 def load_run(run: str | Path):
@@ -60,13 +58,6 @@ def generate(
     return np.concatenate(out)
 
 
-def _png(path: Path, arr: np.ndarray) -> None:
-    ok, buf = cv2.imencode(".png", arr)
-    if not ok:
-        raise DataError(f"{path}: could not encode PNG")
-    path.write_bytes(buf.tobytes())
-
-
 def write_sample_folder(
     out: str | Path,
     images: np.ndarray,
@@ -76,9 +67,7 @@ def write_sample_folder(
 ) -> Path:
     """Write the folder under a temporary name beside ``out`` and rename it when complete."""
     out = check_new_out(Path(out))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:  # an existing out is empty, checked above
         (tmp / "images").mkdir()
         if masks01 is not None:
             (tmp / "masks").mkdir()
@@ -88,20 +77,14 @@ def write_sample_folder(
         u8 = np.clip((np.asarray(images)[..., 0] + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
         for i, im in enumerate(u8):
             name = f"{prefix}_{i:04d}.png"
-            _png(tmp / "images" / name, im)
+            (tmp / "images" / name).write_bytes(encode_png(im))
             if masks01 is not None:
-                _png(tmp / "masks" / name, (masks01[i] > 0).astype(np.uint8) * 255)
+                mask = (masks01[i] > 0).astype(np.uint8) * 255
+                (tmp / "masks" / name).write_bytes(encode_png(mask))
             w.writerow(
                 [name, name if masks01 is not None else "", f"{prefix}_{i:04d}", "", 1, source]
             )
         (tmp / "manifest.csv").write_text(buf.getvalue(), encoding="utf-8")
-        tmp.chmod(0o755)  # mkdtemp makes it 0700; the result is an ordinary shared folder
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -75,9 +75,9 @@ def load_source(
     from kseg.data.io import fit_to_size, read_image, read_mask
 
     if source.startswith("synthetic:"):
-        from kseg.data.synthetic import synthesize
+        from kseg.data.synthetic import parse_synthetic_spec, synthesize
 
-        kind, count = _synthetic_spec(source, default_n=n or 24)
+        kind, count = parse_synthetic_spec(source, "SOURCE", default_n=n or 24)
         s = synthesize(kind, count, size or 256, seed)
         gray = [
             cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) if im.shape[-1] == 3 else im[..., 0]
@@ -114,22 +114,6 @@ def load_source(
     return Dataset(
         images, masks, cleans if has_clean else None, [s.name for s in samples], desc, source
     )
-
-
-def _synthetic_spec(text: str, default_n: int) -> tuple[str, int]:
-    """``synthetic:KIND[:N]`` (as ``kseg.training.rundir.parse_synthetic_spec``, without TF)."""
-    from kseg.config import SyntheticKind
-
-    parts = text.split(":")
-    try:
-        kind = SyntheticKind(parts[1] if len(parts) > 1 and parts[1] else "ultrasound")
-        n = int(parts[2]) if len(parts) > 2 else default_n
-    except ValueError:
-        raise ConfigError(
-            f"SOURCE {text}: use synthetic:KIND[:N] with KIND one of "
-            f"{', '.join(SyntheticKind.values())}"
-        ) from None
-    return str(kind), n
 
 
 def parse_chains(specs: list[str] | tuple[str, ...] | None) -> list[tuple[str, Chain]]:
@@ -267,7 +251,9 @@ def run_ablation(
         "train.early_stopping_patience": epochs,
     }
     if source.startswith("synthetic:"):
-        kind, count = _synthetic_spec(source, default_n=200)
+        from kseg.data.synthetic import parse_synthetic_spec
+
+        kind, count = parse_synthetic_spec(source, "SOURCE", default_n=200)
         overrides.update({"data.synthetic_kind": str(kind), "data.synthetic_n": n_train or count})
     else:
         overrides["data.path"] = source

@@ -99,6 +99,31 @@ def check_batch(path: Any, batch: np.ndarray, input_size: int, channels: int) ->
     return batch
 
 
+def describe_model(
+    model: Any, *, delegate: str, input_shape: list[int], output_shape: list[int]
+) -> dict[str, Any]:
+    """The ``describe()`` facts of a :class:`TFLiteModel` or an ``ONNXModel``: one set of keys in
+    one order, so reports list both kinds alike; the tensor shapes come from the caller (each
+    backend reads them its own way)."""
+    return {
+        "path": str(model.path),
+        "backend": model.backend,
+        "backend_version": model.backend_version,
+        "delegate": delegate,
+        "num_threads": model.num_threads,
+        "input_shape": input_shape,
+        "input_dtype": model.input_dtype.name,
+        "input_scale": model.input_scale,
+        "input_zero_point": model.input_zero_point,
+        "output_shape": output_shape,
+        "output_dtype": model.output_dtype.name,
+        "output_scale": model.output_scale,
+        "output_zero_point": model.output_zero_point,
+        "dynamic_batch": model.dynamic_batch,
+        "card": model.card is not None,
+    }
+
+
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """``(q - zero_point) * scale`` as float32 (a float tensor is returned as float32)."""
     if q.dtype.kind == "f" or scale == 0.0:
@@ -133,6 +158,7 @@ class TFLiteModel:
         self.card = read_card(self.path)
         self._backend: Backend = load_backend(runtime)
         self.backend = self._backend.name
+        self.backend_version = self._backend.version
         self.num_threads = num_threads
         self.delegate = delegate
         kwargs = interpreter_kwargs(self._backend, delegate)
@@ -246,23 +272,12 @@ class TFLiteModel:
 
     def describe(self) -> dict[str, Any]:
         """Interpreter-level facts about the model (for reports and ``--json``)."""
-        return {
-            "path": str(self.path),
-            "backend": self.backend,
-            "backend_version": self._backend.version,
-            "delegate": self.delegate or "xnnpack",
-            "num_threads": self.num_threads,
-            "input_shape": [int(d) for d in self._in["shape"]],
-            "input_dtype": self.input_dtype.name,
-            "input_scale": self.input_scale,
-            "input_zero_point": self.input_zero_point,
-            "output_shape": [int(d) for d in self._out["shape"]],
-            "output_dtype": self.output_dtype.name,
-            "output_scale": self.output_scale,
-            "output_zero_point": self.output_zero_point,
-            "dynamic_batch": self.dynamic_batch,
-            "card": self.card is not None,
-        }
+        return describe_model(
+            self,
+            delegate=self.delegate or "xnnpack",
+            input_shape=[int(d) for d in self._in["shape"]],
+            output_shape=[int(d) for d in self._out["shape"]],
+        )
 
     def __repr__(self) -> str:
         return (

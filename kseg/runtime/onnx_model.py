@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from kseg.errors import ConfigError, ModelError
-from kseg.runtime.model import check_batch, read_card
+from kseg.runtime.model import check_batch, describe_model, read_card
 
 ONNX_SUFFIX = ".onnx"
 INSTALL_HINT = "pip install 'kseg[onnx]'"
@@ -65,6 +65,9 @@ class ONNXModel:
         runtime: only ``auto`` or ``onnxruntime`` (the argument exists so callers can treat both
             model kinds alike).
     """
+
+    # float32 in and out: there are no quantization parameters (describe() reports them as None)
+    input_scale = input_zero_point = output_scale = output_zero_point = None
 
     def __init__(
         self,
@@ -162,23 +165,12 @@ class ONNXModel:
     def describe(self) -> dict[str, Any]:
         """Session-level facts (for reports and cards); the same keys as TFLiteModel.describe."""
         batch = 1 if self.dynamic_batch else self._batch
-        return {
-            "path": str(self.path),
-            "backend": self.backend,
-            "backend_version": self.backend_version,
-            "delegate": self.delegate,
-            "num_threads": self.num_threads,
-            "input_shape": [batch, self.input_size, self.input_size, self.channels],
-            "input_dtype": "float32",
-            "input_scale": None,
-            "input_zero_point": None,
-            "output_shape": [batch, *[int(d) for d in self._out.shape[1:]]],
-            "output_dtype": "float32",
-            "output_scale": None,
-            "output_zero_point": None,
-            "dynamic_batch": self.dynamic_batch,
-            "card": self.card is not None,
-        }
+        return describe_model(
+            self,
+            delegate=self.delegate,
+            input_shape=[batch, self.input_size, self.input_size, self.channels],
+            output_shape=[batch, *[int(d) for d in self._out.shape[1:]]],
+        )
 
     def __repr__(self) -> str:
         return (

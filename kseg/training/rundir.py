@@ -15,6 +15,7 @@ from typing import Any
 
 from kseg.atomic import write_json
 from kseg.config import Config, DataConfig, SyntheticKind, load_config
+from kseg.data.synthetic import parse_synthetic_spec  # also imported from here by sweep, optimize
 from kseg.errors import ConfigError
 from kseg.runs import RunDir, find_run_dir
 
@@ -118,25 +119,6 @@ class ModelData:
             "may_include_training_images": self.warning is not None or which == "all",
             "warning": self.warning,
         }
-
-
-def parse_synthetic_spec(
-    text: str, flag: str, usage: str = "synthetic:KIND[:N]", default_n: int = 200
-) -> tuple[SyntheticKind, int]:
-    """``synthetic:KIND[:N]`` -> ``(kind, n)`` (KIND defaults to ultrasound, N to ``default_n``).
-
-    Raises:
-        ConfigError: unknown KIND or a non-integer N, naming ``flag`` and ``usage``.
-    """
-    parts = text.split(":")
-    try:
-        kind = SyntheticKind(parts[1] if len(parts) > 1 and parts[1] else "ultrasound")
-        n = int(parts[2]) if len(parts) > 2 else default_n
-    except ValueError:
-        raise ConfigError(
-            f"{flag} {text}: use {usage} with KIND one of {', '.join(SyntheticKind.values())}"
-        ) from None
-    return kind, n
 
 
 def resolve_data(

@@ -7,11 +7,13 @@ import math
 import numpy as np
 import pytest
 
+from kseg.config import SyntheticKind
 from kseg.data.folder import scan_folder
 from kseg.data.io import read_image, read_mask
 from kseg.data.synthetic import (
     LOG_SPECKLE_BIAS_DB,
     RAYLEIGH_SNR,
+    parse_synthetic_spec,
     speckle_envelope,
     synthesize,
     write_synthetic,
@@ -95,6 +97,19 @@ def test_unknown_kind_and_bad_n():
         synthesize("ct", 2)
     with pytest.raises(ConfigError, match="synthetic_n"):
         synthesize("skin", 0)
+
+
+def test_parse_synthetic_spec():
+    assert parse_synthetic_spec("synthetic:", "--data") == ("ultrasound", 200)
+    assert parse_synthetic_spec("synthetic:skin", "--data", default_n=24) == ("skin", 24)
+    kind, n = parse_synthetic_spec("synthetic:vessels:7", "SOURCE")
+    assert (kind, n) == ("vessels", 7) and isinstance(kind, SyntheticKind)
+    with pytest.raises(
+        ConfigError, match=r"^SOURCE synthetic:ct: use synthetic:KIND\[:N\] with KIND"
+    ):
+        parse_synthetic_spec("synthetic:ct", "SOURCE")
+    with pytest.raises(ConfigError, match=r"^--unlabeled synthetic:skin:x: use synthetic:KIND:N "):
+        parse_synthetic_spec("synthetic:skin:x", "--unlabeled", usage="synthetic:KIND:N")
 
 
 def test_write_synthetic_folder(tmp_path):
