@@ -61,6 +61,19 @@ class Encoder(StrEnum):
     EFFICIENTNET_V2_B0 = "efficientnet_v2_b0"
 
 
+#: The options of the zoo's encoder-decoders with their usual defaults; an architecture registered
+#: with ``options={**ENCODER_DECODER, ...}`` changes a default in place or adds an option last.
+ENCODER_DECODER: dict[str, Any] = {
+    "depth": 4,
+    "filters": 32,
+    "norm": Norm.BATCH.value,
+    "groups": 8,
+    "activation": Activation.RELU.value,
+    "upsampling": Upsampling.TRANSPOSE.value,
+    "dropout": 0.0,
+}
+
+
 def _enum(cls: type[StrEnum]) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         try:
