@@ -9,6 +9,7 @@ attributes once. Pure standard library, at the bottom of the layering: ``kseg.be
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Iterable
 from typing import Any
@@ -25,6 +26,24 @@ def attrs_dict(obj: object, names: Iterable[str]) -> dict[str, Any]:
         {'threshold': 0.45, 'grid': [0.4, 0.45]}
     """
     return {name: _copy(getattr(obj, name)) for name in names}
+
+
+def dataclass_dict(
+    obj: object, *, first: Iterable[str] = (), exclude: Iterable[str] = ()
+) -> dict[str, Any]:
+    """:func:`attrs_dict` of a dataclass's fields in their declared order, the attributes named
+    in ``first`` (properties too) before them and those in ``exclude`` left out.
+
+    Unlike :func:`dataclasses.asdict` it does not recurse and gives tuples as lists.
+
+    Example:
+        >>> dataclass_dict(report, first=("scheme", "fully_quantized"))
+        {'scheme': 'default', 'fully_quantized': True, 'default': [...], ...}
+    """
+    first = tuple(first)
+    skip = set(first) | set(exclude)
+    rest = (f.name for f in dataclasses.fields(obj) if f.name not in skip)  # type: ignore[arg-type]
+    return attrs_dict(obj, (*first, *rest))
 
 
 def _copy(value: Any) -> Any:
@@ -46,4 +65,4 @@ def init_arg_names(cls: type) -> list[str]:
     ]
 
 
-__all__ = ["attrs_dict", "init_arg_names"]
+__all__ = ["attrs_dict", "dataclass_dict", "init_arg_names"]

@@ -8,13 +8,12 @@ model, the key and the valid values.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 from kseg.config import StrEnum
-from kseg.errors import ConfigError
+from kseg.errors import ConfigError, did_you_mean
 
 
 class Norm(StrEnum):
@@ -171,11 +170,9 @@ def validate_options(
     defaults = option_defaults(builder)
     for key in options:
         if key not in defaults:
-            close = difflib.get_close_matches(str(key), list(defaults), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"model {model!r} has no option {key!r}{hint}; valid options: "
-                + ", ".join(sorted(defaults))
+                f"model {model!r} has no option {key!r}{did_you_mean(key, defaults)}; "
+                "valid options: " + ", ".join(sorted(defaults))
             )
     resolved = dict(defaults)
     resolved.update(options)
