@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kseg._attrs import attrs_dict, init_arg_names
+from kseg._attrs import attrs_dict, dataclass_dict, init_arg_names
 
 
 @dataclass
@@ -40,3 +40,14 @@ def test_init_arg_names_skips_self_and_star_arguments():
             pass
 
     assert init_arg_names(Loss) == ["alpha", "beta", "name"]
+
+
+def test_dataclass_dict_puts_first_names_first_and_leaves_out_excluded_fields():
+    r = _Result(0.5, (0.25, 0.75), [1])
+    out = dataclass_dict(r, first=("best", "rows"), exclude=("extra",))
+    assert list(out.items()) == [
+        ("best", 0.75),
+        ("rows", [1]),
+        ("score", 0.5),
+        ("grid", [0.25, 0.75]),
+    ]
