@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import types
 import typing
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kseg.errors import ConfigError
+from kseg.errors import ConfigError, did_you_mean
 
 
 class StrEnum(enum.StrEnum):
@@ -393,11 +392,9 @@ def _build(cls: type, raw: Any, *, prefix: str, source: str) -> Any:
     hints = typing.get_type_hints(cls)
     for key in raw:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"{source}: unknown key '{prefix}{key}'{hint}; valid keys in {where}: "
-                + ", ".join(fields)
+                f"{source}: unknown key '{prefix}{key}'{did_you_mean(key, fields)}; "
+                f"valid keys in {where}: " + ", ".join(fields)
             )
     kwargs = {}
     for name, value in raw.items():

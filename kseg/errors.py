@@ -6,6 +6,9 @@ CLI prints that line and exits non-zero; it never shows a traceback for these.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class KsegError(Exception):
     """An error caused by the user's input, with a message that says how to fix it."""
@@ -25,3 +28,10 @@ class ModelError(KsegError):
 
 class ClusterError(KsegError):
     """A multi-worker training job that lost a worker or cannot reach one."""
+
+
+def did_you_mean(name: object, valid: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``valid`` to ``name``, or ``""``: the hint of
+    an unknown-key or unknown-name message."""
+    close = difflib.get_close_matches(str(name), list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -21,10 +21,10 @@ Shapes and conventions (shared by all losses):
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
+from kseg._attrs import attrs_dict, init_arg_names
 from kseg._keras import keras, tf
 from kseg.errors import ConfigError
 from kseg.registry import Registry
@@ -46,7 +46,7 @@ def get_loss(name: str, **options: Any) -> keras.losses.Loss:
         >>> loss = get_loss("combo", first="bce", second="dice", weight=0.5)
     """
     cls = LOSSES.get(name)
-    valid = _option_names(cls)
+    valid = init_arg_names(cls)  # a loss's options are its constructor's named parameters
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ConfigError(
@@ -54,15 +54,6 @@ def get_loss(name: str, **options: Any) -> keras.losses.Loss:
             f"valid: {', '.join(valid) or '(none)'}"
         )
     return cls(**options)
-
-
-def _option_names(cls: type) -> list[str]:
-    params = inspect.signature(cls.__init__).parameters.values()
-    return [
-        p.name
-        for p in params
-        if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-    ]
 
 
 def _check_range(
@@ -117,7 +108,12 @@ def _class_mean(per_class: tf.Tensor, include_background: bool) -> tf.Tensor:
 
 
 class _SegLoss(keras.losses.Loss):
-    """Base: converts inputs, then ``per_image(y_true, y_pred) -> (B,)``."""
+    """Base: converts inputs, then ``per_image(y_true, y_pred) -> (B,)``.
+
+    A subclass stores each constructor argument (its options) under the argument's own name;
+    ``get_config`` returns them after Keras's ``name`` and ``reduction``, so a saved loss is
+    rebuilt by ``cls(**config)``.
+    """
 
     def call(self, y_true, y_pred):
         y_true, y_pred = prepare(y_true, y_pred)
@@ -125,6 +121,9 @@ class _SegLoss(keras.losses.Loss):
 
     def per_image(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **attrs_dict(self, init_arg_names(type(self)))}
 
 
 @LOSSES.register("bce", description="binary (K=1) or categorical (K>1) cross-entropy")
@@ -170,9 +169,6 @@ class CrossEntropy(_SegLoss):
             ce = -tf.reduce_sum(terms, axis=-1)
         return tf.reduce_mean(ce, axis=[1, 2])
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "class_weights": self.class_weights}
-
 
 @LOSSES.register("focal", description="focal loss (Lin et al. 2017)")
 @keras.saving.register_keras_serializable(package="kseg")
@@ -210,9 +206,6 @@ class FocalLoss(_SegLoss):
             )
         return tf.reduce_mean(fl, axis=[1, 2])
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "gamma": self.gamma, "alpha": self.alpha}
-
 
 @LOSSES.register("dice", description="soft Dice loss (Milletari et al. 2016)")
 @keras.saving.register_keras_serializable(package="kseg")
@@ -243,13 +236,6 @@ class DiceLoss(_SegLoss):
         tp, fp, fn = _overlap_sums(y_true, y_pred)
         dice = (2.0 * tp + self.smooth) / (2.0 * tp + fp + fn + self.smooth)
         return 1.0 - _class_mean(dice, self.include_background)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "smooth": self.smooth,
-            "include_background": self.include_background,
-        }
 
 
 def _tversky_index(y_true, y_pred, alpha: float, beta: float, smooth: float) -> tf.Tensor:
@@ -295,15 +281,6 @@ class TverskyLoss(_SegLoss):
         ti = _tversky_index(y_true, y_pred, self.alpha, self.beta, self.smooth)
         return 1.0 - _class_mean(ti, self.include_background)
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "smooth": self.smooth,
-            "include_background": self.include_background,
-        }
-
 
 @LOSSES.register("focal_tversky", description="focal Tversky loss (Abraham & Khan 2019)")
 @keras.saving.register_keras_serializable(package="kseg")
@@ -346,16 +323,6 @@ class FocalTverskyLoss(_SegLoss):
     def per_image(self, y_true, y_pred):
         ti = _tversky_index(y_true, y_pred, self.alpha, self.beta, self.smooth)
         return _class_mean(tf.pow(tf.maximum(1.0 - ti, _EPS), self.gamma), self.include_background)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "gamma": self.gamma,
-            "smooth": self.smooth,
-            "include_background": self.include_background,
-        }
 
 
 @LOSSES.register("combo", description="weighted sum of two losses (default 0.5 bce + 0.5 dice)")
@@ -405,16 +372,6 @@ class ComboLoss(_SegLoss):
         return self.weight * self._first.per_image(y_true, y_pred) + (
             1.0 - self.weight
         ) * self._second.per_image(y_true, y_pred)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "first": self.first,
-            "second": self.second,
-            "weight": self.weight,
-            "first_options": dict(self.first_options),
-            "second_options": dict(self.second_options),
-        }
 
 
 __all__ = [

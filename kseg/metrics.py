@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from kseg._attrs import attrs_dict
 from kseg._keras import keras, tf
 from kseg.errors import ConfigError
 from kseg.losses import prepare
@@ -57,6 +58,8 @@ class _OverlapMetric(keras.metrics.Metric):
     """Base class: counts TP/FP/FN per foreground class; subclasses set ``_kind``."""
 
     _kind = ""
+    #: the constructor arguments ``get_config`` returns besides Keras's ``name`` and ``dtype``
+    _CONFIG = ("threshold", "num_classes", "per_image", "class_id")
 
     def __init__(
         self,
@@ -178,13 +181,7 @@ class _OverlapMetric(keras.metrics.Metric):
             v.assign(tf.zeros_like(v))
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "threshold": self.threshold,
-            "num_classes": self.num_classes,
-            "per_image": self.per_image,
-            "class_id": self.class_id,
-        }
+        return {**super().get_config(), **attrs_dict(self, self._CONFIG)}
 
 
 @keras.saving.register_keras_serializable(package="kseg")

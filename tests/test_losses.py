@@ -216,3 +216,53 @@ def test_serialization_roundtrip(name):
     assert type(clone) is type(loss)
     assert clone.get_config() == loss.get_config()
     assert _val(clone) == pytest.approx(_val(loss), rel=1e-6)
+
+
+#: get_config of every loss with its defaults, as .keras files written before the configs came
+#: from the constructor's parameters hold them (keys and order must not change)
+SAVED_CONFIGS = {
+    "bce": {"reduction": "auto", "name": "bce", "class_weights": None},
+    "combo": {
+        "reduction": "auto",
+        "name": "combo",
+        "first": "bce",
+        "second": "dice",
+        "weight": 0.5,
+        "first_options": {},
+        "second_options": {},
+    },
+    "dice": {"reduction": "auto", "name": "dice", "smooth": 1.0, "include_background": True},
+    "focal": {"reduction": "auto", "name": "focal", "gamma": 2.0, "alpha": 0.25},
+    "focal_tversky": {
+        "reduction": "auto",
+        "name": "focal_tversky",
+        "alpha": 0.3,
+        "beta": 0.7,
+        "gamma": 0.75,
+        "smooth": 1.0,
+        "include_background": True,
+    },
+    "tversky": {
+        "reduction": "auto",
+        "name": "tversky",
+        "alpha": 0.3,
+        "beta": 0.7,
+        "smooth": 1.0,
+        "include_background": True,
+    },
+}
+
+
+def test_every_loss_config_keeps_the_saved_keys_and_loads_from_them():
+    assert sorted(SAVED_CONFIGS) == LOSSES.names()
+    for name, saved in SAVED_CONFIGS.items():
+        loss = get_loss(name)
+        assert list(loss.get_config().items()) == list(saved.items()), name
+        clone = type(loss).from_config(dict(saved))
+        assert clone.get_config() == saved
+    weighted = get_loss("bce", class_weights=[1, 3]).get_config()
+    assert weighted["class_weights"] == [1.0, 3.0]
+    combo = get_loss("combo", second_options={"smooth": 2.0})
+    config = combo.get_config()
+    config["second_options"]["smooth"] = 9.0  # a copy: the loss keeps its options
+    assert combo.second_options == {"smooth": 2.0}

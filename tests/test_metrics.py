@@ -122,6 +122,15 @@ def test_config_roundtrip_and_mirrored_strategy():
     m = Dice(threshold=0.3, num_classes=1, per_image=True)
     clone = keras.metrics.deserialize(keras.metrics.serialize(m))
     assert type(clone) is Dice and clone.get_config() == m.get_config()
+    # the keys .keras files hold, in order
+    assert list(IoU(num_classes=3, class_id=2).get_config().items()) == [
+        ("name", "iou_class_2"),
+        ("dtype", "float32"),
+        ("threshold", 0.5),
+        ("num_classes", 3),
+        ("per_image", False),
+        ("class_id", 2),
+    ]
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
         metric = Dice()

@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kseg.errors import ConfigError
+from kseg._attrs import attrs_dict
+from kseg.errors import ConfigError, did_you_mean
 
 #: Ethos-U configurations Arm's Vela compiles for (``vela --accelerator-config``); a profile's
 #: ``vela_accelerator`` names one. Profiles sit at the bottom of kseg.bench: NPU emulation
@@ -135,20 +136,27 @@ class DeviceProfile:
         return self.kind == "cpu"
 
     def to_dict(self) -> dict[str, Any]:
+        """The summary reports show: :data:`_SUMMARY` and the supported ops."""
         return {
-            "name": self.name,
-            "path": self.path,
-            "kind": self.kind,
-            "peak_ops_per_s": self.peak_ops_per_s,
-            "memory_bandwidth_bytes_per_s": self.memory_bandwidth_bytes_per_s,
-            "utilization": self.utilization,
-            "sram_bytes": self.sram_bytes,
-            "handoff_cost_us": self.handoff_cost_us,
-            "partition_policy": self.partition_policy,
-            "max_partitions": self.max_partitions,
+            **attrs_dict(self, _SUMMARY),
             "supported_ops": "all" if self.all_ops else sorted(self.ops),
             "vela_accelerator": self.vela_accelerator,
         }
+
+
+#: the fields of a profile's summary (:meth:`DeviceProfile.to_dict`), in its order
+_SUMMARY = (
+    "name",
+    "path",
+    "kind",
+    "peak_ops_per_s",
+    "memory_bandwidth_bytes_per_s",
+    "utilization",
+    "sram_bytes",
+    "handoff_cost_us",
+    "partition_policy",
+    "max_partitions",
+)
 
 
 def profile_dirs() -> list[Path]:
@@ -239,12 +247,8 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
         rules = {}
         for name, rule in ops.items():
             if name not in valid:
-                import difflib
-
-                close = difflib.get_close_matches(str(name), sorted(valid), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(
-                    f"{path}: unknown op {name!r}{hint}; valid TFLite builtin ops: {', '.join(sorted(valid))}"
+                    f"{path}: unknown op {name!r}{did_you_mean(name, sorted(valid))}; valid TFLite builtin ops: {', '.join(sorted(valid))}"
                 )
             rules[name] = _rule(name, rule or {}, path)
         kw["ops"] = rules

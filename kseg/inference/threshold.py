@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from kseg._attrs import dataclass_dict
 from kseg.errors import DataError
 
 #: 0.05, 0.10, ..., 0.95
@@ -38,15 +39,10 @@ class ThresholdChoice:
     n_pixels: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The card's ``threshold_selection`` block: the fields (``default`` third, tuples as
+        lists) and the criterion."""
         return {
-            "threshold": self.threshold,
-            "dice": self.dice,
-            "default": self.default,
-            "dice_at_default": self.dice_at_default,
-            "grid": list(self.grid),
-            "dice_per_threshold": list(self.dice_per_threshold),
-            "n_images": self.n_images,
-            "n_pixels": self.n_pixels,
+            **dataclass_dict(self, first=("threshold", "dice", "default")),
             "criterion": "pixel-total Dice of p > t, best over the grid (ties: closest to 0.5)",
         }
 

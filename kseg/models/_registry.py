@@ -8,7 +8,8 @@ The architecture modules import TensorFlow, and ``kseg.cli`` imports ``kseg.mode
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from kseg.config import Task
@@ -65,20 +66,63 @@ MODELS: Registry[Callable[..., Any]] = _ZooRegistry("model", ARCHITECTURE_MODULE
 _TASKS: dict[str, str] = {}
 
 
-def register_model(name: str, *, task: Task = Task.SEGMENT, description: str = ""):
+def register_model(
+    name: str,
+    *,
+    task: Task = Task.SEGMENT,
+    description: str = "",
+    options: Mapping[str, Any] | None = None,
+):
     """Register an architecture builder.
 
     The builder takes the normalized input tensor and keyword-only options (their defaults are the
     model's defaults) and returns the feature tensor the shared head turns into the output.
     ``task="denoise"`` gets the image head (denoised pixels) instead of the mask head.
+
+    With ``options`` (name -> default) the options are declared there instead of in the builder's
+    signature: the builder is written as ``fn(x, style, **rest)`` and registered behind a function
+    whose signature has exactly these keyword-only options (what ``kseg models info`` and
+    :func:`~kseg.models.options.validate_options` read), which turns ``norm``, ``groups`` and
+    ``activation`` into one :class:`~kseg.models.blocks.Style` and passes the rest by name. The
+    registered function is returned.
+
+    Example:
+        >>> @register_model("tiny", description="...", options={**ENCODER_DECODER, "depth": 2})
+        ... def tiny(x, style, *, depth, filters, upsampling, dropout): ...
     """
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-        MODELS.register(name, description=description)(fn)
+        builder = fn if options is None else _with_style(fn, name, dict(options))
+        MODELS.register(name, description=description)(builder)
         _TASKS[name] = Task(task).value
-        return fn
+        return builder
 
     return decorator
+
+
+def _with_style(fn: Callable[..., Any], name: str, defaults: dict[str, Any]) -> Callable[..., Any]:
+    """``fn(x, style, **rest)`` behind the signature ``(x, *, **defaults)`` (see register_model)."""
+    signature = inspect.Signature(
+        [inspect.Parameter("x", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [
+            inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
+            for k, v in defaults.items()
+        ]
+    )
+
+    def builder(x, **opts):
+        from kseg.models.blocks import Style
+
+        rest = {**defaults, **opts}
+        style = Style(
+            norm=rest.pop("norm"), groups=rest.pop("groups"), activation=rest.pop("activation")
+        )
+        return fn(x, style, **rest)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = fn.__doc__
+    builder.__signature__ = signature  # type: ignore[attr-defined]
+    return builder
 
 
 def model_task(name: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from kseg._keras import keras
 from kseg.models.layers import GroupNorm, MaxUnpool2D
@@ -92,22 +93,39 @@ def conv_norm_act(
         kernel,
         strides=strides,
         dilation_rate=dilation,
-        padding="same",
-        use_bias=style.norm == Norm.NONE,
-        kernel_initializer="he_normal",
         name=f"{name}_conv",
+        **_normalized_conv_args(style),
     )(x)
+    return norm_act(x, style, name, act=act)
+
+
+def _normalized_conv_args(style: Style) -> dict[str, Any]:
+    """Arguments of a (transposed) convolution that :func:`norm_act` follows: same padding, He
+    initialization, and a bias only when there is no normalization to absorb it."""
+    return {
+        "padding": "same",
+        "use_bias": style.norm == Norm.NONE,
+        "kernel_initializer": "he_normal",
+    }
+
+
+def norm_act(x, style: Style, name: str, *, act: bool = True):
+    """Normalization, then (unless ``act`` is false) activation, as ``style`` says."""
     x = normalization(x, style, name)
     return activation(x, style.activation, name) if act else x
 
 
-def separable_conv(x, filters: int, style: Style, name: str, *, kernel: int = 3, strides: int = 1):
-    """Depthwise kxk -> norm -> act -> pointwise 1x1 -> norm -> act (MobileNetV1 block)."""
+def depthwise_norm_act(x, style: Style, name: str, *, kernel: int = 3, strides: int = 1):
+    """Depthwise kxk conv -> normalization -> activation, its layers named ``{name}_dw*``."""
     x = L.DepthwiseConv2D(
         kernel, strides=strides, padding="same", use_bias=style.norm == Norm.NONE, name=f"{name}_dw"
     )(x)
-    x = normalization(x, style, f"{name}_dw")
-    x = activation(x, style.activation, f"{name}_dw")
+    return norm_act(x, style, f"{name}_dw")
+
+
+def separable_conv(x, filters: int, style: Style, name: str, *, kernel: int = 3, strides: int = 1):
+    """Depthwise kxk -> norm -> act -> pointwise 1x1 -> norm -> act (MobileNetV1 block)."""
+    x = depthwise_norm_act(x, style, name, kernel=kernel, strides=strides)
     return conv_norm_act(x, filters, style, f"{name}_pw", kernel=1)
 
 
@@ -157,16 +175,9 @@ def upsample(
     """
     if mode == Upsampling.TRANSPOSE and dilation == 1:
         x = L.Conv2DTranspose(
-            filters,
-            kernel,
-            strides=2,
-            padding="same",
-            use_bias=style.norm == Norm.NONE,
-            kernel_initializer="he_normal",
-            name=f"{name}_tconv",
+            filters, kernel, strides=2, name=f"{name}_tconv", **_normalized_conv_args(style)
         )(x)
-        x = normalization(x, style, name)
-        return activation(x, style.activation, name)
+        return norm_act(x, style, name)
     interpolation = "nearest" if mode == Upsampling.TRANSPOSE else str(mode)
     x = L.UpSampling2D(2, interpolation=interpolation, name=f"{name}_resize")(x)
     if dilation == 1:
@@ -256,22 +267,14 @@ def bottleneck_attention(x, kind: str, name: str):
 
 
 def inverted_residual(
-    x,
-    filters: int,
-    style: Style,
-    name: str,
-    *,
-    strides: int = 1,
-    expansion: int = 6,
-    se: bool = False,
-    return_expanded: bool = False,
+    x, filters: int, style: Style, name: str, *, strides: int = 1, expansion: int = 6
 ):
-    """MobileNetV2 inverted residual: 1x1 expand -> 3x3 depthwise -> (SE) -> 1x1 linear project.
+    """MobileNetV2 inverted residual: 1x1 expand -> 3x3 depthwise -> 1x1 linear project.
 
-    The shortcut is added when the stride is 1 and the channel count is unchanged. With
-    ``return_expanded`` it returns ``(output, expanded)``: ``expanded`` is the activated 1x1
-    expansion at the input resolution (the block's input when ``expansion`` is 1), a wide feature
-    map that segmentation decoders take as their skip.
+    The shortcut is added when the stride is 1 and the channel count is unchanged. Returns
+    ``(output, expanded)``: ``expanded`` is the activated 1x1 expansion at the input resolution
+    (the block's input when ``expansion`` is 1), a wide feature map that segmentation decoders take
+    as their skip.
 
     Reference:
         Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018.
@@ -282,17 +285,11 @@ def inverted_residual(
     if expansion != 1:
         y = conv_norm_act(y, in_channels * expansion, style, f"{name}_expand", kernel=1)
     expanded = y
-    y = L.DepthwiseConv2D(
-        3, strides=strides, padding="same", use_bias=style.norm == Norm.NONE, name=f"{name}_dw"
-    )(y)
-    y = normalization(y, style, f"{name}_dw")
-    y = activation(y, style.activation, f"{name}_dw")
-    if se:
-        y = squeeze_excite(y, f"{name}_se", ratio=4)
+    y = depthwise_norm_act(y, style, name, strides=strides)
     y = conv_norm_act(y, filters, style, f"{name}_project", kernel=1, act=False)
     if strides == 1 and in_channels == filters:
         y = L.Add(name=f"{name}_add")([x, y])
-    return (y, expanded) if return_expanded else y
+    return y, expanded
 
 
 def max_unpool(skip, pooled, y, name: str):

@@ -6,23 +6,17 @@ from kseg._keras import keras
 from kseg.config import Task
 from kseg.models import blocks
 from kseg.models._registry import register_model
+from kseg.models.options import ENCODER_DECODER
 
 
 @register_model(
     "denoising_ae",
     task=Task.DENOISE,
     description="denoising autoencoder with additive skips; outputs the clean image (0..255)",
+    options={**ENCODER_DECODER, "depth": 3},
 )
 def denoising_ae(
-    x,
-    *,
-    depth: int = 3,
-    filters: int = 32,
-    norm: str = "batch",
-    groups: int = 8,
-    activation: str = "relu",
-    upsampling: str = "transpose",
-    dropout: float = 0.0,
+    x, style: blocks.Style, *, depth: int, filters: int, upsampling: str, dropout: float
 ):
     """Convolutional encoder-decoder with symmetric additive skip connections (RED-Net style).
 
@@ -36,7 +30,6 @@ def denoising_ae(
         Mao, Shen and Yang, "Image Restoration Using Very Deep Convolutional Encoder-Decoder
         Networks with Symmetric Skip Connections", NeurIPS 2016. https://arxiv.org/abs/1603.09056
     """
-    style = blocks.Style(norm=norm, groups=groups, activation=activation)
     skips = []
     for i in range(depth):
         f = filters * 2**i

@@ -101,7 +101,7 @@ def _inverted_residual_encoder(x, style, *, depth: int, width: float, expansion:
             strides = 2 if (k > 1 and b == 0) else 1
             x, expanded = blocks.inverted_residual(
                 x, channels, style, f"enc{k}_{b}", strides=strides,
-                expansion=1 if k == 1 else expansion, return_expanded=True,
+                expansion=1 if k == 1 else expansion,
             )  # fmt: skip
             if strides == 2:  # the expansion ran at the previous level's resolution
                 skips.append(expanded)

@@ -8,13 +8,12 @@ model, the key and the valid values.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 from kseg.config import StrEnum
-from kseg.errors import ConfigError
+from kseg.errors import ConfigError, did_you_mean
 
 
 class Norm(StrEnum):
@@ -59,6 +58,19 @@ class Encoder(StrEnum):
     MOBILENET_V3_SMALL = "mobilenet_v3_small"  #: keras.applications, weights=None or a file
     MOBILENET_V3_LARGE = "mobilenet_v3_large"
     EFFICIENTNET_V2_B0 = "efficientnet_v2_b0"
+
+
+#: The options of the zoo's encoder-decoders with their usual defaults; an architecture registered
+#: with ``options={**ENCODER_DECODER, ...}`` changes a default in place or adds an option last.
+ENCODER_DECODER: dict[str, Any] = {
+    "depth": 4,
+    "filters": 32,
+    "norm": Norm.BATCH.value,
+    "groups": 8,
+    "activation": Activation.RELU.value,
+    "upsampling": Upsampling.TRANSPOSE.value,
+    "dropout": 0.0,
+}
 
 
 def _enum(cls: type[StrEnum]) -> Callable[[Any], Any]:
@@ -158,11 +170,9 @@ def validate_options(
     defaults = option_defaults(builder)
     for key in options:
         if key not in defaults:
-            close = difflib.get_close_matches(str(key), list(defaults), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"model {model!r} has no option {key!r}{hint}; valid options: "
-                + ", ".join(sorted(defaults))
+                f"model {model!r} has no option {key!r}{did_you_mean(key, defaults)}; "
+                "valid options: " + ", ".join(sorted(defaults))
             )
     resolved = dict(defaults)
     resolved.update(options)

@@ -5,19 +5,15 @@ from __future__ import annotations
 from kseg._keras import keras
 from kseg.models import blocks
 from kseg.models._registry import register_model
+from kseg.models.options import ENCODER_DECODER
 
 
-@register_model("segnet", description="SegNet: decoder unpools at the encoder's max positions")
-def segnet(
-    x,
-    *,
-    depth: int = 4,
-    filters: int = 32,
-    norm: str = "batch",
-    groups: int = 8,
-    activation: str = "relu",
-    dropout: float = 0.0,
-):
+@register_model(
+    "segnet",
+    description="SegNet: decoder unpools at the encoder's max positions",
+    options={k: v for k, v in ENCODER_DECODER.items() if k != "upsampling"},  # it unpools
+)
+def segnet(x, style: blocks.Style, *, depth: int, filters: int, dropout: float):
     """SegNet with ``depth`` levels of two 3x3 conv-norm-act and 2x2 max-pooling; the decoder
     places features at the positions that held each window's maximum (no skip concatenation),
     followed by two 3x3 convs. A residual-free bottleneck block sits at the deepest level.
@@ -29,7 +25,6 @@ def segnet(
         Badrinarayanan, Kendall and Cipolla, "SegNet: A Deep Convolutional Encoder-Decoder
         Architecture for Image Segmentation", TPAMI 2017. https://arxiv.org/abs/1511.00561
     """
-    style = blocks.Style(norm=norm, groups=groups, activation=activation)
     skips, pooled = [], []
     for i in range(depth):
         x = blocks.double_conv(x, filters * 2**i, style, f"enc{i}")

@@ -9,24 +9,21 @@ gives the variant the docstring of the function it decorates.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from kseg._keras import keras
 from kseg.models import blocks
 from kseg.models._registry import register_model
-from kseg.models.options import BottleneckAttention, Downsampling
+from kseg.models.options import ENCODER_DECODER, BottleneckAttention, Downsampling
 
 
 def build_unet(
     x,
+    style: blocks.Style,
     *,
     depth: int,
     filters: int,
-    norm: str,
-    groups: int,
-    activation: str,
     upsampling: str,
     dropout: float,
     downsampling: str = Downsampling.POOL.value,
@@ -48,7 +45,6 @@ def build_unet(
         attention: ``none``/``se``/``self`` block after the bottleneck.
         up_kernel: kernel of the transposed convolution.
     """
-    style = blocks.Style(norm=norm, groups=groups, activation=activation)
     skips = []
     for i in range(depth):
         f = filters * 2**i
@@ -77,15 +73,7 @@ def build_unet(
 
 #: The options of every U-Net variant with their defaults (the registry reads a model's options
 #: and defaults from its builder's signature).
-OPTIONS: dict[str, Any] = {
-    "depth": 4,
-    "filters": 32,
-    "norm": "batch",
-    "groups": 8,
-    "activation": "relu",
-    "upsampling": "transpose",
-    "dropout": 0.0,
-}
+OPTIONS: dict[str, Any] = ENCODER_DECODER
 
 
 def _variant(
@@ -97,22 +85,13 @@ def _variant(
     a new option comes last); its docstring is the decorated function's.
     """
     defaults = {**OPTIONS, **(options or {})}
-    signature = inspect.Signature(
-        [inspect.Parameter("x", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-        + [
-            inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
-            for k, v in defaults.items()
-        ]
-    )
 
     def register(doc: Callable[[], None]) -> Callable[..., Any]:
-        def builder(x, **opts):
-            return build_unet(x, **{**defaults, **opts}, **switches)
+        def variant(x, style, **opts):
+            return build_unet(x, style, **opts, **switches)
 
-        builder.__name__ = builder.__qualname__ = name
-        builder.__doc__ = doc.__doc__
-        builder.__signature__ = signature  # type: ignore[attr-defined]
-        return register_model(name, description=description)(builder)
+        variant.__doc__ = doc.__doc__
+        return register_model(name, description=description, options=defaults)(variant)
 
     return register
 

@@ -5,20 +5,23 @@ from __future__ import annotations
 from kseg._keras import keras
 from kseg.models import blocks
 from kseg.models._registry import register_model
+from kseg.models.options import ENCODER_DECODER
 
 
-@register_model("unet_pp", description="UNet++: nested dense skips, optional deep supervision")
+@register_model(
+    "unet_pp",
+    description="UNet++: nested dense skips, optional deep supervision",
+    options={**ENCODER_DECODER, "deep_supervision": False},
+)
 def unet_pp(
     x,
+    style: blocks.Style,
     *,
-    depth: int = 4,
-    filters: int = 32,
-    norm: str = "batch",
-    groups: int = 8,
-    activation: str = "relu",
-    upsampling: str = "transpose",
-    dropout: float = 0.0,
-    deep_supervision: bool = False,
+    depth: int,
+    filters: int,
+    upsampling: str,
+    dropout: float,
+    deep_supervision: bool,
 ):
     """UNet++: node ``X[i][j]`` (level i, column j) convolves the concatenation of every earlier
     node of its level ``X[i][0..j-1]`` with the up-sampled ``X[i+1][j-1]``.
@@ -31,7 +34,6 @@ def unet_pp(
         Zhou, Rahman Siddiquee, Tajbakhsh and Liang, "UNet++: A Nested U-Net Architecture for
         Medical Image Segmentation", DLMIA 2018. https://arxiv.org/abs/1807.10165
     """
-    style = blocks.Style(norm=norm, groups=groups, activation=activation)
     nodes: dict[tuple[int, int], object] = {}
     for i in range(depth + 1):
         f = filters * 2**i

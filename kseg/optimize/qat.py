@@ -35,6 +35,7 @@ from typing import Any
 
 import tensorflow_model_optimization as tfmot
 
+from kseg._attrs import dataclass_dict
 from kseg._keras import keras, tf
 from kseg.config import StrEnum
 from kseg.errors import ModelError
@@ -97,15 +98,8 @@ class QATReport:
         return not self.left_float
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "scheme": self.scheme,
-            "calibration_batches": self.calibration_batches,
-            "fully_quantized": self.fully_quantized,
-            "default": list(self.default),
-            "output_only": dict(self.output_only),
-            "left_float": list(self.left_float),
-            "sparsity_not_preserved": list(self.sparsity_not_preserved),
-        }
+        """``qat_report.json``: the scheme, ``fully_quantized``, then the layer lists."""
+        return dataclass_dict(self, first=("scheme", "calibration_batches", "fully_quantized"))
 
 
 def quantize_model(

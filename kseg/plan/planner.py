@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from kseg._attrs import dataclass_dict
 from kseg.config import Config, from_dict
 from kseg.errors import ConfigError
 
@@ -100,18 +101,14 @@ class Plan:
     upsampling: dict[str, Any] = field(default_factory=dict)
     precision: str = "float32"
     classes: dict[str, Any] = field(default_factory=dict)  #: :func:`class_profile`
+    #: per config section, the keys the plan set (``to_yaml`` writes these; the rest are defaults)
+    set_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         from kseg.config import to_dict
 
         return {
-            "budget_minutes": self.budget_minutes,
-            "estimate": self.estimate,
-            "reasons": self.reasons,
-            "probes": self.probes,
-            "upsampling": self.upsampling,
-            "precision": self.precision,
-            "classes": self.classes,
+            **dataclass_dict(self, exclude=("config", "fingerprint", "set_keys")),
             "fingerprint": self.fingerprint,
             "config": to_dict(self.config),
         }
@@ -762,6 +759,7 @@ def plan(
         upsampling=up,
         precision=precision.policy,
         classes=profile,
+        set_keys={"data": tuple(data), "train": tuple(raw["train"])},
     )
 
 
@@ -838,44 +836,9 @@ def to_yaml(p: Plan) -> str:
             f"across, {c['width_px']['median']:.1f} px wide (median)",
         )
     plain = {
-        "data": {
-            k: v
-            for k, v in _section(p.config.data).items()
-            if k
-            in (
-                "path",
-                "img_size",
-                "channels",
-                "val_fraction",
-                "group_regex",
-                "mean",
-                "std",
-                "classes",
-                "merge_classes",
-                "sampling",
-                "patch_foreground",
-            )
-            and (k not in _ONLY_IF_SET or v != _ONLY_IF_SET[k])
-        },
+        "data": _set_values(p, "data"),
         "model": _section(p.config.model),
-        "train": {
-            k: v
-            for k, v in _section(p.config.train).items()
-            if k
-            in (
-                "epochs",
-                "batch_size",
-                "learning_rate",
-                "schedule",
-                "warmup_epochs",
-                "early_stopping_patience",
-                "seed",
-                "precision",
-                "budget_minutes",
-                "loss",
-                "loss_options",
-            )
-        },
+        "train": _set_values(p, "train"),
     }
     for section, values in plain.items():
         lines.append(f"{section}:")
@@ -898,6 +861,16 @@ _ONLY_IF_SET = {
     "sampling": "resize",
     "patch_foreground": 0.5,
 }
+
+
+def _set_values(p: Plan, section: str) -> dict[str, Any]:
+    """The keys of a config section the plan set, in the config's order, with their values (those
+    of :data:`_ONLY_IF_SET` only where they differ from their default)."""
+    return {
+        k: v
+        for k, v in _section(getattr(p.config, section)).items()
+        if k in p.set_keys.get(section, ()) and (k not in _ONLY_IF_SET or v != _ONLY_IF_SET[k])
+    }
 
 
 def _section(obj: Any) -> dict[str, Any]:

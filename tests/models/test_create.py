@@ -230,3 +230,23 @@ def test_unet_variants_declare_their_options_docs_and_switches():
     assert "enc0_down_conv" in {layer.name for layer in unet2.layers}
     unet = create_model("unet", input_shape=(32, 32, 1), depth=2, filters=4)
     assert "enc0_pool" in {layer.name for layer in unet.layers}
+
+
+def test_architectures_declare_their_options_once_and_get_one_style():
+    from kseg.models import MODELS
+    from kseg.models.options import ENCODER_DECODER, option_defaults
+
+    shared = list(ENCODER_DECODER)
+    assert option_defaults(MODELS.get("denoising_ae")) == {**ENCODER_DECODER, "depth": 3}
+    assert list(option_defaults(MODELS.get("segnet"))) == [k for k in shared if k != "upsampling"]
+    assert list(option_defaults(MODELS.get("unet_pp"))) == [*shared, "deep_supervision"]
+    segnet = MODELS.get("segnet")
+    assert segnet.__name__ == "segnet" and "Badrinarayanan" in segnet.__doc__
+    # norm, groups and activation reach every block as one Style
+    model = create_model(
+        "segnet", input_shape=(32, 32, 1), depth=2, filters=4, norm="group", groups=2,
+        activation="leaky_relu",
+    )  # fmt: skip
+    assert model.get_layer("enc1_a_gn").groups == 2
+    assert model.get_layer("dec0_b_lrelu") is not None
+    assert not [layer for layer in model.layers if layer.name.endswith(("_bn", "_relu"))]

@@ -171,3 +171,22 @@ def test_calibration_images_are_a_seeded_subset():
     assert len(a) == 10 and np.all(np.diff(a[:, 0]) > 0)
     np.testing.assert_array_equal(a, qat.calibration_images(images, 10, seed=0))
     assert len(qat.calibration_images(images[:5], 10)) == 5
+
+
+def test_report_dict_keeps_the_keys_and_order_of_qat_report_json():
+    report = qat.QATReport(
+        default=["conv"], output_only={"normalize": "Normalize"}, scheme="default"
+    )
+    report.left_float.append({"name": "gain", "class": "Lambda", "reason": "no QuantizeConfig"})
+    out = report.to_dict()
+    assert list(out.items()) == [
+        ("scheme", "default"),
+        ("calibration_batches", 0),
+        ("fully_quantized", False),
+        ("default", ["conv"]),
+        ("output_only", {"normalize": "Normalize"}),
+        ("left_float", [{"name": "gain", "class": "Lambda", "reason": "no QuantizeConfig"}]),
+        ("sparsity_not_preserved", []),
+    ]
+    out["default"].append("x")  # a copy
+    assert report.default == ["conv"]
