@@ -68,8 +68,9 @@ def _to_float(value: object) -> float:
 
 
 def plot_history(history: PathLike | Mapping[str, Sequence[float]], out_png: PathLike) -> Path:
-    """Training curves: ``loss``/``val_loss``, ``dice``/``val_dice`` and, if logged, the learning
-    rate (``lr`` or ``learning_rate``, log scale). Missing series are skipped.
+    """Training curves: ``loss``/``val_loss``, ``dice``/``val_dice``, for several classes a panel
+    of Dice per class (``val_dice_NAME`` solid, ``dice_NAME`` dashed, one colour per class) and, if
+    logged, the learning rate (``lr`` or ``learning_rate``, log scale). Missing series are skipped.
 
     Args:
         history: path to ``history.csv`` or a ``{name: [value per epoch]}`` dict (``History.history``).
@@ -80,6 +81,9 @@ def plot_history(history: PathLike | Mapping[str, Sequence[float]], out_png: Pat
     epochs = hist.get("epoch") or list(range(n))
     epochs = [e + 1 for e in epochs] if epochs and min(epochs) == 0 else list(epochs)
     panels = [("loss", ["loss", "val_loss"], False), ("Dice", ["dice", "val_dice"], False)]
+    per_class = [k for k in hist if k.startswith("val_dice_") and k != "val_dice_mean"]
+    if per_class:
+        panels.append(("Dice per class", per_class, False))
     lr_key = next((k for k in ("lr", "learning_rate") if k in hist), None)
     if lr_key:
         panels.append(("learning rate", [lr_key], True))
@@ -88,7 +92,17 @@ def plot_history(history: PathLike | Mapping[str, Sequence[float]], out_png: Pat
     for ax, (title, keys, logy) in zip(np.atleast_1d(axes), panels, strict=True):
         for key in keys:
             if key in hist and len(hist[key]):
-                ax.plot(epochs[: len(hist[key])], hist[key], marker="o", ms=3, label=key)
+                line = ax.plot(epochs[: len(hist[key])], hist[key], marker="o", ms=3, label=key)
+                train = key.removeprefix("val_")
+                if title == "Dice per class" and train in hist:  # the training side, dashed
+                    ax.plot(
+                        epochs[: len(hist[train])],
+                        hist[train],
+                        ls="--",
+                        lw=1,
+                        color=line[0].get_color(),
+                        label=train,
+                    )
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

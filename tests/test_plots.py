@@ -44,6 +44,36 @@ def test_history_from_dict_without_lr(tmp_path):
     assert arr.shape[:2] == (CURVE_PX[1], 2 * CURVE_PX[0])
 
 
+def test_history_of_several_classes_adds_a_per_class_panel(tmp_path, monkeypatch):
+    hist = {
+        "loss": [1.0, 0.5],
+        "val_loss": [1.1, 0.6],
+        "dice": [0.3, 0.6],
+        "val_dice": [0.2, 0.5],
+        "val_dice_mean": [0.2, 0.5],  # the foreground mean is not a class
+        "dice_nerve": [0.2, 0.5],
+        "val_dice_nerve": [0.1, 0.4],
+        "val_dice_vessel": [0.3, 0.6],
+    }
+    arr = imread(plot_history(hist, tmp_path / "c.png"))
+    assert arr.shape[:2] == (CURVE_PX[1], 3 * CURVE_PX[0])
+    import matplotlib.pyplot as plt
+
+    from kseg import plots
+
+    seen = {}
+    real_save = plots._save
+
+    def keep(fig, out_png):
+        seen["labels"] = [t.get_text() for t in fig.axes[2].get_legend().get_texts()]
+        return real_save(fig, out_png)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plot_history(hist, tmp_path / "d.png")
+    plt.close("all")
+    assert seen["labels"] == ["val_dice_nerve", "dice_nerve", "val_dice_vessel"]
+
+
 def test_prediction_grid_size_and_colours(tmp_path):
     images, truths, probs = _data()
     out = plot_prediction_grid(images, truths, probs, tmp_path / "g.png", names=["a", "b", "c"])
