@@ -17,9 +17,9 @@ from kseg.errors import ConfigError
 from kseg.export.card import CARD_FORMAT
 from kseg.export.convert import MODE_DESCRIPTIONS, Mode, convert_model
 from kseg.export.parity import ParityError
-from kseg.export.pipeline import (  # noqa: F401  (_num_classes: its old import path)
+from kseg.export.pipeline import (
     ExportInputs,
-    _num_classes,
+    _num_classes,  # noqa: F401  (its old import path)
     file_card,
     prepare_export,
     source_card,
