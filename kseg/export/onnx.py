@@ -6,7 +6,7 @@ The ONNX file keeps the kseg pixel contract and the Keras layout: input ``image`
 probabilities ``(N, S, S, K)``; the batch dimension is left free for server-side batching.
 INT8 is post-training static quantization in the QDQ format (int8 weights per output channel,
 int8 activations, MinMax ranges), calibrated on the same images a TFLite INT8 export of the same
-model with the same ``--data`` uses (:func:`kseg.export.tflite.prepare_export`).
+model with the same ``--data`` uses (:func:`kseg.export.pipeline.prepare_export`).
 
 tf2onnx, onnx and onnxruntime are the optional extra ``kseg[onnx]``; they are imported here, when an
 export runs, never at ``import kseg`` time.
@@ -25,8 +25,8 @@ import numpy as np
 
 from kseg.config import StrEnum
 from kseg.errors import ConfigError, ModelError
-from kseg.export.card import CARD_FORMAT, gzip_size, sha256_bytes, sha256_file, write_card
-from kseg.export.parity import ParityError, failure_message, rename_candidate
+from kseg.export.card import CARD_FORMAT
+from kseg.export.pipeline import file_card, prepare_export, source_card, write_gated_card
 from kseg.runtime.onnx_model import INSTALL_HINT
 
 DEFAULT_OPSET = 17
@@ -209,11 +209,7 @@ def export_onnx(
         ParityError: the Dice drop exceeds the gate (file and card are kept, card says failed).
         ModelError: tf2onnx / onnxruntime missing (one line with the install command).
     """
-    from kseg.atomic import write_bytes
-    from kseg.export.tflite import prepare_export
     from kseg.models import load_model, model_spec
-    from kseg.models.complexity import count_macs, count_params
-    from kseg.runtime import open_model
 
     model_path = Path(model_path)
     try:
@@ -243,13 +239,7 @@ def export_onnx(
     data_bytes = convert_onnx(model, opset=opset)
     if mode is OnnxMode.INT8:
         data_bytes = quantize_onnx(data_bytes, prep.calibration, per_channel=per_channel)
-    write_bytes(out, data_bytes)
-
-    threshold = cfg.train.threshold
-    chain = prep.chain
-    candidate = open_model(out)
-    raw = prep.check(model, candidate, out, candidate_name="onnx").summary
-    parity = rename_candidate(raw, "onnx")
+    candidate, checked = prep.write_and_check(model, out, data_bytes, kind="onnx")
 
     spec = model_spec(model)
     desc = candidate.describe()
@@ -257,10 +247,7 @@ def export_onnx(
         "format": CARD_FORMAT,
         "onnx": {
             "format": "onnx",
-            "path": str(out),
-            "sha256": sha256_bytes(data_bytes),
-            "size_bytes": len(data_bytes),
-            "gzip_bytes": gzip_size(data_bytes),
+            **file_card(out, data_bytes),
             "mode": str(mode),
             "description": ONNX_MODE_DESCRIPTIONS[mode],
             "quantization": (
@@ -277,14 +264,7 @@ def export_onnx(
             "runtime": f"onnxruntime {candidate.backend_version}",
             **onnx_graph_facts(data_bytes),
         },
-        "source": {
-            "path": str(model_path),
-            "sha256": sha256_file(model_path) if model_path.is_file() else None,
-            "name": spec.get("name", model.name),
-            "options": spec.get("options", {}),
-            "params": int(count_params(model)),
-            "macs": int(count_macs(model)),
-        },
+        "source": source_card(model_path, model, spec),
         "input": {
             "name": INPUT_NAME,
             "shape": desc["input_shape"],
@@ -293,15 +273,9 @@ def export_onnx(
             "dtype": "float32",
             "scale": None,
             "zero_point": None,
-            "pixel_range": [0, 255],
-            "normalization": {
-                "mean": list(spec.get("mean", cfg.data.mean)),
-                "std": list(spec.get("std", cfg.data.std)),
-                "applied": "in_model",
-            },
-            "resize": str(cfg.data.resize),
+            **prep.pixel_contract(spec),
             "channels": desc["input_shape"][-1],
-            "preprocess": chain.to_list(),
+            "preprocess": prep.chain.to_list(),
         },
         "output": {
             "name": OUTPUT_NAME,
@@ -310,25 +284,21 @@ def export_onnx(
             "scale": None,
             "zero_point": None,
             "activation": "sigmoid" if desc["output_shape"][-1] == 1 else "softmax",
-            "threshold": threshold,
+            "threshold": cfg.train.threshold,
             **prep.output_classes(desc["output_shape"][-1]),
         },
         "data": prep.data_card(),
         "calibration": prep.calibration_card() if mode is OnnxMode.INT8 else None,
         "steps": [{"step": "convert", "format": "onnx", "mode": str(mode), "opset": opset}],
-        "float_dice": parity["float_dice"],
-        "onnx_dice": parity["onnx_dice"],
-        "dice_drop": parity["dice_drop"],
-        "size_bytes": len(data_bytes),
-        "parity": parity,
     }
-    write_card(card, out)
-    if parity["passed"] is False:
-        raise ParityError(
-            failure_message(parity, out, prep.max_dice_drop)
-            + " (try more calibration images or QAT)"
-        )
-    return card
+    return write_gated_card(
+        card,
+        out,
+        checked.summary,
+        kind="onnx",
+        max_dice_drop=prep.max_dice_drop,
+        hint="try more calibration images or QAT",
+    )
 
 
 __all__ = [

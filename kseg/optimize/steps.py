@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,25 +137,56 @@ def _metrics(model: keras.Model, data: FitData) -> dict[str, float]:
     return evaluate(model, data.x_val, data.y_val)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Budget:
+    """The fine-tuning budget of a qat, prune or cluster step (its keyword arguments of the same
+    names)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    loss: Any
+    seed: int
+
+    def fit(
+        self,
+        model: keras.Model,
+        data: FitData,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+    ) -> dict[str, list[float]]:
+        """:func:`kseg.optimize._train.fit` with this budget; returns the Keras history."""
+        return fit(
+            model,
+            data,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            loss=self.loss,
+            callbacks=callbacks,
+            seed=self.seed,
+        )
+
+
 def _save_step(
     step: Step,
     model: keras.Model,
+    data: FitData,
     out_dir: Path,
     files: tuple[str, str],
     report: dict[str, Any],
     *,
     settings: dict[str, Any],
     before: dict[str, float],
-    after: dict[str, float],
     history: Any,
     t0: float,
     **extra: Any,
 ) -> StepResult:
-    """Write a fine-tuning step's model (``.h5``, reloadable with its wrappers) and report
-    (``files``), then ``metrics.json``: ``{"step", "settings", "model", "metrics", **extra,
-    "history", "seconds"}``."""
+    """Score the fine-tuned ``model`` (``metrics.after``), write it (``.h5``, reloadable with its
+    wrappers) and its report (``files``), then ``metrics.json``: ``{"step", "settings", "model",
+    "metrics", **extra, "history", "seconds"}``."""
     from kseg.optimize.qat import save_qat_model
 
+    after = _metrics(model, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = save_qat_model(model, out_dir / files[0])
     write_json(out_dir / files[1], report)
@@ -196,15 +228,8 @@ def run_qat(
         leave_float=tuple(leave_float),
         calibration=calibration_images(data.x_train, seed=seed),
     )
-    history = fit(
-        qat_model,
-        data,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        loss=loss,
-        seed=seed,
-    )
+    budget = _Budget(epochs, batch_size, learning_rate, loss, seed)
+    history = budget.fit(qat_model, data)
     settings = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -215,8 +240,8 @@ def run_qat(
         "seed": seed,
     }
     return _save_step(
-        Step.QAT, qat_model, out_dir, ("qat.h5", "qat_report.json"), report.to_dict(),
-        settings=settings, before=before, after=_metrics(qat_model, data), history=history, t0=t0,
+        Step.QAT, qat_model, data, out_dir, ("qat.h5", "qat_report.json"), report.to_dict(),
+        settings=settings, before=before, history=history, t0=t0,
         left_float=report.left_float,
         output_only_layers=sorted(report.output_only),
         sparsity_not_preserved=report.sparsity_not_preserved,
@@ -260,16 +285,8 @@ def run_prune(
     wrapped, plan = prune_model(
         model, sparsity, total_steps=total, policy=policy, schedule=schedule, m_by_n=m_by_n
     )
-    history = fit(
-        wrapped,
-        data,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        loss=loss,
-        callbacks=pruning_callbacks(),
-        seed=seed,
-    )
+    budget = _Budget(epochs, batch_size, learning_rate, loss, seed)
+    history = budget.fit(wrapped, data, callbacks=pruning_callbacks())
     stripped = strip(wrapped)
     report = sparsity_report(stripped, plan, m_by_n=m_by_n)
     settings = {
@@ -283,8 +300,8 @@ def run_prune(
         "seed": seed,
     }
     return _save_step(
-        Step.PRUNE, stripped, out_dir, ("pruned.h5", "sparsity.json"), report,
-        settings=settings, before=before, after=_metrics(stripped, data), history=history, t0=t0,
+        Step.PRUNE, stripped, data, out_dir, ("pruned.h5", "sparsity.json"), report,
+        settings=settings, before=before, history=history, t0=t0,
         sparsity={"overall_pruned": report["overall_pruned"], "overall": report["overall"]},
     )  # fmt: skip
 
@@ -332,15 +349,8 @@ def run_cluster(
     wrapped, plan = cluster_model(
         model, clusters, preserve_sparsity=preserve_sparsity, dense=dense, init=init
     )
-    history = fit(
-        wrapped,
-        data,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        loss=loss,
-        seed=seed,
-    )
+    budget = _Budget(epochs, batch_size, learning_rate, loss, seed)
+    history = budget.fit(wrapped, data)
     stripped = strip(wrapped)
     report = cluster_report(stripped, plan)
     report["not_clustered"] = [{"layer": k, "reason": v} for k, v in skipped.items()]
@@ -356,8 +366,8 @@ def run_cluster(
     }
     clustering = {k: report[k] for k in ("clustered_layers", "clustered_share", "max_unique")}
     return _save_step(
-        Step.CLUSTER, stripped, out_dir, ("clustered.h5", "clusters.json"), report,
-        settings=settings, before=before, after=_metrics(stripped, data), history=history, t0=t0,
+        Step.CLUSTER, stripped, data, out_dir, ("clustered.h5", "clusters.json"), report,
+        settings=settings, before=before, history=history, t0=t0,
         clustering={**clustering, "not_clustered": report["not_clustered"]},
         # same keys as the prune step's, over the same (prunable) kernels
         sparsity={"before": sparsity_before, "overall": sparsity_report(stripped)["overall"]},
