@@ -171,7 +171,7 @@ def prepare_export(
     The same ``model_path``, ``data`` and ``seed`` give the same calibration images to every
     exporter, so a ``.tflite`` and an ``.onnx`` of one model are calibrated identically.
     """
-    from kseg.data.pipeline import load_splits
+    from kseg.data.pipeline import grid_tiles, load_splits
 
     resolved = resolve_data(
         model_path, int(model.input_shape[1]), int(model.input_shape[3]), data, seed=seed
@@ -193,7 +193,15 @@ def prepare_export(
         progress=False,
         preprocess=False,
         num_classes=_num_classes(model),  # class-id masks stay class ids
+        native=(patch := str(cfg.data.sampling) == "patch"),
     )
+    what = "images"
+    if patch:  # trained on native-resolution windows: calibrate and check on such windows
+        size = int(model.input_shape[1])
+        splits = dataclasses.replace(
+            splits, train=grid_tiles(splits.train, size), val=grid_tiles(splits.val, size)
+        )
+        what = f"native-resolution {size} px windows (data.sampling: patch)"
     from kseg.filters import Chain
 
     chain = Chain.parse(cfg.data.preprocess)
@@ -212,7 +220,7 @@ def prepare_export(
         calibration = chain(pool.images[idx]) if chain else pool.images[idx]
         calibration_names = [pool.names[i] for i in idx]
         calibration_desc = (
-            f"{len(calibration)} images from the train split of {resolved.description}"
+            f"{len(calibration)} {what} from the train split of {resolved.description}"
         )
     else:
         calibration_desc = f"{len(calibration)} images given by the caller"
