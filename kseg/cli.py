@@ -14,7 +14,16 @@ from typing import Any
 import click
 
 from kseg import __version__
-from kseg._cli import KsegGroup, group_options, model_option, parse_key_values, path_option
+from kseg._cli import (
+    KsegGroup,
+    config_option,
+    group_options,
+    model_option,
+    parse_key_values,
+    path_option,
+    runtime_option,
+    sets_option,
+)
 from kseg.errors import KsegError
 from kseg.inference.cli import inference_flags, options_from_flags
 
@@ -29,9 +38,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), help="YAML config (see configs/)."
-)
+@config_option("YAML config (see configs/).")
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
@@ -64,13 +71,7 @@ def main() -> None:
 @click.option(
     "--unfreeze-after", type=int, help="With --freeze-encoder: train the encoder from epoch N on."
 )
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Any config key, e.g. --set train.schedule=cosine.",
-)
+@sets_option("Any config key, e.g. --set train.schedule=cosine.")
 @click.option(
     "--budget",
     type=float,
@@ -276,12 +277,7 @@ def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
     "--out",
     help="Output folder (default: <model dir>/eval-<model stem>).",
 )
-@click.option(
-    "--runtime",
-    default="auto",
-    show_default=True,
-    help="For .tflite: litert, tflite_runtime, tf or auto.",
-)
+@runtime_option("For .tflite: litert, tflite_runtime, tf or auto.", choices=False)
 @click.option(
     "--store-threshold",
     is_flag=True,
@@ -489,11 +485,8 @@ def _convert_onnx(model_path, mode, uint8, data, out, max_dice_drop, calibration
 @model_option(".tflite, .onnx (needs kseg[onnx]), .keras or .h5")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @path_option("--out", required=True, help="Folder for masks and overlays.")
-@click.option(
-    "--runtime",
-    default="auto",
-    show_default=True,
-    help="For .tflite: litert, tflite_runtime, tf or auto (.onnx: onnxruntime).",
+@runtime_option(
+    "For .tflite: litert, tflite_runtime, tf or auto (.onnx: onnxruntime).", choices=False
 )
 @click.option("--threads", type=int, default=None, help="Interpreter threads for .tflite/.onnx.")
 @click.option(

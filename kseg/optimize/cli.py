@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from kseg._cli import KsegGroup, parse_key_values, path_option
+from kseg._cli import KsegGroup, model_option, parse_key_values, path_option
 from kseg.errors import KsegError
 
 
@@ -44,12 +44,7 @@ def _echo_metrics(record: dict[str, Any]) -> None:
         click.echo(f"validation dice: {m['before']['dice']:.4f} -> {m['after']['dice']:.4f}")
 
 
-_model_opt = path_option(
-    "--model",
-    "model",
-    required=True,
-    help="Trained model (.keras/.h5/SavedModel).",
-)
+_model_opt = model_option("Trained model (.keras/.h5/SavedModel).")
 _data_opt = click.option(
     "--data",
     default=None,
@@ -129,7 +124,7 @@ def optimize(
     "--leave-float", multiple=True, help="Layer-name pattern to keep in float (reported)."
 )
 def qat(
-    model: Path,
+    model_path: Path,
     data: str | None,
     out: Path | None,
     preserve_sparsity: bool,
@@ -139,7 +134,7 @@ def qat(
     """Quantization-aware fine-tuning; writes OUT/qat.h5 (convert it with kseg convert --int8)."""
     from kseg.optimize.steps import run_qat
 
-    keras_model, fit_data, desc, out = _prepare(model, data, out, fit["seed"], "qat")
+    keras_model, fit_data, desc, out = _prepare(model_path, data, out, fit["seed"], "qat")
     res = run_qat(
         keras_model, fit_data, out, preserve_sparsity=preserve_sparsity, leave_float=leave_float,
         **fit,
@@ -185,7 +180,7 @@ def qat(
 )
 @_fit_options(epochs=4, min_epochs=1)
 def prune(
-    model: Path,
+    model_path: Path,
     sparsity: float,
     schedule: str,
     policy: Path | None,
@@ -198,7 +193,7 @@ def prune(
     """Magnitude pruning with a per-layer policy; strips wrappers and reports sparsity per layer."""
     from kseg.optimize.steps import run_prune, run_qat
 
-    keras_model, fit_data, desc, out = _prepare(model, data, out, fit["seed"], "prune")
+    keras_model, fit_data, desc, out = _prepare(model_path, data, out, fit["seed"], "prune")
     res = run_prune(
         keras_model, fit_data, out, sparsity=sparsity, schedule=schedule, policy=policy,
         structured_2_4=structured, **fit,
@@ -244,7 +239,7 @@ def prune(
 )
 @_fit_options(epochs=3, min_epochs=0)
 def cluster(
-    model: Path,
+    model_path: Path,
     clusters: int,
     init: str,
     preserve_sparsity: bool,
@@ -261,7 +256,7 @@ def cluster(
 
     check_clusters(clusters, preserve_sparsity=preserve_sparsity)  # before loading anything
     check_init(init)
-    keras_model, fit_data, desc, out = _prepare(model, data, out, fit["seed"], "cluster")
+    keras_model, fit_data, desc, out = _prepare(model_path, data, out, fit["seed"], "cluster")
     res = run_cluster(
         keras_model, fit_data, out, clusters=clusters, init=init,
         preserve_sparsity=preserve_sparsity, dense=dense or None, **fit,
