@@ -55,6 +55,13 @@ def parse_key_values(items: tuple[str, ...], *, flag: str, example: str) -> dict
     return out
 
 
+def warn_provenance(prov: dict[str, Any] | None) -> None:
+    """One plain stderr line when the checked images may include training images (the
+    ``warning`` of a data provenance record; nothing when there is none)."""
+    if prov and prov.get("warning"):
+        click.echo(f"warning: {prov['warning']}", err=True)
+
+
 def path_option(
     *param_decls: str, **attrs: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from kseg._cli import KsegGroup, model_option, parse_key_values, path_option
+from kseg._cli import KsegGroup, model_option, parse_key_values, path_option, warn_provenance
 from kseg.errors import KsegError
 
 
@@ -32,9 +32,7 @@ def _prepare(model: Path, data: str | None, out: Path | None, seed: int, step: s
 
     keras_model = _load(model)
     fit_data, desc = load_data(model, keras_model, data, seed=seed)
-    prov = fit_data.provenance or {}
-    if prov.get("warning"):
-        click.echo(f"warning: {prov['warning']}", err=True)
+    warn_provenance(fit_data.provenance)
     return keras_model, fit_data, desc, out or _default_out(model, step)
 
 
@@ -109,9 +107,7 @@ def optimize(
     for rec in summary["steps"]:
         click.echo(f"{rec['step']}: {rec.get('model', '')}")
     click.echo(f"summary: {out / 'summary.md'}")
-    warning = ((summary.get("data") or {}).get("provenance") or {}).get("warning")
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
+    warn_provenance((summary.get("data") or {}).get("provenance"))
 
 
 @optimize.command()
