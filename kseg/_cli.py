@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from kseg.errors import KsegError
-from kseg.runtime.backends import Runtime
 
 FAILED_GATE = 1  #: exit code: artifact written but its parity gate failed
 USER_ERROR = 2  #: exit code: bad input (one line on stderr)
@@ -78,17 +77,16 @@ def model_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
 def runtime_option(
     help: str,  # noqa: A002
     *,
-    choices: bool = True,
+    choices: Sequence[str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--runtime`` (default ``auto``): the interpreter package for .tflite files.
 
     Args:
         help: The command's own help text.
-        choices: Offer the :class:`~kseg.runtime.backends.Runtime` names as a click choice; False
-            takes any text (``kseg evaluate`` and ``kseg predict``, whose loader names the valid
-            ones in its error).
+        choices: The names offered (``kseg.runtime.Runtime.values()``); None takes any text and
+            leaves the check to the model loader (``kseg evaluate``, ``kseg predict``).
     """
-    kind = click.Choice(Runtime.values()) if choices else None
+    kind = click.Choice(choices) if choices is not None else None
     return click.option("--runtime", default="auto", show_default=True, type=kind, help=help)
 
 

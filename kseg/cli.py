@@ -278,7 +278,7 @@ def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
     "--out",
     help="Output folder (default: <model dir>/eval-<model stem>).",
 )
-@runtime_option("For .tflite: litert, tflite_runtime, tf or auto.", choices=False)
+@runtime_option("For .tflite: litert, tflite_runtime, tf or auto.")
 @click.option(
     "--store-threshold",
     is_flag=True,
@@ -477,9 +477,7 @@ def _convert_onnx(model_path, mode, uint8, data, out, max_dice_drop, calibration
 @model_option(".tflite, .onnx (needs kseg[onnx]), .keras or .h5")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @path_option("--out", required=True, help="Folder for masks and overlays.")
-@runtime_option(
-    "For .tflite: litert, tflite_runtime, tf or auto (.onnx: onnxruntime).", choices=False
-)
+@runtime_option("For .tflite: litert, tflite_runtime, tf or auto (.onnx: onnxruntime).")
 @click.option("--threads", type=int, default=None, help="Interpreter threads for .tflite/.onnx.")
 @click.option(
     "--geojson", is_flag=True, help="Also write <name>.geojson (one polygon per component)."

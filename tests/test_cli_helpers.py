@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from kseg._cli import KsegCommand, config_option, runtime_option, sets_option, warn_provenance
 from kseg.errors import ConfigError
 from kseg.export.parity import ParityError
+from kseg.runtime import Runtime
 
 
 def _echo_command(**option_kwargs) -> click.Command:
@@ -22,8 +23,8 @@ def _echo_command(**option_kwargs) -> click.Command:
     return cmd
 
 
-def test_runtime_option_offers_the_runtime_names_with_auto_by_default():
-    cmd = _echo_command()
+def test_runtime_option_offers_the_given_names_with_auto_by_default():
+    cmd = _echo_command(choices=Runtime.values())
     assert CliRunner().invoke(cmd, []).output == "runtime=auto\n"
     assert CliRunner().invoke(cmd, ["--runtime", "tflite_runtime"]).output == (
         "runtime=tflite_runtime\n"
@@ -37,7 +38,7 @@ def test_runtime_option_offers_the_runtime_names_with_auto_by_default():
 
 
 def test_runtime_option_without_choices_passes_any_name_on():
-    cmd = _echo_command(choices=False)
+    cmd = _echo_command()
     assert CliRunner().invoke(cmd, ["--runtime", "onnx"]).output == "runtime=onnx\n"
     assert "--runtime TEXT" in CliRunner().invoke(cmd, ["--help"]).output
 

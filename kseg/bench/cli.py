@@ -8,6 +8,7 @@ import click
 
 from kseg._cli import KsegCommand, path_option, runtime_option
 from kseg.errors import ConfigError
+from kseg.runtime.backends import Runtime
 
 
 @click.command("bench", cls=KsegCommand)
@@ -19,7 +20,10 @@ from kseg.errors import ConfigError
     "--runs", default=50, show_default=True, type=int, help="Timed inferences per setting."
 )
 @click.option("--warmup", default=5, show_default=True, type=int, help="Untimed inferences first.")
-@runtime_option("TFLite interpreter package (.onnx files always run on onnxruntime).")
+@runtime_option(
+    "TFLite interpreter package (.onnx files always run on onnxruntime).",
+    choices=Runtime.values(),
+)
 @click.option("--delegate", default=None, help="none | xnnpack (default) | external:PATH.so")
 @click.option(
     "--npu",

@@ -6,6 +6,7 @@ import click
 
 from kseg._cli import model_option, runtime_option
 from kseg.errors import KsegError
+from kseg.runtime.backends import Runtime
 
 
 def _require_extra() -> None:
@@ -64,7 +65,7 @@ def _require_extra() -> None:
     type=int,
     help="Requests that may wait for a busy worker; beyond that, 503 with Retry-After.",
 )
-@runtime_option("Interpreter package for .tflite.")
+@runtime_option("Interpreter package for .tflite.", choices=Runtime.values())
 def serve(
     model_path,
     host,
