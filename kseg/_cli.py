@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,9 @@ FAILED_GATE = 1  #: exit code: artifact written but its parity gate failed
 USER_ERROR = 2  #: exit code: bad input (one line on stderr)
 
 
-class KsegGroup(click.Group):
-    """A click group that prints a :class:`KsegError` as one ``error:`` line, never a traceback.
-
-    Used by the top-level group and by each sub-group, so a sub-group run on its own behaves the same.
-    """
+class _OneLineErrors:
+    """Click mixin: a :class:`KsegError` is printed as one ``error:`` line (exit 2, or 1 for a
+    failed parity gate), never a traceback; Ctrl-C prints ``interrupted`` (exit 130)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -29,6 +27,18 @@ class KsegGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+
+
+class KsegGroup(_OneLineErrors, click.Group):
+    """A click group that reports user errors as one line (see :class:`_OneLineErrors`).
+
+    Used by the top-level group and by each sub-group, so a sub-group run on its own behaves the same.
+    """
+
+
+class KsegCommand(_OneLineErrors, click.Command):
+    """A click command that reports user errors as one line, also when it runs without the
+    ``kseg`` group (``python -m kseg.bench.cli``, ``CliRunner().invoke(bench)``)."""
 
 
 def parse_key_values(items: tuple[str, ...], *, flag: str, example: str) -> dict[str, Any]:
@@ -44,6 +54,13 @@ def parse_key_values(items: tuple[str, ...], *, flag: str, example: str) -> dict
     return out
 
 
+def warn_provenance(prov: dict[str, Any] | None) -> None:
+    """One plain stderr line when the checked images may include training images (the
+    ``warning`` of a data provenance record; nothing when there is none)."""
+    if prov and prov.get("warning"):
+        click.echo(f"warning: {prov['warning']}", err=True)
+
+
 def path_option(
     *param_decls: str, **attrs: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -55,6 +72,33 @@ def path_option(
 def model_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # noqa: A002
     """``--model FILE`` (required, the parameter ``model_path``) with the command's own help."""
     return path_option("--model", "model_path", required=True, help=help)
+
+
+def runtime_option(
+    help: str,  # noqa: A002
+    *,
+    choices: Sequence[str] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--runtime`` (default ``auto``): the interpreter package for .tflite files.
+
+    Args:
+        help: The command's own help text.
+        choices: The names offered (``kseg.runtime.Runtime.values()``); None takes any text and
+            leaves the check to the model loader (``kseg evaluate``, ``kseg predict``).
+    """
+    kind = click.Choice(choices) if choices is not None else None
+    return click.option("--runtime", default="auto", show_default=True, type=kind, help=help)
+
+
+def config_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # noqa: A002
+    """``--config FILE`` (the parameter ``config_path``): a YAML config, with the command's help."""
+    return path_option("--config", "config_path", help=help)
+
+
+def sets_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # noqa: A002
+    """``--set KEY=VALUE`` (repeatable, the parameter ``sets``): any config key; read the values
+    with ``parse_key_values(sets, flag="--set", example=...)``."""
+    return click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=help)
 
 
 def group_options(fn: Callable[..., Any]) -> Callable[..., Any]:

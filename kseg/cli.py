@@ -14,7 +14,17 @@ from typing import Any
 import click
 
 from kseg import __version__
-from kseg._cli import KsegGroup, group_options, model_option, parse_key_values, path_option
+from kseg._cli import (
+    KsegGroup,
+    config_option,
+    group_options,
+    model_option,
+    parse_key_values,
+    path_option,
+    runtime_option,
+    sets_option,
+    warn_provenance,
+)
 from kseg.errors import KsegError
 from kseg.inference.cli import inference_flags, options_from_flags
 
@@ -29,9 +39,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), help="YAML config (see configs/)."
-)
+@config_option("YAML config (see configs/).")
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
@@ -64,13 +72,7 @@ def main() -> None:
 @click.option(
     "--unfreeze-after", type=int, help="With --freeze-encoder: train the encoder from epoch N on."
 )
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Any config key, e.g. --set train.schedule=cosine.",
-)
+@sets_option("Any config key, e.g. --set train.schedule=cosine.")
 @click.option(
     "--budget",
     type=float,
@@ -276,12 +278,7 @@ def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
     "--out",
     help="Output folder (default: <model dir>/eval-<model stem>).",
 )
-@click.option(
-    "--runtime",
-    default="auto",
-    show_default=True,
-    help="For .tflite: litert, tflite_runtime, tf or auto.",
-)
+@runtime_option("For .tflite: litert, tflite_runtime, tf or auto.")
 @click.option(
     "--store-threshold",
     is_flag=True,
@@ -306,7 +303,7 @@ def evaluate(model_path, data, split, out, runtime, store_threshold, **flags) ->
         options=options,
         store_threshold=store_threshold,
     )
-    _warn_provenance(result.get("provenance"))
+    warn_provenance(result.get("provenance"))
     per_class = result.get("per_class") or {}
     click.echo(
         f"wrote {out}/metrics.json, per_image.csv, worst_cases.png, contours.png"
@@ -344,20 +341,19 @@ def _f4(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _echo_parity_classes(parity: dict[str, Any], kind: str) -> None:
-    """One line per class of a multi-class parity check."""
-    for name, c in (parity.get("per_class") or {}).items():
+def _echo_parity(p: dict[str, Any], kind: str) -> None:
+    """The Dice parity ``p`` of a converted (``kind``: tflite or onnx) model against Keras: one
+    line, and one more per class of a multi-class model."""
+    click.echo(
+        f"float Dice {p['float_dice']:.4f}  {kind} Dice {p[f'{kind}_dice']:.4f}  drop {p['dice_drop']:+.4f}  "
+        f"pixel agreement {p['pixel_agreement']:.4f}  ({p['n_images']} images)"
+    )
+    for name, c in (p.get("per_class") or {}).items():
         drop = c.get("dice_drop")
         click.echo(
             f"  {name}: float Dice {_f4(c.get('float_dice'))}  {kind} Dice "
             f"{_f4(c.get(f'{kind}_dice'))}  drop " + ("n/a" if drop is None else f"{drop:+.4f}")
         )
-
-
-def _warn_provenance(prov: dict[str, Any] | None) -> None:
-    """One plain stderr line when the checked images may include training images."""
-    if prov and prov.get("warning"):
-        click.echo(f"warning: {prov['warning']}", err=True)
 
 
 # ---------------------------------------------------------------------------------- convert
@@ -430,13 +426,9 @@ def convert(
         select_threshold=not keep_threshold,
     )
     t, p = card["tflite"], card["parity"]
-    _warn_provenance(card["data"].get("provenance"))
+    warn_provenance(card["data"].get("provenance"))
     click.echo(f"wrote {t['path']} ({t['size_bytes'] / 1024:.1f} KiB, {t['mode']}) and its card")
-    click.echo(
-        f"float Dice {p['float_dice']:.4f}  tflite Dice {p['tflite_dice']:.4f}  drop {p['dice_drop']:+.4f}  "
-        f"pixel agreement {p['pixel_agreement']:.4f}  ({p['n_images']} images)"
-    )
-    _echo_parity_classes(p, "tflite")
+    _echo_parity(p, "tflite")
     sel = card.get("threshold_selection")
     if sel:
         click.echo(
@@ -466,15 +458,11 @@ def _convert_onnx(model_path, mode, uint8, data, out, max_dice_drop, calibration
         representative_samples=calibration_samples,
     )
     t, p = card["onnx"], card["parity"]
-    _warn_provenance(card["data"].get("provenance"))
+    warn_provenance(card["data"].get("provenance"))
     click.echo(
         f"wrote {t['path']} ({t['size_bytes'] / 1024:.1f} KiB, onnx {t['mode']}, opset {t['opset']}) and its card"
     )
-    click.echo(
-        f"float Dice {p['float_dice']:.4f}  onnx Dice {p['onnx_dice']:.4f}  drop {p['dice_drop']:+.4f}  "
-        f"pixel agreement {p['pixel_agreement']:.4f}  ({p['n_images']} images)"
-    )
-    _echo_parity_classes(p, "onnx")
+    _echo_parity(p, "onnx")
     if t["float_ops"]:
         click.echo(
             f"warning: float compute ops left in the INT8 graph: {', '.join(t['float_ops'])}",
@@ -489,12 +477,7 @@ def _convert_onnx(model_path, mode, uint8, data, out, max_dice_drop, calibration
 @model_option(".tflite, .onnx (needs kseg[onnx]), .keras or .h5")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @path_option("--out", required=True, help="Folder for masks and overlays.")
-@click.option(
-    "--runtime",
-    default="auto",
-    show_default=True,
-    help="For .tflite: litert, tflite_runtime, tf or auto (.onnx: onnxruntime).",
-)
+@runtime_option("For .tflite: litert, tflite_runtime, tf or auto (.onnx: onnxruntime).")
 @click.option("--threads", type=int, default=None, help="Interpreter threads for .tflite/.onnx.")
 @click.option(
     "--geojson", is_flag=True, help="Also write <name>.geojson (one polygon per component)."

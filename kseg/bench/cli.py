@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from kseg._cli import path_option
-from kseg.errors import ConfigError, KsegError
+from kseg._cli import KsegCommand, path_option, runtime_option
+from kseg.errors import ConfigError
+from kseg.runtime.backends import Runtime
 
 
-@click.command("bench")
+@click.command("bench", cls=KsegCommand)
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--threads", default="1", show_default=True, help="Thread counts to measure, e.g. 1,2,4."
@@ -20,12 +20,9 @@ from kseg.errors import ConfigError, KsegError
     "--runs", default=50, show_default=True, type=int, help="Timed inferences per setting."
 )
 @click.option("--warmup", default=5, show_default=True, type=int, help="Untimed inferences first.")
-@click.option(
-    "--runtime",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "litert", "tflite_runtime", "tf"]),
-    help="TFLite interpreter package (.onnx files always run on onnxruntime).",
+@runtime_option(
+    "TFLite interpreter package (.onnx files always run on onnxruntime).",
+    choices=Runtime.values(),
 )
 @click.option("--delegate", default=None, help="none | xnnpack (default) | external:PATH.so")
 @click.option(
@@ -127,54 +124,50 @@ def bench(
     from kseg.bench.report import to_markdown, write_charts, write_json_report, write_markdown
     from kseg.bench.run import parse_int_list, run_benchmark
 
-    try:
-        names = [n.strip() for item in npu for n in item.split(",") if n.strip()]
-        if "all" in names:
-            names = sorted(available_profiles())
-        if vela_calibrate is not None:
-            if vela == "no":
-                raise ConfigError("--vela-calibrate needs Vela; drop --vela no")
-            from kseg.bench.vela import one_ethos_profile
+    names = [n.strip() for item in npu for n in item.split(",") if n.strip()]
+    if "all" in names:
+        names = sorted(available_profiles())
+    if vela_calibrate is not None:
+        if vela == "no":
+            raise ConfigError("--vela-calibrate needs Vela; drop --vela no")
+        from kseg.bench.vela import one_ethos_profile
 
-            one_ethos_profile(names)
-            vela = "yes"
-        report = run_benchmark(
-            files,
-            threads=parse_int_list(threads, "--threads") or [1],
-            runs=runs,
-            warmup=warmup,
-            runtime=runtime,
-            delegate=delegate,
-            npu=names,
-            baseline=baseline,
-            cpus=parse_int_list(cpus, "--cpus"),
-            isolate=isolate,
-            calibrate=calibrate,
-            measure_latency=not static_only,
-            vela=vela,
-            profile=profile,
+        one_ethos_profile(names)
+        vela = "yes"
+    report = run_benchmark(
+        files,
+        threads=parse_int_list(threads, "--threads") or [1],
+        runs=runs,
+        warmup=warmup,
+        runtime=runtime,
+        delegate=delegate,
+        npu=names,
+        baseline=baseline,
+        cpus=parse_int_list(cpus, "--cpus"),
+        isolate=isolate,
+        calibrate=calibrate,
+        measure_latency=not static_only,
+        vela=vela,
+        profile=profile,
+    )
+    click.echo(to_markdown(report))
+    if vela_calibrate is not None:
+        from kseg.bench.vela import calibrate_from_report
+
+        click.echo(calibrate_from_report(report, names, vela_calibrate))
+    if json_out:
+        write_json_report(report, json_out)
+        click.echo(f"wrote {json_out}")
+    if md_out:
+        write_markdown(report, md_out)
+        click.echo(f"wrote {md_out}")
+    if plots:
+        charts = write_charts(report, plots)
+        click.echo(
+            f"wrote {len(charts)} chart(s) to {plots}"
+            if charts
+            else "no charts (matplotlib missing)"
         )
-        click.echo(to_markdown(report))
-        if vela_calibrate is not None:
-            from kseg.bench.vela import calibrate_from_report
-
-            click.echo(calibrate_from_report(report, names, vela_calibrate))
-        if json_out:
-            write_json_report(report, json_out)
-            click.echo(f"wrote {json_out}")
-        if md_out:
-            write_markdown(report, md_out)
-            click.echo(f"wrote {md_out}")
-        if plots:
-            charts = write_charts(report, plots)
-            click.echo(
-                f"wrote {len(charts)} chart(s) to {plots}"
-                if charts
-                else "no charts (matplotlib missing)"
-            )
-    except KsegError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
 
 
 if (

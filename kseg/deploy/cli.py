@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
+
+from kseg._cli import model_option, path_option
 
 
 @click.group()
@@ -13,24 +13,14 @@ def export() -> None:
 
 
 @export.command("android")
-@click.option(
-    "--model",
-    "model_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help=".keras/.h5 segmentation model or its run directory.",
-)
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle folder.")
+@model_option(".keras/.h5 segmentation model or its run directory.")
+@path_option("--out", required=True, help="Bundle folder.")
 @click.option(
     "--int8", "mode", flag_value="int8", default=True, help="INT8, uint8 in/out (default)."
 )
 @click.option("--fp16", "mode", flag_value="fp16", help="Float16 weights, uint8 in, float out.")
 @click.option("--float32", "mode", flag_value="float32", help="Float32, uint8 in, float out.")
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    help="Calibration, parity and sample data (default: the model's run data).",
-)
+@path_option("--data", help="Calibration, parity and sample data (default: the model's run data).")
 @click.option("--samples", type=int, default=4, show_default=True, help="Golden samples.")
 @click.option(
     "--labels", help="Comma-separated class names, one per output channel (default: foreground)."

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from kseg._cli import KsegGroup, parse_key_values, path_option
+from kseg._cli import KsegGroup, model_option, parse_key_values, path_option, warn_provenance
 from kseg.errors import KsegError
 
 
@@ -32,9 +32,7 @@ def _prepare(model: Path, data: str | None, out: Path | None, seed: int, step: s
 
     keras_model = _load(model)
     fit_data, desc = load_data(model, keras_model, data, seed=seed)
-    prov = fit_data.provenance or {}
-    if prov.get("warning"):
-        click.echo(f"warning: {prov['warning']}", err=True)
+    warn_provenance(fit_data.provenance)
     return keras_model, fit_data, desc, out or _default_out(model, step)
 
 
@@ -44,12 +42,7 @@ def _echo_metrics(record: dict[str, Any]) -> None:
         click.echo(f"validation dice: {m['before']['dice']:.4f} -> {m['after']['dice']:.4f}")
 
 
-_model_opt = path_option(
-    "--model",
-    "model",
-    required=True,
-    help="Trained model (.keras/.h5/SavedModel).",
-)
+_model_opt = model_option("Trained model (.keras/.h5/SavedModel).")
 _data_opt = click.option(
     "--data",
     default=None,
@@ -114,9 +107,7 @@ def optimize(
     for rec in summary["steps"]:
         click.echo(f"{rec['step']}: {rec.get('model', '')}")
     click.echo(f"summary: {out / 'summary.md'}")
-    warning = ((summary.get("data") or {}).get("provenance") or {}).get("warning")
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
+    warn_provenance((summary.get("data") or {}).get("provenance"))
 
 
 @optimize.command()
@@ -129,7 +120,7 @@ def optimize(
     "--leave-float", multiple=True, help="Layer-name pattern to keep in float (reported)."
 )
 def qat(
-    model: Path,
+    model_path: Path,
     data: str | None,
     out: Path | None,
     preserve_sparsity: bool,
@@ -139,7 +130,7 @@ def qat(
     """Quantization-aware fine-tuning; writes OUT/qat.h5 (convert it with kseg convert --int8)."""
     from kseg.optimize.steps import run_qat
 
-    keras_model, fit_data, desc, out = _prepare(model, data, out, fit["seed"], "qat")
+    keras_model, fit_data, desc, out = _prepare(model_path, data, out, fit["seed"], "qat")
     res = run_qat(
         keras_model, fit_data, out, preserve_sparsity=preserve_sparsity, leave_float=leave_float,
         **fit,
@@ -185,7 +176,7 @@ def qat(
 )
 @_fit_options(epochs=4, min_epochs=1)
 def prune(
-    model: Path,
+    model_path: Path,
     sparsity: float,
     schedule: str,
     policy: Path | None,
@@ -198,7 +189,7 @@ def prune(
     """Magnitude pruning with a per-layer policy; strips wrappers and reports sparsity per layer."""
     from kseg.optimize.steps import run_prune, run_qat
 
-    keras_model, fit_data, desc, out = _prepare(model, data, out, fit["seed"], "prune")
+    keras_model, fit_data, desc, out = _prepare(model_path, data, out, fit["seed"], "prune")
     res = run_prune(
         keras_model, fit_data, out, sparsity=sparsity, schedule=schedule, policy=policy,
         structured_2_4=structured, **fit,
@@ -244,7 +235,7 @@ def prune(
 )
 @_fit_options(epochs=3, min_epochs=0)
 def cluster(
-    model: Path,
+    model_path: Path,
     clusters: int,
     init: str,
     preserve_sparsity: bool,
@@ -261,7 +252,7 @@ def cluster(
 
     check_clusters(clusters, preserve_sparsity=preserve_sparsity)  # before loading anything
     check_init(init)
-    keras_model, fit_data, desc, out = _prepare(model, data, out, fit["seed"], "cluster")
+    keras_model, fit_data, desc, out = _prepare(model_path, data, out, fit["seed"], "cluster")
     res = run_cluster(
         keras_model, fit_data, out, clusters=clusters, init=init,
         preserve_sparsity=preserve_sparsity, dense=dense or None, **fit,

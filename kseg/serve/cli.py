@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
+from kseg._cli import model_option, runtime_option
 from kseg.errors import KsegError
+from kseg.runtime.backends import Runtime
 
 
 def _require_extra() -> None:
@@ -22,13 +22,7 @@ def _require_extra() -> None:
 
 
 @click.command("serve")
-@click.option(
-    "--model",
-    "model_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help=".tflite, .keras or .h5 model (its card beside it gives the threshold).",
-)
+@model_option(".tflite, .keras or .h5 model (its card beside it gives the threshold).")
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -71,13 +65,7 @@ def _require_extra() -> None:
     type=int,
     help="Requests that may wait for a busy worker; beyond that, 503 with Retry-After.",
 )
-@click.option(
-    "--runtime",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "litert", "tflite_runtime", "tf"]),
-    help="Interpreter package for .tflite.",
-)
+@runtime_option("Interpreter package for .tflite.", choices=Runtime.values())
 def serve(
     model_path,
     host,

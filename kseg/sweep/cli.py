@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from kseg._cli import parse_key_values
+from kseg._cli import config_option, parse_key_values, path_option, sets_option
 from kseg.sweep.engines import CellResources, Engine
 
 
@@ -28,13 +26,9 @@ from kseg.sweep.engines import CellResources, Engine
     default=None,
     help="Folder with images/ and masks/, or synthetic:KIND[:N] (default: the config's).",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="YAML config shared by every cell; its optional sweep: section gives models, losses, "
-    "seeds, int8, hd95 (flags win).",
+@config_option(
+    "YAML config shared by every cell; its optional sweep: section gives models, losses, "
+    "seeds, int8, hd95 (flags win)."
 )
 @click.option("--epochs", type=int, default=None, help="Epochs per cell.")
 @click.option(
@@ -56,15 +50,8 @@ from kseg.sweep.engines import CellResources, Engine
     default=None,
     help="Evaluate each cell for HD95 at the original size (default: sweep.hd95, else on).",
 )
-@click.option(
-    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config key for every cell."
-)
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Sweep folder (rerun the same command to resume).",
-)
+@sets_option("Any config key for every cell.")
+@path_option("--out", required=True, help="Sweep folder (rerun the same command to resume).")
 @click.option(
     "--engine",
     type=click.Choice([e.value for e in Engine]),

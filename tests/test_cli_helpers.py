@@ -1,0 +1,89 @@
+"""kseg/_cli.py: the shared click options and the one-line error reporting of commands run alone."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from kseg._cli import KsegCommand, config_option, runtime_option, sets_option, warn_provenance
+from kseg.errors import ConfigError
+from kseg.export.parity import ParityError
+from kseg.runtime import Runtime
+
+
+def _echo_command(**option_kwargs) -> click.Command:
+    """A command with ``--runtime`` (``runtime_option(**option_kwargs)``) that echoes its value."""
+
+    @click.command()
+    @runtime_option("Interpreter package.", **option_kwargs)
+    def cmd(runtime: str) -> None:
+        click.echo(f"runtime={runtime}")
+
+    return cmd
+
+
+def test_runtime_option_offers_the_given_names_with_auto_by_default():
+    cmd = _echo_command(choices=Runtime.values())
+    assert CliRunner().invoke(cmd, []).output == "runtime=auto\n"
+    assert CliRunner().invoke(cmd, ["--runtime", "tflite_runtime"]).output == (
+        "runtime=tflite_runtime\n"
+    )
+    bad = CliRunner().invoke(cmd, ["--runtime", "onnx"])
+    assert bad.exit_code == 2
+    assert "'onnx' is not one of 'auto', 'litert', 'tflite_runtime', 'tf'" in bad.output
+    help_text = CliRunner().invoke(cmd, ["--help"]).output
+    assert "--runtime [auto|litert|tflite_runtime|tf]" in help_text
+    assert "[default: auto]" in help_text
+
+
+def test_runtime_option_without_choices_passes_any_name_on():
+    cmd = _echo_command()
+    assert CliRunner().invoke(cmd, ["--runtime", "onnx"]).output == "runtime=onnx\n"
+    assert "--runtime TEXT" in CliRunner().invoke(cmd, ["--help"]).output
+
+
+def test_config_and_set_options_name_their_parameters():
+    @click.command()
+    @config_option("YAML config.")
+    @sets_option("Any config key.")
+    def cmd(config_path, sets) -> None:
+        click.echo(f"{config_path!r} {sets!r}")
+
+    res = CliRunner().invoke(cmd, ["--config", "a.yaml", "--set", "x=1", "--set", "y=2"])
+    assert res.output == "PosixPath('a.yaml') ('x=1', 'y=2')\n"
+    assert CliRunner().invoke(cmd, []).output == "None ()\n"
+    assert "--set KEY=VALUE" in CliRunner().invoke(cmd, ["--help"]).output
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "line"),
+    [
+        (ConfigError("--x: use 3"), 2, "error: --x: use 3"),
+        (ParityError("dice drop 0.2 > 0.01"), 1, "error: dice drop 0.2 > 0.01"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
+)
+def test_a_command_run_alone_reports_errors_in_one_line(exc, code, line):
+    @click.command(cls=KsegCommand)
+    def cmd() -> None:
+        click.echo("started")
+        raise exc
+
+    res = CliRunner().invoke(cmd, [])
+    assert res.exit_code == code
+    assert res.stdout == "started\n"
+    assert res.stderr == line + "\n"
+    assert "Traceback" not in res.output
+
+
+def test_warn_provenance_writes_one_stderr_line_only_for_a_warning():
+    @click.command()
+    @click.argument("warning", required=False)
+    def cmd(warning) -> None:
+        warn_provenance({"warning": warning, "source": "run"} if warning else None)
+        warn_provenance({"source": "run"})
+
+    res = CliRunner().invoke(cmd, ["val images overlap training"])
+    assert (res.stdout, res.stderr) == ("", "warning: val images overlap training\n")
+    assert CliRunner().invoke(cmd, []).output == ""
