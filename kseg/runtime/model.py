@@ -63,6 +63,28 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return card
 
 
+def apply_card(predictor: Any, card: dict[str, Any] | None) -> dict[str, Any]:
+    """Set what a model card says on a predictor whose ``num_classes`` is known (the protocol's
+    threshold, its source, resize mode, native scale, training flips, output activation and filter
+    chain; defaults where there is no card) and return the card's ``input`` section."""
+    from kseg.filters.chain import chain_from_card  # numpy + OpenCV, no TensorFlow
+
+    card_in = (card or {}).get("input", {})
+    card_out = (card or {}).get("output", {})
+    p = predictor
+    p.output_activation = str(
+        card_out.get("activation", "sigmoid" if p.num_classes == 1 else "softmax")
+    )
+    p.threshold = float(card_out.get("threshold", 0.5))
+    #: "validation" when the card's threshold was chosen on held-out data (kseg convert)
+    p.threshold_source = str(card_out.get("threshold_source", "config" if card else "default"))
+    p.resize_mode = str(card_in.get("resize", "stretch"))
+    p.native_scale = card_in.get("native_scale")  # None: the card does not say
+    p.flips = card_in.get("flips")  # the flips the training applied (TTA); None: not said
+    p.filters = chain_from_card(card)  # the filter chain of training (``input.preprocess``)
+    return card_in
+
+
 def _qparams(detail: dict[str, Any]) -> tuple[float, int]:
     """Per-tensor scale and zero point (0.0, 0 for a float tensor)."""
     qp = detail.get("quantization_parameters") or {}
@@ -197,21 +219,7 @@ class TFLiteModel:
         self.input_scale, self.input_zero_point = _qparams(self._in)
         self.output_scale, self.output_zero_point = _qparams(self._out)
         self.num_classes: int = int(self._out["shape"][-1])
-        card_in = (self.card or {}).get("input", {})
-        card_out = (self.card or {}).get("output", {})
-        self.output_activation: str = str(
-            card_out.get("activation", "sigmoid" if self.num_classes == 1 else "softmax")
-        )
-        self.threshold: float = float(card_out.get("threshold", 0.5))
-        #: "validation" when the card's threshold was chosen on held-out data (kseg convert)
-        self.threshold_source: str = str(
-            card_out.get("threshold_source", "config" if self.card else "default")
-        )
-        self.resize_mode: str = str(card_in.get("resize", "stretch"))
-        #: trained on images no larger than the input (None: the card does not say)
-        self.native_scale: bool | None = card_in.get("native_scale")
-        #: the flips the training applied (card ``input.flips``; None: not said), used by TTA
-        self.flips: list[str] | None = card_in.get("flips")
+        card_in = apply_card(self, self.card)
         norm = card_in.get("normalization") or {}
         self._external_norm: tuple[np.ndarray, np.ndarray] | None = None
         if norm.get("applied", "in_model") == "external":
@@ -223,10 +231,6 @@ class TFLiteModel:
                 )
             self._external_norm = (mean, std)
         self._batch = shape[0]
-        from kseg.filters.chain import chain_from_card  # numpy + OpenCV, no TensorFlow
-
-        #: the filter chain the model was trained with (card ``input.preprocess``)
-        self.filters = chain_from_card(self.card)
 
     # ------------------------------------------------------------------ inference
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from kseg.errors import ConfigError, ModelError
-from kseg.runtime.model import check_batch, describe_model, read_card
+from kseg.runtime.model import apply_card, check_batch, describe_model, read_card
 
 ONNX_SUFFIX = ".onnx"
 INSTALL_HINT = "pip install 'kseg[onnx]'"
@@ -125,23 +125,7 @@ class ONNXModel:
         self.input_dtype = np.dtype(np.float32)
         self.output_dtype = np.dtype(np.float32)
         self.num_classes: int = int(self._out.shape[-1])
-        card_in = (self.card or {}).get("input", {})
-        card_out = (self.card or {}).get("output", {})
-        self.threshold: float = float(card_out.get("threshold", 0.5))
-        self.threshold_source: str = str(
-            card_out.get("threshold_source", "config" if self.card else "default")
-        )
-        self.resize_mode: str = str(card_in.get("resize", "stretch"))
-        self.native_scale: bool | None = card_in.get("native_scale")
-        #: the flips the training applied (card ``input.flips``; None: not said), used by TTA
-        self.flips: list[str] | None = card_in.get("flips")
-        self.output_activation: str = str(
-            card_out.get("activation", "sigmoid" if self.num_classes == 1 else "softmax")
-        )
-        from kseg.filters.chain import chain_from_card  # numpy + OpenCV, no TensorFlow
-
-        #: the filter chain the model was trained with (card ``input.preprocess``)
-        self.filters = chain_from_card(self.card)
+        apply_card(self, self.card)
 
     def preprocess(self, batch: np.ndarray) -> np.ndarray:
         """Raw pixels -> the input tensor (float32; a QDQ graph quantizes inside)."""
