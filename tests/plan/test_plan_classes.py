@@ -179,6 +179,14 @@ def test_plan_for_several_classes(tmp_path):
     assert weights[0] == 1.0 and weights[2] > weights[1] > 1.0  # the band is the rarer class
     assert "2 foreground classes" in p.reasons["data.classes"]
     assert "foreground classes only" in p.reasons["train.loss"]
+    # several small classes are regularised: AdamW weight decay, dropout, zoom-in crops
+    reg = planner.MULTI_CLASS_REGULARISATION
+    assert c.train.optimizer == "adamw" and c.train.weight_decay == reg["weight_decay"]
+    assert c.model.options["dropout"] == reg["dropout"]
+    assert c.data.augment.crop_p == reg["crop_p"]
+    assert list(c.data.augment.crop_scale) == reg["crop_scale"]
+    assert c.data.augment.hflip_p == 0.5  # the other augmentations keep their defaults
+    assert "overfit" in p.reasons["train.optimizer"] and "dropout 0.1" in p.reasons["model.options"]
     assert set(p.classes["classes"]) == {"class_1", "class_2"}
     assert "from the palette labels the masks hold" in p.reasons["data.classes"]
     text = to_yaml(p)
@@ -199,6 +207,7 @@ def test_plan_for_several_classes(tmp_path):
     p = plan(str(root), 5.0, probes=PROBES, merge_classes=True, log=lambda m: None)
     assert p.config.model.num_classes == 1 and p.config.data.merge_classes
     assert p.config.train.loss_options == {}
+    assert p.config.train.optimizer == "adam" and "dropout" not in p.config.model.options
 
 
 def test_plan_for_thin_structures_uses_patches(tmp_path, monkeypatch):
