@@ -199,6 +199,8 @@ class TrainConfig:
 
     Args:
         loss: registry name (``kseg.losses``); ``loss_options`` are its keyword arguments.
+        weight_decay: AdamW's decoupled weight decay (``optimizer: adamw`` only; Adam and SGD
+            do not use it).
         strategy: ``default``, ``mirrored`` or ``multi_worker`` (``tf.distribute``).
         steps_per_epoch: limit steps per epoch (``None``: one pass over the training split).
         threshold: probability above which a pixel is foreground.
