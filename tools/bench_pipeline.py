@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         next(it)
     pipe_bps = n_tp / (time.perf_counter() - t0)
 
-    model, model_name = _model(args.size, cfg.channels)
+    model, model_name = _model(args.size, splits.channels)  # data.channels auto, resolved
     per_round = max(1, args.steps // args.rounds)
     pre = [b for b, _ in zip(ds, range(per_round + args.warmup), strict=False)]
     pre = [(tf.identity(x), tf.identity(y)) for x, y in pre]
