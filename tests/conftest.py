@@ -11,14 +11,19 @@ REPO = Path(__file__).resolve().parents[1]
 HC18 = Path(os.environ.get("KSEG_HC18", REPO.parent / "shared" / "data" / "hc18"))
 
 
+def _real_data(root: Path, variable: str, name: str) -> Path:
+    """``root`` when it holds ``images/`` and ``masks/``, else skip with the reason and the fix."""
+    if not ((root / "images").is_dir() and (root / "masks").is_dir()):
+        pytest.skip(
+            f"real {name} data not found at {root} (set {variable} or place ../shared beside the repo)"
+        )
+    return root
+
+
 @pytest.fixture(scope="session")
 def hc18_dir() -> Path:
     """The real HC18 fetal-head subset; skipped with a reason where it is absent (a user's clone)."""
-    if not (HC18 / "images").is_dir():
-        pytest.skip(
-            f"real HC18 data not found at {HC18} (set KSEG_HC18 or place ../shared beside the repo)"
-        )
-    return HC18
+    return _real_data(HC18, "KSEG_HC18", "HC18")
 
 
 TINY_RUN = {
@@ -51,8 +56,4 @@ USGRA = Path(os.environ.get("KSEG_USGRA", REPO.parent / "shared" / "data" / "usg
 @pytest.fixture(scope="session")
 def usgra_dir() -> Path:
     """The real USGRA nerve/vessel subset (palette masks, 3 classes); skipped where absent."""
-    if not (USGRA / "masks").is_dir():
-        pytest.skip(
-            f"real USGRA data not found at {USGRA} (set KSEG_USGRA or place ../shared beside the repo)"
-        )
-    return USGRA
+    return _real_data(USGRA, "KSEG_USGRA", "USGRA")

@@ -44,13 +44,17 @@ USGRA = Path(os.environ.get("KSEG_USGRA", REPO.parent / "shared" / "data" / "usg
 USGRA_KNOWN = {("exact_duplicate", "0043.png", "0077.png"), ("group_leak", "0043.png", "0077.png")}
 
 
+def link_folder(source: Path, root: Path) -> None:
+    """``root/images`` and ``root/masks`` holding links to every file of ``source``'s."""
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+        for p in sorted((source / sub).iterdir()):
+            os.symlink(p, root / sub / p.name)
+
+
 def plant(root: Path) -> dict[str, str]:
     """Link HC18 into ``root`` and add faulty files; returns ``{file: expected kind}``."""
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for sub in ("images", "masks"):
-        for p in sorted((HC18 / sub).iterdir()):
-            os.symlink(p, root / sub / p.name)
+    link_folder(HC18, root)
     img, msk = root / "images", root / "masks"
     src = sorted((HC18 / "images").iterdir())
     mask_of = lambda p: HC18 / "masks" / p.name  # noqa: E731
@@ -102,11 +106,7 @@ def plant_usgra(root: Path) -> dict[str, str]:
     """Link USGRA into ``root`` and add faulty files; returns ``{file: expected kind}``."""
     from PIL import Image
 
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for sub in ("images", "masks"):
-        for p in sorted((USGRA / sub).iterdir()):
-            os.symlink(p, root / sub / p.name)
+    link_folder(USGRA, root)
     img, msk = root / "images", root / "masks"
     src = sorted((USGRA / "images").iterdir())
     read = lambda p: cv2.imread(str(p), cv2.IMREAD_UNCHANGED)  # noqa: E731

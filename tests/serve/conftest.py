@@ -138,6 +138,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop a server from :func:`start_server`: terminate, kill after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def start_server(model: Path, *args: str, log: Path) -> tuple[subprocess.Popen, str]:
     """``kseg serve`` in a subprocess on a free loopback port; returns it and its base URL once
     ``/healthz`` answers."""
@@ -188,11 +197,7 @@ def served(tiny_tflite, tmp_path_factory):
         log=log,
     )
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_server(proc)
 
 
 @pytest.fixture(scope="session")
@@ -201,8 +206,4 @@ def served_multiclass(tiny_multiclass, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve_mc") / "serve.log"
     proc, url = start_server(tiny_multiclass, log=log)
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_server(proc)
