@@ -69,6 +69,24 @@ def path_option(
     return click.option(*param_decls, type=click.Path(path_type=Path), **attrs)
 
 
+def flag(*param_decls: str, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # noqa: A002
+    """An option that is off unless given (``--force``, ``--tta``, ...): ``click.option(...,
+    is_flag=True)``."""
+    return click.option(*param_decls, is_flag=True, help=help)
+
+
+def switch(
+    name: str,
+    *,
+    default: bool | None,
+    help: str,  # noqa: A002
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--NAME/--no-NAME`` (``name`` is ``--NAME``): a boolean either way, its default shown in
+    --help; ``default=None`` when neither is given leaves the choice to the command's config."""
+    off = "--no-" + name.removeprefix("--")
+    return click.option(f"{name}/{off}", default=default, show_default=True, help=help)
+
+
 def model_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # noqa: A002
     """``--model FILE`` (required, the parameter ``model_path``) with the command's own help."""
     return path_option("--model", "model_path", required=True, help=help)

@@ -17,6 +17,7 @@ from kseg import __version__
 from kseg._cli import (
     KsegGroup,
     config_option,
+    flag,
     group_options,
     model_option,
     parse_key_values,
@@ -68,7 +69,7 @@ def main() -> None:
     type=click.Path(path_type=Path),
     help="Start from this model (or run directory): layers matching by name and shape are loaded.",
 )
-@click.option("--freeze-encoder", is_flag=True, help="With --init: keep the encoder fixed.")
+@flag("--freeze-encoder", help="With --init: keep the encoder fixed.")
 @click.option(
     "--unfreeze-after", type=int, help="With --freeze-encoder: train the encoder from epoch N on."
 )
@@ -279,9 +280,8 @@ def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
     help="Output folder (default: <model dir>/eval-<model stem>).",
 )
 @runtime_option("For .tflite: litert, tflite_runtime, tf or auto.")
-@click.option(
+@flag(
     "--store-threshold",
-    is_flag=True,
     help="Store the best validation threshold for the model (its card, or MODEL.threshold.json).",
 )
 @inference_flags
@@ -375,7 +375,7 @@ def _echo_parity(p: dict[str, Any], kind: str) -> None:
 @click.option(
     "--float32", "mode", flag_value="float32", default=True, help="No quantization (default)."
 )
-@click.option("--uint8", is_flag=True, help="With --int8: uint8 input and output instead of int8.")
+@flag("--uint8", help="With --int8: uint8 input and output instead of int8.")
 @path_option(
     "--data",
     help="Calibration and parity data (default: the model's run data).",
@@ -393,14 +393,12 @@ def _echo_parity(p: dict[str, Any], kind: str) -> None:
     default=None,
     help="Calibration images (default: export.representative_samples, 64).",
 )
-@click.option(
+@flag(
     "--onnx",
-    is_flag=True,
     help="Write .onnx for ONNX Runtime instead (float32, or --int8: static QDQ); needs kseg[onnx].",
 )
-@click.option(
+@flag(
     "--keep-threshold",
-    is_flag=True,
     help="Keep the training threshold instead of choosing the best one on the validation split.",
 )
 def convert(
@@ -479,12 +477,8 @@ def _convert_onnx(model_path, mode, uint8, data, out, max_dice_drop, calibration
 @path_option("--out", required=True, help="Folder for masks and overlays.")
 @runtime_option("For .tflite: litert, tflite_runtime, tf or auto (.onnx: onnxruntime).")
 @click.option("--threads", type=int, default=None, help="Interpreter threads for .tflite/.onnx.")
-@click.option(
-    "--geojson", is_flag=True, help="Also write <name>.geojson (one polygon per component)."
-)
-@click.option(
-    "--stats", is_flag=True, help="Also write <name>_stats.json (areas, perimeters, components)."
-)
+@flag("--geojson", help="Also write <name>.geojson (one polygon per component).")
+@flag("--stats", help="Also write <name>_stats.json (areas, perimeters, components).")
 @inference_flags
 def predict(model_path, inputs, out, runtime, threads, geojson, stats, **flags) -> None:
     """Write <name>_mask.png and <name>_overlay.png for each input image (or folder).

@@ -176,6 +176,37 @@ def _check_lengths(**seqs: Sequence) -> int:
     return n
 
 
+def _title(names: Sequence[str] | None, i: int) -> str:
+    """Image ``i``'s title: its name, else ``#i``."""
+    return names[i] if names is not None else f"#{i}"
+
+
+def _cell(ax: plt.Axes, image: np.ndarray, title: str, **imshow: object) -> None:
+    """One grid cell: ``image`` under a small ``title``."""
+    ax.imshow(image, **imshow)
+    ax.set_title(title, fontsize=8)
+
+
+def _cases(
+    images: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    probs_or_masks: Sequence[np.ndarray],
+    names: Sequence[str] | None,
+    threshold: float,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
+    """``(RGB image, true labels, predicted labels, title)`` per image, the lengths checked."""
+    n = _check_lengths(images=images, truths=truths, preds=probs_or_masks, names=names)
+    return [
+        (
+            _gray(images[i]),
+            _mask(truths[i], 0.5),
+            _mask(probs_or_masks[i], threshold),
+            _title(names, i),
+        )
+        for i in range(n)
+    ]
+
+
 def plot_prediction_grid(
     images: Sequence[np.ndarray],
     truths: Sequence[np.ndarray],
@@ -194,21 +225,14 @@ def plot_prediction_grid(
         names: row titles (e.g. ``"case_3  dice=0.81"``).
         threshold: foreground threshold for K = 1 probability maps.
     """
-    n = _check_lengths(images=images, truths=truths, preds=probs_or_masks, names=names)
-    fig, axes = _grid(n, 3)
-    for i in range(n):
-        rgb = _gray(images[i])
-        truth = _mask(truths[i], 0.5)
-        pred = _mask(probs_or_masks[i], threshold)
-        label = names[i] if names is not None else f"#{i}"
-        axes[i, 0].imshow(rgb)
-        axes[i, 0].set_title(f"{label}", fontsize=8)
-        axes[i, 1].imshow(_overlay(rgb, truth, _TRUTH_RGB))
-        axes[i, 1].set_title("truth", fontsize=8)
-        axes[i, 2].imshow(_overlay(rgb, pred, _PRED_RGB))
+    cases = _cases(images, truths, probs_or_masks, names, threshold)
+    fig, axes = _grid(len(cases), 3)
+    for row, (rgb, truth, pred, title) in zip(axes, cases, strict=True):
+        _cell(row[0], rgb, title)
+        _cell(row[1], _overlay(rgb, truth, _TRUTH_RGB), "truth")
+        _cell(row[2], _overlay(rgb, pred, _PRED_RGB), "prediction")
         if truth.any() and min(truth.shape) >= 2:
-            axes[i, 2].contour(truth > 0, levels=[0.5], colors=[tuple(_TRUTH_RGB)], linewidths=0.8)
-        axes[i, 2].set_title("prediction", fontsize=8)
+            row[2].contour(truth > 0, levels=[0.5], colors=[tuple(_TRUTH_RGB)], linewidths=0.8)
     return _save(fig, out_png)
 
 
@@ -230,16 +254,13 @@ def plot_contours(
     Example:
         >>> plot_contours(val.images[:8], val.masks[:8], probs[:8], "run/contours.png")
     """
-    n = _check_lengths(images=images, truths=truths, preds=probs_or_masks, names=names)
-    cols = max(1, min(columns, n))
-    rows = -(-n // cols)
+    cases = _cases(images, truths, probs_or_masks, names, threshold)
+    cols = max(1, min(columns, len(cases)))
+    rows = -(-len(cases) // cols)
     fig, axes = _grid(rows, cols)
     palette = plt.get_cmap("tab10")
-    for i in range(n):
-        ax = axes[i // cols, i % cols]
-        truth = _mask(truths[i], 0.5)
-        pred = _mask(probs_or_masks[i], threshold)
-        ax.imshow(_gray(images[i]))
+    for ax, (rgb, truth, pred, title) in zip(axes.ravel(), cases, strict=False):
+        _cell(ax, rgb, title)
         labels = sorted(
             {int(v) for v in np.unique(truth) if v > 0} | {int(v) for v in np.unique(pred) if v > 0}
         )
@@ -257,7 +278,6 @@ def plot_contours(
                 )
             if (pred == label).any() and min(pred.shape) >= 2:
                 ax.contour(pred == label, levels=[0.5], colors=[p_col], linewidths=1.0)
-        ax.set_title(names[i] if names is not None else f"#{i}", fontsize=8)
     return _save(fig, out_png)
 
 
@@ -294,15 +314,11 @@ def plot_comparison(
         inter = int(np.count_nonzero((a > 0) & (b > 0) & (a == b)))
         total = int(np.count_nonzero(a > 0) + np.count_nonzero(b > 0))
         dice = 1.0 if total == 0 else 2 * inter / total
-        axes[i, 0].imshow(rgb)
-        axes[i, 0].set_title(names[i] if names is not None else f"#{i}", fontsize=8)
-        axes[i, 1].imshow(_overlay(rgb, a, _PRED_RGB))
-        axes[i, 1].set_title(titles[0], fontsize=8)
-        axes[i, 2].imshow(_overlay(rgb, b, _B_ONLY_RGB))
-        axes[i, 2].set_title(titles[1], fontsize=8)
         diff = _overlay(_overlay(rgb * 0.5, a_only, _PRED_RGB, 1.0), b_only, _B_ONLY_RGB, 1.0)
-        axes[i, 3].imshow(diff)
-        axes[i, 3].set_title(f"diff {differ} px, dice {dice:.3f}", fontsize=8)
+        _cell(axes[i, 0], rgb, _title(names, i))
+        _cell(axes[i, 1], _overlay(rgb, a, _PRED_RGB), titles[0])
+        _cell(axes[i, 2], _overlay(rgb, b, _B_ONLY_RGB), titles[1])
+        _cell(axes[i, 3], diff, f"diff {differ} px, dice {dice:.3f}")
     return _save(fig, out_png)
 
 
@@ -320,14 +336,10 @@ def plot_denoising(
         c = np.asarray(clean[i], np.float32)
         d = np.clip(np.asarray(denoised[i], np.float32), 0, 255)
         err = np.abs(d - c).mean(axis=-1) if d.ndim == 3 else np.abs(d - c)
-        axes[i, 0].imshow(_gray(noisy[i]))
-        axes[i, 0].set_title(names[i] if names is not None else f"#{i}", fontsize=8)
-        axes[i, 1].imshow(_gray(np.asarray(clean[i], np.uint8)))
-        axes[i, 1].set_title("clean", fontsize=8)
-        axes[i, 2].imshow(_gray(d.astype(np.uint8)))
-        axes[i, 2].set_title("denoised", fontsize=8)
-        axes[i, 3].imshow(err, cmap="magma", vmin=0, vmax=64)
-        axes[i, 3].set_title(f"|error| mean {err.mean():.1f}", fontsize=8)
+        _cell(axes[i, 0], _gray(noisy[i]), _title(names, i))
+        _cell(axes[i, 1], _gray(np.asarray(clean[i], np.uint8)), "clean")
+        _cell(axes[i, 2], _gray(d.astype(np.uint8)), "denoised")
+        _cell(axes[i, 3], err, f"|error| mean {err.mean():.1f}", cmap="magma", vmin=0, vmax=64)
     return _save(fig, out_png)
 
 

@@ -6,7 +6,15 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from kseg._cli import KsegCommand, config_option, runtime_option, sets_option, warn_provenance
+from kseg._cli import (
+    KsegCommand,
+    config_option,
+    flag,
+    runtime_option,
+    sets_option,
+    switch,
+    warn_provenance,
+)
 from kseg.errors import ConfigError
 from kseg.export.parity import ParityError
 from kseg.runtime import Runtime
@@ -54,6 +62,27 @@ def test_config_and_set_options_name_their_parameters():
     assert res.output == "PosixPath('a.yaml') ('x=1', 'y=2')\n"
     assert CliRunner().invoke(cmd, []).output == "None ()\n"
     assert "--set KEY=VALUE" in CliRunner().invoke(cmd, ["--help"]).output
+
+
+def test_flag_is_off_unless_given_and_switch_takes_both_spellings():
+    @click.command()
+    @flag("--force", help="Replace.")
+    @flag("--2-4", "sparse", help="Sparse.")
+    @switch("--isolate", default=True, help="Fresh process.")
+    @switch("--int8", default=None, help="Convert.")
+    def cmd(force, sparse, isolate, int8) -> None:
+        click.echo(f"{force} {sparse} {isolate} {int8}")
+
+    run = CliRunner().invoke
+    assert run(cmd, []).output == "False False True None\n"
+    assert (
+        run(cmd, ["--force", "--2-4", "--no-isolate", "--int8"]).output == "True True False True\n"
+    )
+    assert run(cmd, ["--isolate", "--no-int8"]).output == "False False True False\n"
+    assert run(cmd, ["--force", "yes"]).exit_code == 2  # a flag takes no value
+    help_lines = run(cmd, ["--help"]).output.splitlines()
+    assert "  --isolate / --no-isolate  Fresh process.  [default: isolate]" in help_lines
+    assert "  --int8 / --no-int8        Convert." in help_lines  # no default to show
 
 
 @pytest.mark.parametrize(

@@ -116,3 +116,28 @@ def test_contours_grid_layout_and_outline_colours(tmp_path):
     first, fifth = (slice(0, CELL_PX), slice(0, CELL_PX)), (slice(CELL_PX, None), slice(0, CELL_PX))
     assert red[first].sum() > 20 and green[first].sum() > 20
     assert red[fifth].sum() == 0 and green[fifth].sum() > 20
+
+
+def test_every_grid_titles_its_cells_by_name_else_by_index(tmp_path, monkeypatch):
+    """Image titles are the names when given, ``#i`` otherwise; the other cells name their
+    column (denoising: the mean error; comparison: pixels that differ and the Dice)."""
+    import matplotlib.pyplot as plt
+
+    from kseg import plots
+
+    titles = []
+
+    def keep(fig, out_png):
+        titles.append([ax.get_title() for ax in fig.axes])
+        plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    images, truths, probs = _data(n=2)
+    plot_prediction_grid(images, truths, probs, tmp_path / "g.png", names=["a", "b"])
+    plot_contours(images, truths, probs, tmp_path / "c.png", columns=4)
+    plot_comparison(images, truths, truths, tmp_path / "d.png", titles=("A", "B"))
+    plots.plot_denoising(images, images, images, tmp_path / "n.png", names=["x", "y"])
+    assert titles[0] == ["a", "truth", "prediction", "b", "truth", "prediction"]
+    assert titles[1] == ["#0", "#1"]  # rows of 2: no empty cells
+    assert titles[2][:4] == ["#0", "A", "B", "diff 0 px, dice 1.000"]
+    assert titles[3][:4] == ["x", "clean", "denoised", "|error| mean 0.0"]

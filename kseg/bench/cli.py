@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from kseg._cli import KsegCommand, path_option, runtime_option
+from kseg._cli import KsegCommand, flag, path_option, runtime_option, switch
 from kseg.errors import ConfigError
 from kseg.runtime.backends import Runtime
 
@@ -64,28 +64,10 @@ from kseg.runtime.backends import Runtime
     help="Write the Markdown report.",
 )
 @path_option("--plots", default=None, help="Folder for PNG charts.")
-@click.option(
-    "--isolate/--no-isolate",
-    default=True,
-    show_default=True,
-    help="One fresh process per measurement (clean peak RSS).",
-)
-@click.option(
-    "--calibrate/--no-calibrate",
-    default=True,
-    show_default=True,
-    help="Measure this machine's INT8 peak.",
-)
-@click.option(
-    "--static-only",
-    is_flag=True,
-    help="Only analyse the files (ops, MACs, device emulation); no timing.",
-)
-@click.option(
-    "--profile",
-    is_flag=True,
-    help="Per-op latency: time every op as a one-op model, rank op types by share.",
-)
+@switch("--isolate", default=True, help="One fresh process per measurement (clean peak RSS).")
+@switch("--calibrate", default=True, help="Measure this machine's INT8 peak.")
+@flag("--static-only", help="Only analyse the files (ops, MACs, device emulation); no timing.")
+@flag("--profile", help="Per-op latency: time every op as a one-op model, rank op types by share.")
 def bench(
     files: tuple[Path, ...],
     threads: str,

@@ -19,14 +19,20 @@ from __future__ import annotations
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from kseg.config import StrEnum
 from kseg.errors import ConfigError, ModelError
 from kseg.export.card import CARD_FORMAT
-from kseg.export.pipeline import file_card, prepare_export, source_card, write_gated_card
+from kseg.export.pipeline import (
+    ExportData,
+    file_card,
+    prepare_export,
+    source_card,
+    write_gated_card,
+)
 from kseg.runtime.onnx_model import INSTALL_HINT
 
 DEFAULT_OPSET = 17
@@ -189,15 +195,11 @@ def export_onnx(
     model_path: str | Path,
     mode: OnnxMode | str = OnnxMode.FLOAT32,
     *,
-    data: str | Path | None = None,
     out: str | Path | None = None,
-    max_dice_drop: float | None = None,
-    representative_samples: int | None = None,
-    seed: int = 42,
     opset: int = DEFAULT_OPSET,
     per_channel: bool = True,
     model=None,
-    calibration: np.ndarray | None = None,
+    **data_args: Unpack[ExportData],
 ) -> dict[str, Any]:
     """Convert ``model_path`` to ONNX (float or INT8 QDQ), gate it on Dice, write its card.
 
@@ -224,15 +226,7 @@ def export_onnx(
         _require(module)
     if model is None:
         model = load_model(model_path)
-    prep = prepare_export(
-        model_path,
-        model,
-        data,
-        seed=seed,
-        max_dice_drop=max_dice_drop,
-        representative_samples=representative_samples,
-        calibration=calibration,
-    )
+    prep = prepare_export(model_path, model, **data_args)
     cfg = prep.config
     out = Path(out) if out else default_onnx_out(model_path, mode)
 

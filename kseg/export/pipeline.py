@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -156,17 +156,41 @@ class ExportInputs:
         }
 
 
+class ExportData(TypedDict, total=False):
+    """What an exporter checks and calibrates with: the keywords every exporter
+    (:func:`kseg.export.export_tflite`, :func:`kseg.export.onnx.export_onnx`) takes and hands to
+    :func:`prepare_export` unchanged.
+
+    Args:
+        data: calibration and parity data: a folder, a run directory or ``synthetic:KIND[:N]``
+            (see :func:`kseg.training.rundir.resolve_data`; default: the model's run).
+        seed: splits a folder that is not the model's run (default 42).
+        max_dice_drop: parity gate; exceeded -> the file and card are written, card marked failed,
+            and :class:`ParityError` is raised (default: the run's ``export.max_dice_drop``;
+            a negative value disables the gate).
+        representative_samples: calibration images (default: ``export.representative_samples``).
+        calibration: calibration images (N, S, S, C) uint8 to use instead of the train split.
+    """
+
+    data: str | Path | None
+    seed: int
+    max_dice_drop: float | None
+    representative_samples: int | None
+    calibration: np.ndarray | None
+
+
 def prepare_export(
     model_path: Path,
     model,
-    data: str | Path | None,
+    data: str | Path | None = None,
     *,
     seed: int = 42,
     max_dice_drop: float | None = None,
     representative_samples: int | None = None,
     calibration: np.ndarray | None = None,
 ) -> ExportInputs:
-    """Parity data, the gate and calibration images for ``model`` (see the module docstring).
+    """Parity data, the gate and calibration images for ``model`` (see the module docstring;
+    the arguments after ``model`` are those of :class:`ExportData`).
 
     The same ``model_path``, ``data`` and ``seed`` give the same calibration images to every
     exporter, so a ``.tflite`` and an ``.onnx`` of one model are calibrated identically.
@@ -301,6 +325,7 @@ def _num_classes(model) -> int:
 
 
 __all__ = [
+    "ExportData",
     "ExportInputs",
     "file_card",
     "prepare_export",

@@ -8,9 +8,7 @@ from the training split.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import Any, Unpack
 
 from kseg.config import IODType
 from kseg.errors import ConfigError
@@ -18,6 +16,7 @@ from kseg.export.card import CARD_FORMAT
 from kseg.export.convert import MODE_DESCRIPTIONS, Mode, convert_model
 from kseg.export.parity import ParityError
 from kseg.export.pipeline import (
+    ExportData,
     ExportInputs,
     _num_classes,  # noqa: F401  (its old import path)
     file_card,
@@ -36,37 +35,29 @@ def export_tflite(
     model_path: str | Path,
     mode: Mode | str = Mode.FLOAT32,
     *,
-    data: str | Path | None = None,
     out: str | Path | None = None,
     io_dtype: IODType | str | None = None,
-    max_dice_drop: float | None = None,
-    representative_samples: int | None = None,
-    seed: int = 42,
     steps: list[dict[str, Any]] | None = None,
     model=None,
-    calibration: np.ndarray | None = None,
     select_threshold: bool = True,
+    **data_args: Unpack[ExportData],
 ) -> dict[str, Any]:
     """Convert ``model_path``, check it against the Keras model, and write the card.
 
     Args:
         model_path: ``.keras`` / ``.h5`` / SavedModel (float, QAT or pruned).
         mode: a :class:`~kseg.export.convert.Mode`.
-        data: calibration and parity data: a folder, a run directory or ``synthetic:KIND[:N]``
-            (see :func:`kseg.training.rundir.resolve_data`; default: the model's run).
         out: the ``.tflite`` path (default: beside the model, ``best.int8.tflite``).
         io_dtype: ``int8``/``uint8`` input and output for ``int8`` (default: ``export.io_dtype``);
             given as ``uint8`` with a float mode: uint8 input cast inside the graph.
-        max_dice_drop: parity gate; exceeded -> the file and card are written, card marked failed,
-            and :class:`ParityError` is raised (default: the run's ``export.max_dice_drop``;
-            a negative value disables the gate).
-        representative_samples: calibration images (default: ``export.representative_samples``).
         steps: earlier optimization steps (distill, prune, qat) recorded in the card.
         model: an already-loaded model (skips loading ``model_path``).
-        calibration: calibration images (N, S, S, C) uint8 to use instead of the train split.
         select_threshold: choose the threshold with the best Dice of the ``.tflite`` on the
             validation split (grid 0.05..0.95) and store it as the card's ``output.threshold``
             (one-class models); ``False`` keeps the training threshold.
+        **data_args: what it checks and calibrates with, as keywords: ``data``, ``seed``,
+            ``max_dice_drop``, ``representative_samples``, ``calibration``
+            (:class:`~kseg.export.pipeline.ExportData`).
 
     Returns:
         The card dict (also written as ``FILE.json`` and ``FILE.md``).
@@ -79,15 +70,7 @@ def export_tflite(
         raise ConfigError(f"--out {out}: use a file name ending in .tflite")
     if model is None:
         model = load_model(model_path)
-    prep = prepare_export(
-        model_path,
-        model,
-        data,
-        seed=seed,
-        max_dice_drop=max_dice_drop,
-        representative_samples=representative_samples,
-        calibration=calibration,
-    )
+    prep = prepare_export(model_path, model, **data_args)
     cfg, splits, calibration = prep.config, prep.splits, prep.calibration
     # a float mode takes uint8 input only when the caller asks (the run config speaks for int8)
     float_uint8_input = mode is not Mode.INT8 and io_dtype is not None

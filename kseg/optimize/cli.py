@@ -11,7 +11,15 @@ from typing import Any
 
 import click
 
-from kseg._cli import KsegGroup, model_option, parse_key_values, path_option, warn_provenance
+from kseg._cli import (
+    KsegGroup,
+    flag,
+    model_option,
+    parse_key_values,
+    path_option,
+    switch,
+    warn_provenance,
+)
 from kseg.errors import KsegError
 
 
@@ -113,9 +121,7 @@ def optimize(
 @optimize.command()
 @_model_opt
 @_fit_options(epochs=3, min_epochs=0)
-@click.option(
-    "--preserve-sparsity", is_flag=True, help="Pruning-preserving QAT (for a pruned model)."
-)
+@flag("--preserve-sparsity", help="Pruning-preserving QAT (for a pruned model).")
 @click.option(
     "--leave-float", multiple=True, help="Layer-name pattern to keep in float (reported)."
 )
@@ -164,9 +170,7 @@ def qat(
     default=None,
     help="YAML pruning policy (dense/encoder patterns, overrides).",
 )
-@click.option(
-    "--structured-2-4", "structured", is_flag=True, help="2:4 structured sparsity (Conv2D/Dense)."
-)
+@flag("--structured-2-4", "structured", help="2:4 structured sparsity (Conv2D/Dense).")
 @click.option(
     "--qat-epochs",
     default=0,
@@ -222,10 +226,9 @@ def prune(
     show_default=True,
     help="Centroid initialization: kmeans_plus_plus, density_based, linear, random.",
 )
-@click.option(
-    "--preserve-sparsity/--no-preserve-sparsity",
+@switch(
+    "--preserve-sparsity",
     default=True,
-    show_default=True,
     help="Keep a pruned model's zeros (one centroid fixed at zero).",
 )
 @click.option(
@@ -289,12 +292,9 @@ def cluster(
     help="Weight of the task loss.",
 )
 @click.option("--temperature", default=2.0, show_default=True, type=click.FloatRange(min=0.01))
-@click.option(
-    "--attention", is_flag=True, help="Also match attention maps of the features feeding the heads."
-)
-@click.option(
+@flag("--attention", help="Also match attention maps of the features feeding the heads.")
+@flag(
     "--augment",
-    is_flag=True,
     help="On-line flips and brightness/contrast for student and baseline; the teacher labels each view.",
 )
 @click.option(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from kseg._cli import KsegGroup, path_option
+from kseg._cli import KsegGroup, flag, path_option
 
 
 @click.group(cls=KsegGroup)
@@ -49,9 +49,7 @@ def list_filters() -> None:
     help="Resize to SIZE x SIZE (default: own size; synthetic 256).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--ablation", is_flag=True, help="Also train the same short recipe per chain and report Dice."
-)
+@flag("--ablation", help="Also train the same short recipe per chain and report Dice.")
 @click.option("--epochs", type=int, default=8, show_default=True, help="Ablation: epochs per run.")
 @click.option(
     "--img-size", type=int, default=96, show_default=True, help="Ablation: model input size."

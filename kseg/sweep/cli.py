@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kseg._cli import config_option, parse_key_values, path_option, sets_option
+from kseg._cli import config_option, parse_key_values, path_option, sets_option, switch
 from kseg.sweep.engines import CellResources, Engine
 
 
@@ -40,13 +40,13 @@ from kseg.sweep.engines import CellResources, Engine
 @click.option(
     "--seeds", default=None, help="Training seeds, e.g. 0,1 (default: sweep.seeds, else 0)."
 )
-@click.option(
-    "--int8/--no-int8",
+@switch(
+    "--int8",
     default=None,
     help="Convert each cell to INT8 TFLite and record its Dice (default: sweep.int8, else on).",
 )
-@click.option(
-    "--hd95/--no-hd95",
+@switch(
+    "--hd95",
     default=None,
     help="Evaluate each cell for HD95 at the original size (default: sweep.hd95, else on).",
 )
