@@ -149,45 +149,104 @@ def adam(
     return keras.optimizers.Adam(learning_rate)
 
 
+@dataclasses.dataclass(frozen=True)
+class FitBudget:
+    """How a model is fine-tuned: the settings that :func:`fit`, the distiller and the optimize
+    steps share, as keyword arguments of the same names.
+
+    Args:
+        epochs: passes over the training set; 0 only compiles (e.g. QAT that just records ranges
+            at conversion, or a dry run of a recipe).
+        batch_size: images per step.
+        learning_rate: Adam's learning rate (its start, with a schedule).
+        lr_schedule: ``constant`` or ``cosine`` (decay to 0 over the run, see :func:`adam`).
+        loss: a ``kseg.losses`` name or a Keras loss (``None``: ``combo``).
+        seed: Keras' global seed, set before compiling; also shuffles the batches.
+        augment: :func:`augment_pair` on line.
+        verbose: Keras' ``fit`` verbosity.
+        run_eagerly: skip graph tracing, which dominates one- or two-step runs (tests).
+
+    Example:
+        >>> budget = FitBudget(epochs=3, learning_rate=1e-3)
+        >>> history = budget.fit(model, data)  # the same as fit(model, data, epochs=3, ...)
+    """
+
+    epochs: int
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    lr_schedule: str = "constant"
+    loss: Any = None
+    seed: int = 0
+    augment: bool = False
+    verbose: int = 0
+    run_eagerly: bool = False
+
+    @classmethod
+    def of(cls, fit: dict[str, Any], **defaults: Any) -> FitBudget:
+        """The budget given by keyword in ``fit``; a field it leaves out comes from ``defaults``,
+        then from the class. An unknown name is a ``TypeError``, as for any keyword argument."""
+        return cls(**{**defaults, **fit})
+
+    @classmethod
+    def split(cls, options: dict[str, Any], **defaults: Any) -> tuple[FitBudget, dict[str, Any]]:
+        """:meth:`of` the budget fields among ``options``, and the other options."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        budget = cls.of({k: v for k, v in options.items() if k in names}, **defaults)
+        return budget, {k: v for k, v in options.items() if k not in names}
+
+    def keywords(self) -> dict[str, Any]:
+        """The fields by name, to pass the budget on as keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def optimizer(self, data: FitData) -> keras.optimizers.Optimizer:
+        """:func:`adam`, a schedule running over the whole budget (at least one epoch's steps)."""
+        total = max(1, self.epochs) * steps_per_epoch(data, self.batch_size)
+        return adam(self.learning_rate, schedule=self.lr_schedule, total_steps=total)
+
+    def inputs(self, data: FitData, unlabeled: np.ndarray | None = None) -> dict[str, Any]:
+        """``Model.fit`` inputs: :func:`fit_inputs`, or :func:`with_unlabeled` when there are
+        ``unlabeled`` images."""
+        if unlabeled is not None and len(unlabeled):
+            return with_unlabeled(
+                data, unlabeled, self.batch_size, augment=self.augment, seed=self.seed
+            )
+        return fit_inputs(data, self.batch_size, augment=self.augment, seed=self.seed)
+
+    def fit(
+        self,
+        model: keras.Model,
+        data: FitData,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+    ) -> dict[str, list[float]]:
+        """Compile ``model`` with Adam and train it; returns the Keras history."""
+        keras.utils.set_random_seed(self.seed)
+        model.compile(
+            optimizer=self.optimizer(data),
+            loss=resolve_loss(self.loss),
+            run_eagerly=self.run_eagerly,
+        )
+        if self.epochs <= 0:
+            return {}
+        hist = model.fit(
+            **self.inputs(data), epochs=self.epochs, callbacks=list(callbacks), verbose=self.verbose
+        )
+        return history(hist)
+
+
 def fit(
     model: keras.Model,
     data: FitData,
     *,
-    epochs: int,
-    batch_size: int = 8,
-    learning_rate: float = 1e-4,
-    lr_schedule: str = "constant",
-    loss: Any = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
-    seed: int = 0,
-    verbose: int = 0,
-    run_eagerly: bool = False,
-    augment: bool = False,
+    **budget: Any,
 ) -> dict[str, list[float]]:
-    """Compile with Adam and train; returns the Keras history.
+    """Compile with Adam and train for the :class:`FitBudget` given by keyword (``epochs`` is
+    required); returns the Keras history."""
+    return FitBudget(**budget).fit(model, data, callbacks)
 
-    ``lr_schedule``: ``constant`` or ``cosine`` (decay to 0 over the run, see :func:`adam`);
-    ``run_eagerly`` skips graph tracing, which dominates one- or two-step runs (tests);
-    ``augment`` applies :func:`augment_pair` on line.
-    """
-    keras.utils.set_random_seed(seed)
-    model.compile(
-        optimizer=adam(
-            learning_rate,
-            schedule=lr_schedule,
-            total_steps=max(1, epochs) * steps_per_epoch(data, batch_size),
-        ),
-        loss=resolve_loss(loss),
-        run_eagerly=run_eagerly,
-    )
-    if epochs <= 0:  # e.g. QAT only to record ranges at conversion, or a dry run of a recipe
-        return {}
-    hist = model.fit(
-        **fit_inputs(data, batch_size, augment=augment, seed=seed),
-        epochs=epochs,
-        callbacks=list(callbacks),
-        verbose=verbose,
-    )
+
+def history(hist: keras.callbacks.History) -> dict[str, list[float]]:
+    """A Keras ``History`` as plain floats (JSON-ready)."""
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 

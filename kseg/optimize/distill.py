@@ -243,64 +243,38 @@ def _auto_pairs(teacher: keras.Model, student: keras.Model) -> list[tuple[str, s
     return [(feeder(teacher), feeder(student))]
 
 
+#: the distiller's default learning rate (a student trains from scratch; fine-tuning uses 1e-4)
+LEARNING_RATE = 1e-3
+
+
 def distill(
     teacher: keras.Model,
     student: keras.Model,
     data: Any,
     *,
-    epochs: int,
-    batch_size: int = 8,
-    learning_rate: float = 1e-3,
-    lr_schedule: str = "constant",
-    loss: Any = None,
-    alpha: float = 0.5,
-    temperature: float = 2.0,
-    attention_pairs: Sequence[tuple[str, str]] | str = (),
-    beta: float = 0.0,
-    seed: int = 0,
-    verbose: int = 0,
-    run_eagerly: bool = False,
-    augment: bool = False,
     unlabeled: Any = None,
+    **options: Any,
 ) -> dict[str, list[float]]:
     """Train ``student`` in place from ``teacher`` on ``data`` (a ``FitData``); returns the history.
 
-    ``augment``: on-line flips and intensity changes (:func:`kseg.optimize._train.augment_pair`);
-    the teacher labels every augmented view.
+    ``options``: the :class:`kseg.optimize._train.FitBudget` by keyword (``epochs`` is required;
+    ``learning_rate`` defaults to :data:`LEARNING_RATE`) and the :class:`Distiller`'s loss options
+    (``alpha``, ``temperature``, ``attention_pairs``, ``beta``). With ``augment`` the teacher
+    labels every augmented view (:func:`kseg.optimize._train.augment_pair`).
     ``unlabeled``: images ``(N, S, S, C)`` without masks (a transfer set). Each training step then
     adds ``(1 - alpha) * T^2 * KL`` on a batch of them to the loss of the labeled batch; the
     number of steps stays one pass over the labeled set per epoch.
     """
-    from kseg.optimize._train import (
-        adam,
-        fit_inputs,
-        resolve_loss,
-        steps_per_epoch,
-        with_unlabeled,
-    )
+    from kseg.optimize._train import FitBudget, history, resolve_loss
 
-    keras.utils.set_random_seed(seed)
-    distiller = Distiller(
-        student,
-        teacher,
-        task_loss=resolve_loss(loss),
-        alpha=alpha,
-        temperature=temperature,
-        attention_pairs=attention_pairs,
-        beta=beta,
+    budget, loss_options = FitBudget.split(options, learning_rate=LEARNING_RATE)
+    keras.utils.set_random_seed(budget.seed)
+    distiller = Distiller(student, teacher, task_loss=resolve_loss(budget.loss), **loss_options)
+    distiller.compile(optimizer=budget.optimizer(data), run_eagerly=budget.run_eagerly)
+    hist = distiller.fit(
+        **budget.inputs(data, unlabeled), epochs=budget.epochs, verbose=budget.verbose
     )
-    optimizer = adam(
-        learning_rate,
-        schedule=lr_schedule,
-        total_steps=epochs * steps_per_epoch(data, batch_size),
-    )
-    distiller.compile(optimizer=optimizer, run_eagerly=run_eagerly)
-    if unlabeled is not None and len(unlabeled):
-        inputs = with_unlabeled(data, unlabeled, batch_size, augment=augment, seed=seed)
-    else:
-        inputs = fit_inputs(data, batch_size, augment=augment, seed=seed)
-    hist = distiller.fit(**inputs, epochs=epochs, verbose=verbose)
-    return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    return history(hist)
 
 
 def distill_with_baseline(
@@ -308,44 +282,28 @@ def distill_with_baseline(
     make_student: Any,
     data: Any,
     *,
-    epochs: int,
-    batch_size: int = 8,
-    learning_rate: float = 1e-3,
-    lr_schedule: str = "constant",
-    loss: Any = None,
-    seed: int = 0,
-    run_eagerly: bool = False,
-    augment: bool = False,
     unlabeled: Any = None,
-    **distill_options: Any,
+    **options: Any,
 ) -> dict[str, Any]:
     """Distill a fresh student and train an identical one alone with the same budget and seed.
 
+    ``options``: :func:`distill`'s; its :class:`kseg.optimize._train.FitBudget` is also the
+    baseline's.
     ``make_student()`` must return a new, identically initialised student each call (same
     seed). Returns ``{"student", "baseline", "metrics": {teacher, student, baseline}, ...}`` with
     validation Dice/IoU, so the benefit of the teacher is measured, not assumed. ``unlabeled``
     images (see :func:`distill`) reach only the distilled student: they carry no masks, and using
     them is what a teacher makes possible; both students take the same number of steps.
     """
-    from kseg.optimize._train import evaluate, fit
+    from kseg.optimize._train import FitBudget, evaluate
 
-    keras.utils.set_random_seed(seed)
+    budget, loss_options = FitBudget.split(options, learning_rate=LEARNING_RATE)
+    keras.utils.set_random_seed(budget.seed)
     student = make_student()
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(budget.seed)
     baseline = make_student()
-    # the same budget for both students
-    budget = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "lr_schedule": lr_schedule,
-        "loss": loss,
-        "seed": seed,
-        "run_eagerly": run_eagerly,
-        "augment": augment,
-    }
-    hist_d = distill(teacher, student, data, unlabeled=unlabeled, **budget, **distill_options)
-    hist_b = fit(baseline, data, **budget)
+    hist_d = distill(teacher, student, data, unlabeled=unlabeled, **options)
+    hist_b = budget.fit(baseline, data)
     metrics = {
         "teacher": evaluate(teacher, data.x_val, data.y_val),
         "student": evaluate(student, data.x_val, data.y_val),
@@ -362,16 +320,16 @@ def distill_with_baseline(
         "params": {"teacher": int(teacher.count_params()), "student": int(student.count_params())},
         "history": {"distilled": hist_d, "baseline": hist_b},
         "settings": {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "lr_schedule": lr_schedule,
-            "seed": seed,
-            "augment": augment,
+            "epochs": budget.epochs,
+            "batch_size": budget.batch_size,
+            "learning_rate": budget.learning_rate,
+            "lr_schedule": budget.lr_schedule,
+            "seed": budget.seed,
+            "augment": budget.augment,
             "unlabeled_images": 0 if unlabeled is None else int(len(unlabeled)),
             **{
                 k: v
-                for k, v in distill_options.items()
+                for k, v in loss_options.items()
                 if isinstance(v, (int, float, str, list, tuple))
             },
         },

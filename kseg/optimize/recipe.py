@@ -22,9 +22,9 @@ writes::
     RUN/03_convert/model.int8.tflite (+ .json/.md card when kseg.export resolves the data)
     RUN/summary.json, RUN/summary.md  every step's settings and metrics, in order
 
-Step keys are the keyword arguments of the ``run_*`` functions in :mod:`kseg.optimize.steps`
-(``train`` takes ``config`` and ``overrides`` for ``kseg.training.train``); unknown keys are
-errors that list the valid ones.
+Step keys are the keyword arguments of the ``run_*`` functions in :mod:`kseg.optimize.steps`,
+their fine-tuning budget (``**fit``) included (``train`` takes ``config`` and ``overrides`` for
+``kseg.training.train``); unknown keys are errors that list the valid ones.
 """
 
 from __future__ import annotations
@@ -55,10 +55,15 @@ _NOT_SETTINGS = {"model", "teacher", "data", "out_dir", "model_path", "data_arg"
 
 
 def step_keys(step: str) -> list[str]:
+    """A step's own keyword arguments, then the fine-tuning budget it takes (its ``**fit``)."""
     if step == "train":
         return ["config", "overrides"]
-    fn = _step_functions()[step]
-    return [p for p in inspect.signature(fn).parameters if p not in _NOT_SETTINGS]
+    from kseg.optimize.steps import fit_keys
+
+    params = inspect.signature(_step_functions()[step]).parameters.values()
+    own = [p.name for p in params if p.kind is not p.VAR_KEYWORD]
+    fit = list(fit_keys(step)) if any(p.kind is p.VAR_KEYWORD for p in params) else []
+    return [k for k in own + fit if k not in _NOT_SETTINGS]
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,8 @@ from kseg._keras import keras
 from kseg.atomic import write_json
 from kseg.config import StrEnum
 from kseg.errors import DataError
-from kseg.optimize._train import FitData, evaluate, fit, steps_per_epoch
+from kseg.optimize._train import FitBudget, FitData, evaluate, steps_per_epoch
+from kseg.optimize.distill import LEARNING_RATE
 
 
 class Step(StrEnum):
@@ -137,34 +137,29 @@ def _metrics(model: keras.Model, data: FitData) -> dict[str, float]:
     return evaluate(model, data.x_val, data.y_val)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Budget:
-    """The fine-tuning budget of a qat, prune or cluster step (its keyword arguments of the same
-    names)."""
+#: The fine-tuning budget of each step that trains: the :class:`FitBudget` its ``**fit`` keyword
+#: arguments (recipe keys of the same names) change. They may name the fields in :func:`fit_keys`.
+STEP_BUDGETS = {
+    Step.QAT: FitBudget(epochs=3),
+    Step.PRUNE: FitBudget(epochs=4),
+    Step.CLUSTER: FitBudget(epochs=3),
+    Step.DISTILL: FitBudget(epochs=10, learning_rate=LEARNING_RATE),
+}
+_FIT_KEYS = ("epochs", "batch_size", "learning_rate", "loss", "seed")
 
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    loss: Any
-    seed: int
 
-    def fit(
-        self,
-        model: keras.Model,
-        data: FitData,
-        callbacks: Sequence[keras.callbacks.Callback] = (),
-    ) -> dict[str, list[float]]:
-        """:func:`kseg.optimize._train.fit` with this budget; returns the Keras history."""
-        return fit(
-            model,
-            data,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            loss=self.loss,
-            callbacks=callbacks,
-            seed=self.seed,
-        )
+def fit_keys(step: Step) -> tuple[str, ...]:
+    """The :class:`FitBudget` fields a step takes: the distiller also schedules the learning rate
+    and augments."""
+    return (*_FIT_KEYS, "lr_schedule", "augment") if step == Step.DISTILL else _FIT_KEYS
+
+
+def _budget(step: Step, fit: dict[str, Any]) -> FitBudget:
+    """The step's budget with the ``fit`` keyword arguments of ``run_<step>``."""
+    for key in fit:
+        if key not in fit_keys(step):
+            raise TypeError(f"run_{step}() got an unexpected keyword argument {key!r}")
+    return dataclasses.replace(STEP_BUDGETS[step], **fit)
 
 
 def _save_step(
@@ -208,36 +203,35 @@ def run_qat(
     data: FitData,
     out_dir: Path,
     *,
-    epochs: int = 3,
-    batch_size: int = 8,
-    learning_rate: float = 1e-4,
-    loss: Any = None,
     preserve_sparsity: bool = False,
     leave_float: tuple[str, ...] = (),
-    seed: int = 0,
+    **fit: Any,
 ) -> StepResult:
-    """Quantization-aware fine-tuning; writes ``qat.h5``, ``qat_report.json``, ``metrics.json``."""
+    """Quantization-aware fine-tuning; writes ``qat.h5``, ``qat_report.json``, ``metrics.json``.
+
+    ``fit``: the fine-tuning budget (:data:`STEP_BUDGETS`, :func:`fit_keys`; 3 epochs).
+    """
     from kseg.optimize.qat import calibration_images, quantize_model
 
     t0 = time.time()
+    budget = _budget(Step.QAT, fit)
     before = _metrics(model, data)
     scheme = "prune_preserve" if preserve_sparsity else "default"
     qat_model, report = quantize_model(
         model,
         scheme=scheme,
         leave_float=tuple(leave_float),
-        calibration=calibration_images(data.x_train, seed=seed),
+        calibration=calibration_images(data.x_train, seed=budget.seed),
     )
-    budget = _Budget(epochs, batch_size, learning_rate, loss, seed)
     history = budget.fit(qat_model, data)
     settings = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
+        "epochs": budget.epochs,
+        "batch_size": budget.batch_size,
+        "learning_rate": budget.learning_rate,
         "scheme": scheme,
         "calibration_batches": report.calibration_batches,
         "leave_float": list(leave_float),
-        "seed": seed,
+        "seed": budget.seed,
     }
     return _save_step(
         Step.QAT, qat_model, data, out_dir, ("qat.h5", "qat_report.json"), report.to_dict(),
@@ -254,16 +248,15 @@ def run_prune(
     out_dir: Path,
     *,
     sparsity: float = 0.5,
-    epochs: int = 4,
     schedule: str = "polynomial",
     policy: Any = None,
     structured_2_4: bool = False,
-    batch_size: int = 8,
-    learning_rate: float = 1e-4,
-    loss: Any = None,
-    seed: int = 0,
+    **fit: Any,
 ) -> StepResult:
-    """Prune, fine-tune, strip; writes ``pruned.h5`` (float, zeros in the kernels) and reports."""
+    """Prune, fine-tune, strip; writes ``pruned.h5`` (float, zeros in the kernels) and reports.
+
+    ``fit``: the fine-tuning budget (:data:`STEP_BUDGETS`, :func:`fit_keys`; 4 epochs).
+    """
     from kseg.optimize.prune import (
         PrunePolicy,
         prune_model,
@@ -273,6 +266,7 @@ def run_prune(
     )
 
     t0 = time.time()
+    budget = _budget(Step.PRUNE, fit)
     if policy is None:
         policy = PrunePolicy()
     elif isinstance(policy, (str, Path)):
@@ -281,23 +275,22 @@ def run_prune(
         policy = PrunePolicy.from_dict(policy)
     m_by_n = (2, 4) if structured_2_4 else None
     before = _metrics(model, data)
-    total = max(1, epochs) * steps_per_epoch(data, batch_size)
+    total = max(1, budget.epochs) * steps_per_epoch(data, budget.batch_size)
     wrapped, plan = prune_model(
         model, sparsity, total_steps=total, policy=policy, schedule=schedule, m_by_n=m_by_n
     )
-    budget = _Budget(epochs, batch_size, learning_rate, loss, seed)
     history = budget.fit(wrapped, data, callbacks=pruning_callbacks())
     stripped = strip(wrapped)
     report = sparsity_report(stripped, plan, m_by_n=m_by_n)
     settings = {
         "sparsity": sparsity,
-        "epochs": epochs,
+        "epochs": budget.epochs,
         "schedule": str(schedule),
         "structured": "2:4" if m_by_n else None,
         "policy": policy.to_dict(),
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "seed": seed,
+        "batch_size": budget.batch_size,
+        "learning_rate": budget.learning_rate,
+        "seed": budget.seed,
     }
     return _save_step(
         Step.PRUNE, stripped, data, out_dir, ("pruned.h5", "sparsity.json"), report,
@@ -312,21 +305,18 @@ def run_cluster(
     out_dir: Path,
     *,
     clusters: int = 16,
-    epochs: int = 3,
     init: str = "kmeans_plus_plus",
     preserve_sparsity: bool = True,
     dense: Any = None,
-    batch_size: int = 8,
-    learning_rate: float = 1e-4,
-    loss: Any = None,
-    seed: int = 0,
+    **fit: Any,
 ) -> StepResult:
     """Cluster the kernels to ``clusters`` values each, fine-tune, strip; writes ``clustered.h5``
     (float, each clustered kernel holding only its centroids; a pruned model keeps its zeros with
     ``preserve_sparsity``), ``clusters.json`` and ``metrics.json``.
 
     ``dense``: layer-name patterns left unclustered (default: first conv and head, see
-    :mod:`kseg.optimize.cluster`).
+    :mod:`kseg.optimize.cluster`). ``fit``: the fine-tuning budget (:data:`STEP_BUDGETS`,
+    :func:`fit_keys`; 3 epochs).
     """
     from kseg.optimize.cluster import (
         DEFAULT_DENSE,
@@ -340,6 +330,7 @@ def run_cluster(
     from kseg.optimize.prune import sparsity_report
 
     t0 = time.time()
+    budget = _budget(Step.CLUSTER, fit)
     clusters = check_clusters(clusters, preserve_sparsity=preserve_sparsity)
     init = check_init(init)
     dense = DEFAULT_DENSE if dense is None else tuple([dense] if isinstance(dense, str) else dense)
@@ -349,20 +340,19 @@ def run_cluster(
     wrapped, plan = cluster_model(
         model, clusters, preserve_sparsity=preserve_sparsity, dense=dense, init=init
     )
-    budget = _Budget(epochs, batch_size, learning_rate, loss, seed)
     history = budget.fit(wrapped, data)
     stripped = strip(wrapped)
     report = cluster_report(stripped, plan)
     report["not_clustered"] = [{"layer": k, "reason": v} for k, v in skipped.items()]
     settings = {
         "clusters": clusters,
-        "epochs": epochs,
+        "epochs": budget.epochs,
         "init": init.value,
         "preserve_sparsity": preserve_sparsity,
         "dense": list(dense),
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "seed": seed,
+        "batch_size": budget.batch_size,
+        "learning_rate": budget.learning_rate,
+        "seed": budget.seed,
     }
     clustering = {k: report[k] for k in ("clustered_layers", "clustered_share", "max_unique")}
     return _save_step(
@@ -381,24 +371,18 @@ def run_distill(
     *,
     student: str = "mobile_unet",
     student_options: dict[str, Any] | None = None,
-    epochs: int = 10,
-    batch_size: int = 8,
-    learning_rate: float = 1e-3,
-    lr_schedule: str = "constant",
-    loss: Any = None,
     alpha: float = 0.5,
     temperature: float = 2.0,
     attention: bool = False,
     beta: float = 100.0,
-    seed: int = 0,
-    augment: bool = False,
     unlabeled: str | None = None,
+    **fit: Any,
 ) -> StepResult:
     """Distill ``student`` from ``teacher`` and train the same student alone; writes both.
 
-    ``lr_schedule``: ``constant`` or ``cosine`` learning rate, for both students.
-    ``augment``: on-line flips and intensity changes for both students (the teacher labels
-    every augmented view).
+    ``fit``: the budget of both students (:data:`STEP_BUDGETS`, :func:`fit_keys`; 10 epochs at
+    a learning rate of 1e-3): ``lr_schedule`` ``constant`` or ``cosine``; ``augment``: on-line
+    flips and intensity changes (the teacher labels every augmented view).
     ``unlabeled``: a folder of images or ``synthetic:KIND:N`` (:func:`load_unlabeled`) that the
     teacher labels for the distilled student (the student alone cannot use them).
     """
@@ -406,6 +390,7 @@ def run_distill(
     from kseg.optimize.distill import distill_with_baseline
 
     t0 = time.time()
+    budget = _budget(Step.DISTILL, fit)
     spec = model_spec(teacher)
     opts = dict(student_options or {})
 
@@ -422,24 +407,18 @@ def run_distill(
     transfer, transfer_text = (None, None)
     if unlabeled:
         h, _, c = spec["input_shape"]
-        transfer, transfer_text = load_unlabeled(unlabeled, h, c, seed=seed)
+        transfer, transfer_text = load_unlabeled(unlabeled, h, c, seed=budget.seed)
         _check_no_validation_leak(transfer, data.x_val, str(unlabeled))
     result = distill_with_baseline(
         teacher,
         make,
         data,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        lr_schedule=lr_schedule,
         unlabeled=transfer,
-        loss=loss,
-        seed=seed,
         alpha=alpha,
         temperature=temperature,
         attention_pairs="auto" if attention else (),
         beta=beta if attention else 0.0,
-        augment=augment,
+        **budget.keywords(),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     from kseg.atomic import atomic_path
@@ -454,17 +433,17 @@ def run_distill(
         "settings": {
             "student": student,
             "student_options": opts,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "lr_schedule": lr_schedule,
+            "epochs": budget.epochs,
+            "batch_size": budget.batch_size,
+            "learning_rate": budget.learning_rate,
+            "lr_schedule": budget.lr_schedule,
             "alpha": alpha,
             "temperature": temperature,
-            "augment": augment,
+            "augment": budget.augment,
             "unlabeled": transfer_text,
             "attention": attention,
             "beta": beta if attention else 0.0,
-            "seed": seed,
+            "seed": budget.seed,
         },
         "model": str(path),
         "baseline_model": str(out_dir / "baseline.keras"),

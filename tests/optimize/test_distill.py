@@ -131,6 +131,18 @@ def test_distill_with_baseline_trains_student_only(tiny_data):
     ]
     assert max(diffs) > 0
     assert res["history"]["distilled"]["kd_loss"][0] > 0
+    # the budget (the distiller's default learning rate) and the loss options, as passed on
+    assert res["settings"] == {
+        "epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "lr_schedule": "constant",
+        "seed": 0, "augment": False, "unlabeled_images": 0,
+        "alpha": 0.5, "temperature": 2.0, "attention_pairs": "auto", "beta": 10.0,
+    }  # fmt: skip
+
+
+def test_distill_refuses_a_misspelt_option_before_training(tiny_data):
+    m = create_model("unet", input_shape=(32, 32, 1), depth=2, filters=4)
+    with pytest.raises(TypeError, match="alpah"):
+        D.distill(m, m, tiny_data, epochs=1, alpah=0.5)
 
 
 def test_distiller_rejects_bad_settings():
