@@ -23,8 +23,10 @@ stdout and exits 1 when the consumer disagrees with the golden files:
   tools/setup_arm64_env.sh, or a real arm64 board), both kernel families: the default path
   (XNNPACK) must reproduce ``NAME.output.npy`` exactly; the builtin kernels
   (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``) round differently on arm64 than on x86-64, so they are
-  held to pixel agreement with ``NAME.mask.png`` (``--builtin-min-agreement``) and their largest
-  difference from both golden tensors is reported.
+  held to pixel agreement with ``NAME.mask.png`` (``--builtin-min-agreement``, or, on a sample
+  where x86-64's own builtin kernels (``NAME.output_builtin.npy``) agree less with that mask, their
+  agreement less ``ARM64_SLACK``) and their largest difference from both golden tensors is
+  reported.
 
 With ``--runs N`` the first sample is also timed N times (median ms of the consumer's call).
 """
@@ -46,6 +48,12 @@ FLOAT_TOLERANCE = 1e-5
 #: pixel agreement with the golden masks that TFLite's builtin kernels must reach on arm64, where
 #: they round int8 requantization differently from x86-64 (android_demo_assets: 0.9985 at worst)
 ARM64_BUILTIN_MIN_AGREEMENT = 0.998
+
+#: where x86-64's two kernel families already disagree on more pixels than that (a 3-class softmax
+#: model with many near-tied pixels: output_builtin.npy against NAME.mask.png 0.9957 on usgra's
+#: hardest sample), arm64 is held to x86-64's own builtin agreement less this slack: it rounds
+#: differently again, but must not be further from the golden masks than that
+ARM64_SLACK = 0.002
 
 #: quantized ops LiteRT's XNNPACK delegate leaves to the builtin kernels (it takes SOFTMAX in float
 #: only): a graph with one of them is not bit-exact across CPUs on the XNNPACK path either (a K=3
@@ -124,22 +132,30 @@ def xnnpack_exact_expected(op_names: list[str], integer_output: bool) -> bool:
     return not (integer_output and XNNPACK_UNDELEGATED_QUANTIZED_OPS & set(op_names))
 
 
+def sample_bar(row: dict, builtin_min_agreement: float) -> float:
+    """The mask agreement a sample's non-exact paths must reach: ``builtin_min_agreement``, or
+    x86-64's own builtin agreement with ``NAME.mask.png`` less ``ARM64_SLACK`` where that is
+    lower (a bundle's golden files cannot ask more of arm64 than of the CPU that wrote them)."""
+    x86 = row.get("x86_builtin_agreement", 1.0)
+    return round(min(builtin_min_agreement, x86 - ARM64_SLACK), 4)
+
+
 def arm64_problems(result: dict, builtin_min_agreement: float) -> list[str]:
     """Why an arm64 result (``check_arm64``) fails its gates: XNNPACK must reproduce
     ``output.npy`` on every sample (where ``result["xnnpack_exact_expected"]``; else it is held to
     the mask gate), the builtin kernels must agree with ``NAME.mask.png`` on at least
-    ``builtin_min_agreement`` of the pixels of every sample."""
+    ``sample_bar`` of the pixels of every sample."""
     problems = []
     exact = result.get("xnnpack_exact_expected", True)
     for r in result["samples"]:
         x, b = r["xnnpack"], r["builtin"]
+        bar = sample_bar(r, builtin_min_agreement)
         if exact and not x["exact"]:
             problems.append(f"{r['name']}: XNNPACK differs from output.npy by {x['max_diff']:g}")
         for family, row in (("XNNPACK", x), ("builtin kernels", b)):
-            if row["pixel_agreement"] < builtin_min_agreement:
+            if row["pixel_agreement"] < bar:
                 problems.append(
-                    f"{r['name']}: {family}' mask agreement {row['pixel_agreement']:.4f} "
-                    f"< {builtin_min_agreement}"
+                    f"{r['name']}: {family}' mask agreement {row['pixel_agreement']:.4f} < {bar}"
                 )
     if not result["samples"]:
         problems.append("no golden samples")
@@ -163,8 +179,20 @@ def arm64_summary(result: dict) -> str:
         f"builtin kernels differ from output_builtin.npy by up to "
         f"{result['builtin_max_diff_vs_output_builtin']:g} steps and from output.npy by up to "
         f"{result['builtin_max_diff_vs_output']:g}, mask agreement >= "
-        f"{result['builtin_min_pixel_agreement']:.4f} (gate {result['builtin_min_agreement']})"
+        f"{result['builtin_min_pixel_agreement']:.4f} (gate {lowest_bar(result)}"
+        + (
+            f"; x86-64's own builtin kernels: >= {x86:.4f}"
+            if (x86 := result.get("x86_builtin_min_pixel_agreement")) is not None
+            else ""
+        )
+        + ")"
     )
+
+
+def lowest_bar(result: dict) -> float:
+    """The lowest mask-agreement bar over a result's samples (``sample_bar``)."""
+    gate = result["builtin_min_agreement"]
+    return min((sample_bar(r, gate) for r in result["samples"]), default=gate)
 
 
 def _median_ms(fn, runs: int) -> float | None:
@@ -337,6 +365,11 @@ def check_arm64(bundle: Path, runs: int) -> dict:
             it.invoke()
             y = it.get_tensor(out["index"])
             gold_builtin = np.load(bundle / "golden" / f"{name}.output_builtin.npy")
+            # x86-64's builtin kernels against the XNNPACK golden mask: how far the two kernel
+            # families already are apart on the CPU that wrote the bundle
+            row["x86_builtin_agreement"] = compare_output(
+                gold_builtin, gold_xnn, gold_mask, scale, zp, thr
+            )["pixel_agreement"]
             row[family] = compare_output(y, gold_xnn, gold_mask, scale, zp, thr)
             row[family]["max_diff_vs_builtin_golden"] = compare_output(
                 y, gold_builtin, gold_mask, scale, zp, thr
@@ -358,6 +391,7 @@ def check_arm64(bundle: Path, runs: int) -> dict:
         ),
         "xnnpack_min_pixel_agreement": min(r["xnnpack"]["pixel_agreement"] for r in rows),
         "builtin_min_pixel_agreement": min(r["builtin"]["pixel_agreement"] for r in rows),
+        "x86_builtin_min_pixel_agreement": min(r["x86_builtin_agreement"] for r in rows),
     }
 
 
@@ -388,6 +422,7 @@ def main(argv: list[str]) -> int:
     elif args.consumer == "arm64":
         result["builtin_min_agreement"] = args.builtin_min_agreement
         result["problems"] = arm64_problems(result, args.builtin_min_agreement)
+        result["mask_bar"] = lowest_bar(result)
         result["summary"] = arm64_summary(result)
         ok = not result["problems"]
     else:

