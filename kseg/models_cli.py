@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from kseg._cli import KsegGroup, parse_key_values, path_option
+from kseg._cli import KsegGroup, flag, parse_key_values, path_option
 from kseg.errors import KsegError
 
 
@@ -73,9 +73,8 @@ def models() -> None:
     help="Input size for MACs and .tflite sizes.",
 )
 @click.option("--channels", type=click.IntRange(1, 3), default=1, show_default=True)
-@click.option(
+@flag(
     "--measure",
-    is_flag=True,
     help="Convert every model for exact .tflite sizes and INT8 convertibility (minutes).",
 )
 @click.option("--no-convert", is_flag=True, hidden=True, help="The default now; kept for scripts.")
@@ -129,7 +128,7 @@ def list_models(
 @click.option("--size", type=int, default=256, show_default=True)
 @click.option("--channels", type=click.IntRange(1, 3), default=1, show_default=True)
 @click.option("--classes", "num_classes", type=int, default=1, show_default=True)
-@click.option("--no-convert", is_flag=True, help="Skip TFLite conversion.")
+@flag("--no-convert", help="Skip TFLite conversion.")
 @path_option(
     "--png",
     "png_path",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kseg._cli import model_option, path_option
+from kseg._cli import flag, model_option, path_option
 
 
 @click.group()
@@ -29,7 +29,7 @@ def export() -> None:
 @click.option(
     "--bench-runs", type=int, default=30, show_default=True, help="Timed runs (0: no latency)."
 )
-@click.option("--force", is_flag=True, help="Replace an existing bundle folder.")
+@flag("--force", help="Replace an existing bundle folder.")
 def android(model_path, out, mode, data, samples, labels, max_dice_drop, bench_runs, force) -> None:
     """Write an Android bundle: uint8 RGB model.tflite with metadata, card, samples, golden files."""
     from kseg.deploy.bundle import export_android

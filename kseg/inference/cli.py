@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from kseg._cli import flag
 from kseg.inference.options import Blend, InferenceOptions, TileMode
 
 _FLAGS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
@@ -34,15 +35,14 @@ _FLAGS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         show_default=True,
         help="Weighting of overlapping windows.",
     ),
-    click.option(
+    flag(
         "--tta",
-        is_flag=True,
         help="Average over the flips the model was trained with (horizontal when unknown).",
     ),
     click.option(
         "--min-size", type=int, default=0, show_default=True, help="Drop components under N px."
     ),
-    click.option("--fill-holes", is_flag=True, help="Fill holes inside components."),
+    flag("--fill-holes", help="Fill holes inside components."),
     click.option(
         "--keep-largest",
         type=int,
@@ -81,8 +81,8 @@ OPTION_KEYS = (
 
 def inference_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add the inference flags to a click command (applied in reverse so --help lists them in order)."""
-    for flag in reversed(_FLAGS):
-        fn = flag(fn)
+    for option in reversed(_FLAGS):
+        fn = option(fn)
     return fn
 
 
