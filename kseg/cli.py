@@ -333,7 +333,7 @@ def evaluate(model_path, data, split, out, runtime, store_threshold, **flags) ->
             f"  {name}: dice={_f4(c['dice'])}  iou={_f4(c['iou'])}  "
             f"dice_mean={_f4(c['dice_mean'])}  hd95_mean="
             + (f"{hd:.2f}px" if hd is not None else "n/a")
-            + f"  ({c['n_images']} images with it)"
+            + f"  ({c['n_images']} images where truth or prediction has it)"
         )
 
 

@@ -42,7 +42,7 @@ CLASS_KEYS = (*SCORE_KEYS, "hd95")
 ABSENT_CLASS_CONVENTION = (
     "a class absent from both truth and prediction on an image is skipped on that image: it "
     "counts in neither that class's per-image means (dice_mean, iou_mean, hd95_mean; n_images "
-    "counts the images where it is present) nor the image's foreground mean; pixel-total scores "
+    "counts the images where truth or prediction holds it) nor the image's foreground mean; pixel-total scores "
     "(dice, iou, precision, recall) pool TP/FP/FN over all images"
 )
 
