@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from kseg.errors import ConfigError
+from kseg.errors import ConfigError, did_you_mean
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -48,9 +47,7 @@ class Registry(Generic[T]):
 
     def unknown_message(self, name: str) -> str:
         valid = ", ".join(self.names())
-        close = difflib.get_close_matches(str(name), self.names(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown {self.kind} {name!r}{hint}; valid: {valid}"
+        return f"unknown {self.kind} {name!r}{did_you_mean(name, self.names())}; valid: {valid}"
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -34,7 +34,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from kseg.errors import ConfigError, ModelError
+from kseg.errors import ConfigError, ModelError, did_you_mean
 from kseg.filters.pixel import FILTERS, _cast_like, filter_params
 
 #: The trained denoising autoencoder as a stage (``{denoising_ae: {model: FILE}}``).
@@ -68,9 +67,9 @@ def stage_names() -> list[str]:
 
 def _unknown(name: Any, where: str) -> ConfigError:
     names = stage_names()
-    close = difflib.get_close_matches(str(name), names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"{where}: unknown filter {name!r}{hint}; valid: {', '.join(names)}")
+    return ConfigError(
+        f"{where}: unknown filter {name!r}{did_you_mean(name, names)}; valid: {', '.join(names)}"
+    )
 
 
 def _parse_string(text: str, where: str) -> list[Any]:

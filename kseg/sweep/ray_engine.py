@@ -3,7 +3,7 @@
 The driver (the ``kseg sweep`` process) makes the split and the plan as the local runner does,
 submits one task per cell with the cell's CPUs and GPUs declared
 (:meth:`~kseg.sweep.engines.CellResources.task_options`), waits for them and writes the same
-results. A task runs :func:`kseg.sweep.runner._run_cell` in a Ray worker process, in the driver's
+results. A task runs :func:`kseg.sweep.cell.train` in a Ray worker process, in the driver's
 working directory (relative ``--data`` paths mean the same there), with TensorFlow limited to the
 cell's CPUs. When a worker process or its node dies, Ray starts the task again (up to ``retries``
 times) and the cell continues from its last completed epoch, as a killed local sweep does.
@@ -187,27 +187,27 @@ def cell_task(job: CellJob, threads: int, cwd: str) -> dict[str, Any]:
             "filesystem every node mounts at the same path",
         }
     _limit_threads(threads)
-    from kseg.sweep import runner
+    from kseg.sweep import cell as one_cell
 
     started: dict[str, Any] = {}
 
     def on_start(cell: Path, attempt: int) -> None:
         started.update(attempt=attempt, started=time.time())
         write_json(
-            cell / runner.ENGINE_FILE,
+            cell / one_cell.ENGINE_FILE,
             {"engine": "ray", "host": host, "pid": os.getpid(), "attempt": attempt,
              "node": _node_id()},
         )  # fmt: skip
 
     try:
         with _working_dir(cwd):
-            runner._run_cell(
+            one_cell.train(
                 job.base, job.cell, job.split, job.model, job.loss, job.seed, job.plan,
                 on_start=on_start,
             )  # fmt: skip
     except KsegError as e:
         return {"error": type(e).__name__, "message": str(e)}
-    cell = json.loads((job.cell / runner.CELL_FILE).read_text(encoding="utf-8"))
+    cell = json.loads((job.cell / one_cell.CELL_FILE).read_text(encoding="utf-8"))
     return {
         "host": host,
         "pid": os.getpid(),

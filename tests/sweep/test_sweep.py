@@ -25,10 +25,10 @@ ARGS = [
 
 
 def test_sweep_resumes_after_a_kill_and_tabulates_the_cells(tmp_path, monkeypatch):
-    import kseg.sweep.runner as runner
+    import kseg.sweep.cell as one_cell
 
     out = tmp_path / "sweep"
-    real, calls = runner._run_cell, []
+    real, calls = one_cell.train, []
 
     def killed_at_second(*a, **kw):
         calls.append(a[1].name)
@@ -36,14 +36,14 @@ def test_sweep_resumes_after_a_kill_and_tabulates_the_cells(tmp_path, monkeypatc
             raise Killed  # the sweep is killed while its second cell trains
         return real(*a, **kw)
 
-    monkeypatch.setattr(runner, "_run_cell", killed_at_second)
+    monkeypatch.setattr(one_cell, "train", killed_at_second)
     with pytest.raises(Killed):
         CliRunner().invoke(main, [*ARGS, "--out", str(out)], catch_exceptions=False)
     done = sorted(p.parent.name for p in out.glob("cells/*/cell.json"))
     assert done == ["unet__dice__seed0"]
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/cell.json")}
 
-    monkeypatch.setattr(runner, "_run_cell", real)
+    monkeypatch.setattr(one_cell, "train", real)
     res = CliRunner().invoke(main, [*ARGS, "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "resuming sweep" in res.output and "unet__dice__seed0" not in res.output

@@ -156,14 +156,14 @@ class Ref:
 
 
 def _fake_cell(calls):
-    """Stands for runner._run_cell: writes a cell record as a trained cell would."""
+    """Stands for kseg.sweep.cell.train: writes a cell record as a trained cell would."""
 
     def run_cell(base, cell, split, model, loss, seed, plan, *, on_start=None):
         from kseg.atomic import write_json
-        from kseg.sweep import runner
+        from kseg.sweep import cell as one_cell
 
         cell.mkdir(parents=True, exist_ok=True)
-        attempt = runner._count_attempt(cell)
+        attempt = one_cell.count_attempt(cell)
         on_start(cell, attempt)
         calls.append((cell.name, Path.cwd(), split.is_absolute()))
         dice = {"dice": 0.5, "bce": 0.25}[loss]
@@ -171,17 +171,17 @@ def _fake_cell(calls):
                   "iou": dice / 2, "precision": None, "recall": None, "params": 10, "macs": 20,
                   "train_seconds": 1.0, "epochs": 1, "hd95": None, "int8_dice": None,
                   "attempts": attempt, "cell_seconds": 1.5}  # fmt: skip
-        write_json(cell / runner.CELL_FILE, record)
+        write_json(cell / one_cell.CELL_FILE, record)
 
     return run_cell
 
 
 def test_ray_driver_declares_resources_and_collects_the_same_results(tmp_path, monkeypatch):
-    import kseg.sweep.runner as runner
+    import kseg.sweep.cell as one_cell
 
     fake, calls = FakeRay(nodes=[{"CPU": 2.0}, {"CPU": 4.0, "GPU": 1.0}]), []
     monkeypatch.setitem(sys.modules, "ray", fake)
-    monkeypatch.setattr(runner, "_run_cell", _fake_cell(calls))
+    monkeypatch.setattr(one_cell, "train", _fake_cell(calls))
     monkeypatch.chdir(tmp_path)
     flags = ["--engine", "ray", "--cpus-per-cell", "3", "--gpus-per-cell", "0.5"]
     res = CliRunner().invoke(main, [*ARGS, *flags, "--out", "sweep"])  # a relative --out
@@ -224,10 +224,10 @@ def test_ray_driver_declares_resources_and_collects_the_same_results(tmp_path, m
 
 
 def test_ray_driver_errors(tmp_path, monkeypatch):
-    import kseg.sweep.runner as runner
+    import kseg.sweep.cell as one_cell
 
     calls = []
-    monkeypatch.setattr(runner, "_run_cell", _fake_cell(calls))
+    monkeypatch.setattr(one_cell, "train", _fake_cell(calls))
 
     # no node can hold a cell: refused before any task instead of waiting forever
     monkeypatch.setitem(sys.modules, "ray", FakeRay(nodes=[{"CPU": 2.0}]))
@@ -259,7 +259,7 @@ def test_ray_driver_errors(tmp_path, monkeypatch):
             raise DataError(f"{cell.name}: masks/x.png is not a mask")
         return fake_cell(base, cell, *a, **kw)
 
-    monkeypatch.setattr(runner, "_run_cell", bad_data)
+    monkeypatch.setattr(one_cell, "train", bad_data)
     monkeypatch.setitem(sys.modules, "ray", FakeRay())
     out = tmp_path / "c"
     res = CliRunner().invoke(main, [*ARGS, "--engine", "ray", "--out", str(out)])
