@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from kseg.training.cluster import local_addresses  # noqa: E402
 
 DRIVER = r"""
 import json, sys, time
@@ -106,7 +107,7 @@ def _allreduce(out: Path, grad_bytes: int, reps: int, timeout: float) -> list[fl
     """Seconds per all-reduce of ``grad_bytes`` (float32) between two workers on loopback."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    addresses = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    addresses = local_addresses(2)
     procs = []
     for i in range(2):
         tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}}
@@ -137,21 +138,10 @@ def _allreduce(out: Path, grad_bytes: int, reps: int, timeout: float) -> list[fl
     return json.loads((out / "allreduce0.json").read_text())
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _run(out: Path, overrides: dict[str, Any], workers: int, timeout: float) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    addresses = [f"127.0.0.1:{p}" for p in _free_ports(workers)]
+    addresses = local_addresses(workers)
     procs, timings = [], []
     started = time.perf_counter()
     for i in range(workers):

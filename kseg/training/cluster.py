@@ -171,8 +171,27 @@ def tf_config_from_file(path: str | Path, index: int) -> str:
     return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
 
 
+def local_addresses(n: int) -> list[str]:
+    """``n`` addresses ``127.0.0.1:PORT`` on ports free on this machine now: a cluster of worker
+    processes on one machine, to try ``multi_worker`` before going to several (tests, benchmarks).
+
+    A port is free when asked; another program may take it before the workers start.
+    """
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 __all__ = [
     "ClusterRole",
+    "local_addresses",
     "parse_tf_config",
     "role_from_env",
     "tf_config_from_file",

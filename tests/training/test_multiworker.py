@@ -8,7 +8,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,12 @@ from kseg.config import DataConfig
 from kseg.data.pipeline import load_splits
 from kseg.data.split import shard_indices
 from kseg.errors import ConfigError
-from kseg.training.cluster import parse_tf_config, role_from_env, tf_config_from_file
+from kseg.training.cluster import (
+    local_addresses,
+    parse_tf_config,
+    role_from_env,
+    tf_config_from_file,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,6 +99,21 @@ def test_bad_tf_config_is_one_line_that_names_the_fix(raw, match):
     with pytest.raises(ConfigError, match=match) as info:
         parse_tf_config(raw)
     assert "\n" not in str(info.value)
+
+
+def test_local_addresses_are_distinct_free_ports_a_cluster_file_accepts(tmp_path):
+    import socket
+
+    workers = local_addresses(3)
+    ports = [int(w.rsplit(":", 1)[1]) for w in workers]
+    assert all(w.startswith("127.0.0.1:") for w in workers) and len(set(ports)) == 3
+    for port in ports:  # free: this process can listen on each of them
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+    path = tmp_path / "cluster.yaml"
+    path.write_text(json.dumps({"workers": workers}))
+    role = parse_tf_config(tf_config_from_file(path, 2))
+    assert (role.num_workers, role.worker_index, role.is_chief) == (3, 2, False)
 
 
 def test_cluster_file_gives_each_index_its_tf_config(tmp_path):
@@ -260,17 +279,6 @@ def test_synthetic_shards_follow_the_same_split():
 # ------------------------------------------------------------------------------ two processes
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 TINY = """
 data:
   synthetic_n: 48
@@ -309,11 +317,10 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             p.wait(timeout=30)
 
 
-def _workers(args, tmp_path, tag, ports) -> list[subprocess.Popen]:
-    workers = [f"127.0.0.1:{p}" for p in ports]
+def _workers(args, tmp_path, tag, workers) -> list[subprocess.Popen]:
     return [
         _start(args, tmp_path / f"{tag}{i}.log", {"TF_CONFIG": _tf_config(workers, index=i)})
-        for i in range(len(ports))
+        for i in range(len(workers))
     ]
 
 
@@ -340,7 +347,7 @@ def test_two_workers_on_loopback_match_one_process(tmp_path):
     assert _wait([single], 900) == [0], (tmp_path / "s.log").read_text()[-3000:]
     out = tmp_path / "multi"
     args = ["--config", str(cfg), "--set", "train.strategy=multi_worker", "--out", str(out)]
-    codes = _wait(_workers(args, tmp_path, "w", _free_ports(2)), 900)
+    codes = _wait(_workers(args, tmp_path, "w", local_addresses(2)), 900)
     logs = [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
     assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     assert "worker 1: 3 epochs done; the chief (worker 0) wrote the run" in logs[1]
@@ -361,9 +368,9 @@ def test_killed_worker_restarts_and_the_job_continues(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY.replace("EPOCHS", "4"))
     out = tmp_path / "run"
-    ports = _free_ports(2)
+    workers = local_addresses(2)
     args = ["--config", str(cfg), "--set", "train.strategy=multi_worker", "--out", str(out)]
-    procs = _workers(args, tmp_path, "a", ports)
+    procs = _workers(args, tmp_path, "a", workers)
     try:
         deadline = time.monotonic() + 600
         while not (out / "backup" / "chief" / "checkpoint").is_file():  # epoch 1 backed up
@@ -379,7 +386,7 @@ def test_killed_worker_restarts_and_the_job_continues(tmp_path):
     assert "error: multi_worker: training stopped" in log0 and "--resume" in log0
     assert "Traceback" not in log0
     assert done_before and done_before[-1] < 3  # stopped mid-run
-    codes = _wait(_workers(["--resume", str(out)], tmp_path, "b", ports), 900)
+    codes = _wait(_workers(["--resume", str(out)], tmp_path, "b", workers), 900)
     assert codes == [0, 0], (tmp_path / "b0.log").read_text()[-3000:]
     assert _epochs(out / "history.csv") == [0, 1, 2, 3]  # none repeated, none missing
     resumed = (tmp_path / "b0.log").read_text()
