@@ -162,6 +162,15 @@ def decode_image(data: bytes, channels: int, source: str = "image") -> np.ndarra
     return _from_decoded(arr, channels, source)
 
 
+def encode_png(arr: np.ndarray, *, rgb: bool = False) -> bytes:
+    """PNG bytes of a uint8 grey or RGB array (``rgb``: channels in RGB order), the inverse of
+    :func:`decode_image`."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(arr, cv2.COLOR_RGB2BGR) if rgb else arr)
+    if not ok:
+        raise DataError(f"could not encode a PNG of shape {arr.shape}")
+    return buf.tobytes()
+
+
 def _from_decoded(arr: np.ndarray | None, channels: int, path: object) -> np.ndarray:
     if arr is None or arr.size == 0:
         raise DataError(
@@ -612,6 +621,7 @@ __all__ = [
     "MASK_KINDS",
     "StoredMask",
     "describe_ids",
+    "encode_png",
     "foreground_ids",
     "mask_to_ids",
     "read_stored_mask",

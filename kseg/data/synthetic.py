@@ -54,6 +54,7 @@ import numpy as np
 
 from kseg.atomic import atomic_dir
 from kseg.config import SyntheticKind
+from kseg.data.io import encode_png
 from kseg.errors import ConfigError, DataError
 
 #: log-compressed Rayleigh speckle: E[20 log10 R] = 10 log10 E[R^2] - 2.507 dB (Euler's gamma)
@@ -526,12 +527,7 @@ def synthesize(kind: str | SyntheticKind, n: int, size: int = 128, seed: int = 0
 
 
 def _imwrite(path: Path, arr: np.ndarray) -> None:
-    if arr.ndim == 3 and arr.shape[2] == 3:
-        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", arr)
-    if not ok:
-        raise DataError(f"{path}: could not encode PNG")
-    path.write_bytes(buf.tobytes())
+    path.write_bytes(encode_png(arr, rgb=arr.ndim == 3 and arr.shape[2] == 3))
 
 
 def parse_synthetic_spec(
@@ -547,9 +543,8 @@ def parse_synthetic_spec(
         kind = SyntheticKind(parts[1] if len(parts) > 1 and parts[1] else "ultrasound")
         n = int(parts[2]) if len(parts) > 2 else default_n
     except ValueError:
-        raise ConfigError(
-            f"{flag} {text}: use {usage} with KIND one of {', '.join(SyntheticKind.values())}"
-        ) from None
+        kinds = f" with KIND one of {', '.join(SyntheticKind.values())}" if "KIND" in usage else ""
+        raise ConfigError(f"{flag} {text}: use {usage}{kinds}") from None
     return kind, n
 
 

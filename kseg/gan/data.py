@@ -14,12 +14,9 @@ from kseg.errors import ConfigError, DataError
 
 
 def _synthetic_spec(spec: str) -> tuple[str, int]:
-    parts = spec.split(":")
-    kind = parts[1] if len(parts) > 1 and parts[1] else "ultrasound"
-    try:
-        n = int(parts[2]) if len(parts) > 2 else 200
-    except ValueError:
-        raise ConfigError(f"--data {spec!r}: use synthetic:ultrasound:N (N an integer)") from None
+    from kseg.data.synthetic import parse_synthetic_spec
+
+    kind, n = parse_synthetic_spec(spec, "--data", usage="synthetic:ultrasound:N")
     if kind != "ultrasound":
         raise ConfigError(f"--data {spec!r}: GANs here are grayscale; use synthetic:ultrasound:N")
     return kind, n

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from kseg.atomic import atomic_dir
+from kseg.data.io import encode_png
 from kseg.errors import DataError, ModelError
 from kseg.gan.train import check_new_out
-from kseg.inference.segment import encode_png
 
 
 def load_run(run: str | Path):

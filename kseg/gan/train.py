@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from kseg import atomic
 from kseg._keras import keras, tf
+from kseg.data.io import encode_png
 from kseg.errors import ConfigError, DataError
 from kseg.gan import GAN_KINDS, GAN_SIZES
 from kseg.gan import losses as L
@@ -57,13 +57,6 @@ def _grid(rows: list[np.ndarray]) -> np.ndarray:
         pics.append(np.concatenate([c for im in u8 for c in (im, gap)][:-1], axis=1))
     hgap = np.full((2, pics[0].shape[1]), 255, np.uint8)
     return np.concatenate([c for p in pics for c in (p, hgap)][:-1], axis=0)
-
-
-def _write_png(path: Path, arr: np.ndarray) -> None:
-    ok, buf = cv2.imencode(".png", arr)
-    if not ok:
-        raise DataError(f"{path}: could not encode PNG")
-    atomic.write_bytes(path, buf.tobytes())
 
 
 def _plot_losses(rows: list[dict], out_png: Path) -> None:
@@ -217,7 +210,7 @@ def train_gan(
             "seconds": round(time.perf_counter() - t0, 1),
         }
         mon_rows.append({k: v for k, v in rec.items() if not isinstance(v, str)})
-        _write_png(out / "epochs" / f"epoch_{epoch:03d}.png", grid)
+        atomic.write_bytes(out / "epochs" / f"epoch_{epoch:03d}.png", encode_png(grid))
         atomic.write_json(out / "epochs" / f"epoch_{epoch:03d}.json", rec)
         atomic.write_text(out / "losses.csv", _csv_text(loss_rows))
         atomic.write_text(out / "monitor.csv", _csv_text(mon_rows))

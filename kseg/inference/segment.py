@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from kseg.data.io import encode_png
 from kseg.errors import DataError
 from kseg.inference.classes import class_colour, default_class_names, predictor_class_names
 from kseg.inference.options import InferenceOptions
@@ -61,14 +62,6 @@ def overlay(
         edge = (255, 255, 0) if num_classes <= 1 else class_colour(c)
         cv2.drawContours(out, contours, -1, edge, 1)
     return out
-
-
-def encode_png(arr: np.ndarray, *, rgb: bool = False) -> bytes:
-    """PNG bytes of a uint8 grey or RGB array."""
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(arr, cv2.COLOR_RGB2BGR) if rgb else arr)
-    if not ok:
-        raise DataError(f"could not encode a PNG of shape {arr.shape}")
-    return buf.tobytes()
 
 
 def model_threshold(predictor) -> float:

@@ -91,8 +91,7 @@ def load_unlabeled(
 
     from kseg.data.io import fit_to_size, is_image_file, read_image
     from kseg.data.pipeline import _convert_channels, _progress
-    from kseg.data.synthetic import synthesize
-    from kseg.training.rundir import parse_synthetic_spec
+    from kseg.data.synthetic import parse_synthetic_spec, synthesize
 
     text = str(spec)
     if text.startswith("synthetic:"):

@@ -117,7 +117,7 @@ def sweep(
     overrides: dict = {}
     if data:
         if str(data).startswith("synthetic:"):
-            from kseg.training.rundir import parse_synthetic_spec
+            from kseg.data.synthetic import parse_synthetic_spec
 
             kind, n = parse_synthetic_spec(str(data), "--data")
             overrides.update(

@@ -15,7 +15,7 @@ from typing import Any
 
 from kseg.atomic import write_json
 from kseg.config import Config, DataConfig, SyntheticKind, load_config
-from kseg.data.synthetic import parse_synthetic_spec  # also imported from here by sweep, optimize
+from kseg.data.synthetic import parse_synthetic_spec
 from kseg.errors import ConfigError
 from kseg.runs import RunDir, find_run_dir
 
