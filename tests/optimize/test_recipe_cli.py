@@ -99,8 +99,12 @@ def test_cli_qat_writes_reloadable_model_and_report(tmp_path):
 
 @pytest.mark.slow
 def test_recipe_chain_writes_every_step(tmp_path):
+    from kseg._keras import keras
     from kseg.models import create_model
 
+    # the tiny model's starting weights come from the global generator: seeded, so the chain sees
+    # the same model whichever tests ran before in this process
+    keras.utils.set_random_seed(0)
     model = tmp_path / "m.keras"
     create_model("unet", input_shape=(32, 32, 1), depth=2, filters=4).save(model)
     recipe = tmp_path / "r.yaml"
@@ -108,7 +112,9 @@ def test_recipe_chain_writes_every_step(tmp_path):
         "name: tiny\ndata: synthetic:ultrasound:16\nsteps:\n"
         "  - {step: prune, sparsity: 0.5, epochs: 1, schedule: constant}\n"
         "  - {step: qat, epochs: 1, preserve_sparsity: true}\n"
-        "  - {step: convert, mode: int8}\n"
+        # a 4-filter net after one epoch: its INT8 Dice moves by ~0.02 on a few validation images, so
+        # the gate here only catches a broken conversion (the gate itself: tests/export)
+        "  - {step: convert, mode: int8, max_dice_drop: 0.1}\n"
     )
     out = tmp_path / "run"
     result = CliRunner().invoke(
