@@ -247,7 +247,12 @@ def _write_bundle(
 
     threshold = float(card["output"]["threshold"])
     name = spec.get("name", wrapped.name)
-    data_desc = card["data"]["description"]
+    checked = card["data"]
+    # the data set's name, not the run folder's (public_paths cuts both to their last part)
+    data_desc = (
+        f"{checked.get('source', checked['description'])} "
+        f"(checked on {checked['n_val']} held-out validation images)"
+    )
     fields = {
         "name": f"kseg {name} segmentation",
         "version": version,

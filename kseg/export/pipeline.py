@@ -134,10 +134,13 @@ class ExportInputs:
         return {"classes": self.class_names(k), "decision": "threshold" if k == 1 else "argmax"}
 
     def data_card(self) -> dict[str, Any]:
-        """The card's ``data`` section: the parity images and where their split came from."""
+        """The card's ``data`` section: the parity images, where their split came from and the data
+        set they belong to (``source``: its folder, or the synthetic generator)."""
         val = self.splits.val
+        d = self.resolved.config.data
         return {
             "description": self.resolved.description,
+            "source": str(d.path) if d.path else f"synthetic {d.synthetic_kind} n={d.synthetic_n}",
             "n_val": len(val.images),
             "provenance": self.resolved.provenance(self.splits, "val"),
             "names": list(val.names),

@@ -79,6 +79,10 @@ def test_labels_metadata_and_card_name_the_classes(bundle):
     assert found["has_metadata"]
     assert found["associated_files"] == {"labels.txt": b"background\nnerve\nvessel\n"}
     md = json.loads((out / "metadata.json").read_text())["metadata"]
+    # the data set by its folder's name (no machine path), not by the run folder's
+    assert card["data"]["source"] == "ds"
+    n_val = card["data"]["n_val"]
+    assert f"trained with kseg on ds (checked on {n_val} held-out" in md["description"]
     out_md = md["subgraph_metadata"][0]["output_tensor_metadata"][0]
     assert "argmax" in out_md["description"] and "category mask" in out_md["description"]
     assert out_md["associated_files"][0]["name"] == "labels.txt"
