@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -219,11 +220,18 @@ def choose_recipe(
     *,
     load_s: float = 0.0,
     nets: tuple[tuple[int, int], ...] = NETS,
+    measure: Callable[[int, int, int], Probe] | None = None,
 ) -> tuple[Probe, int, dict[str, float], str]:
     """Pick ``(network at a size, epochs, cost, why)`` from measured probes (see module doc).
 
     ``nets``: the networks to choose from, in order of preference (the last is the fallback
     when none reaches the wanted epochs); :data:`MULTI_CLASS_NETS` for several classes.
+
+    ``measure(depth, filters, size)``: time a wider network at the chosen size before widening.
+    The small probes cannot price width: at 96 px a step is mostly fixed cost, so 32 filters
+    probed as fast as 16 (usgra, 50 min: "widened to 32 filters, 135 epochs" at 20 s per epoch
+    ran 47 s per epoch, 60 epochs). The run re-fits the epoch count from its own epoch times, but
+    not the network, so a widening is only taken on a measured time.
     """
     want = wanted_epochs(n_train)
     smallest, largest = sizes
@@ -241,12 +249,14 @@ def choose_recipe(
                     f"epochs wanted ({epochs} fit)"
                 )
                 if (depth, filters) == nets[0] and size == largest and epochs >= 2 * want:
+                    tried = []
                     for wd, wf in WIDER:
                         wide = probes.get((wd, wf))
                         if wide is None:
                             continue
-                        wp = wide.scaled(size)
+                        wp = measure(wd, wf, size) if measure else wide.scaled(size)
                         we, wc = fit_epochs(wp, n_train, n_val, budget_s, load_s=load_s)
+                        how = f"measured at {size} px" if measure else "estimated"
                         if we >= want:
                             return (
                                 wp,
@@ -254,9 +264,16 @@ def choose_recipe(
                                 wc,
                                 (
                                     f"the budget leaves {epochs} epochs for 16 filters (> 2x the {want} "
-                                    f"wanted): widened to {wf} filters, {we} epochs"
+                                    f"wanted): widened to {wf} filters, {we} epochs "
+                                    f"({wc['epoch_s']:.1f} s per epoch {how})"
                                 ),
                             )
+                        tried.append(f"{wf} filters {wc['epoch_s']:.0f} s per epoch {how}: {we}")
+                    if tried:
+                        why += (
+                            f"; not widened: {'; '.join(tried)} epochs, fewer than the {want} "
+                            "wanted"
+                        )
                 return p, epochs, cost, why
     # nothing reaches the wanted epochs: the cheapest network at the smallest size, as many as fit
     depth, filters = next(net for net in reversed(nets) if net in probes)
@@ -639,10 +656,29 @@ def plan(
         per_train = max(1, round(h * w / (s_ * s_)))
         per_val = math.ceil(h / s_) * math.ceil(w / s_)
     precision = resolve_precision("auto")
+    measure: Callable[[int, int, int], Probe] | None = None
+    timed: list[Probe] = []  # networks timed at their chosen size (plan.json's probes)
     if probes is None:
         probes = measure_probes(
             channels, batch, policy=precision.policy, steps=probe_steps, log=log
         )
+
+        def measure_wider(depth: int, filters: int, size: int) -> Probe:
+            log(f"probing unet depth {depth}, {filters} filters at {size} px (wider network) ...")
+            timed.append(
+                probe_speed(
+                    depth,
+                    filters,
+                    size,
+                    channels,
+                    batch,
+                    policy=precision.policy,
+                    steps=probe_steps,
+                )
+            )
+            return timed[-1]
+
+        measure = measure_wider
     load_s = _load_seconds(path, n)
     budget_s = budget_minutes * 60.0 - (time.perf_counter() - started if include_planning else 0.0)
     chosen, epochs, cost, net_why = choose_recipe(
@@ -653,6 +689,7 @@ def plan(
         budget_s,
         load_s=load_s,
         nets=MULTI_CLASS_NETS if multi else NETS,
+        measure=measure,
     )
     if multi:
         net_why += (
@@ -780,7 +817,7 @@ def plan(
         budget_minutes=budget_minutes,
         estimate=estimate,
         reasons=reasons,
-        probes=[vars(p) for p in probes.values()],
+        probes=[vars(p) for p in (*probes.values(), *timed)],
         upsampling=up,
         precision=precision.policy,
         classes=profile,

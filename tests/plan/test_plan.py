@@ -17,6 +17,7 @@ from kseg.plan.planner import (
     Probe,
     choose_recipe,
     choose_size,
+    epoch_seconds,
     fit_epochs,
     plan,
     to_yaml,
@@ -163,6 +164,55 @@ def test_recipe_prefers_default_net_at_largest_size_that_reaches_wanted_epochs()
     # a generous budget widens the network
     chosen, epochs, _, why = choose_recipe(probes, (96, 128), 320, 80, 120 * 60.0)
     assert chosen.filters > 16 and "widened" in why
+
+
+def test_a_wider_network_is_timed_at_its_size_before_it_is_chosen():
+    # at 96 px a step is mostly fixed cost: 32 filters probe as fast as 16 (usgra: 20 s per epoch
+    # estimated, 47 s run), so the widening is decided on a time measured at the chosen size
+    probes = {
+        (4, 16): Probe(4, 16, 96, 0.010, 0.003, 15.0),
+        (4, 32): Probe(4, 32, 96, 0.010, 0.003, 15.0),
+        (4, 24): Probe(4, 24, 96, 0.010, 0.003, 15.0),
+    }
+    budget = 40 * 60.0
+    base, base_epochs, _, _ = choose_recipe(probes, (96, 128), 320, 80, budget, nets=((4, 16),))
+    want = wanted_epochs(320)
+    assert base_epochs >= 2 * want  # without a measurement this budget widens to 32 filters
+    assert "widened to 32" in choose_recipe(probes, (96, 128), 320, 80, budget)[3]
+    asked = []
+    slow = {32: 20.0, 24: 1.5}  # times the 16-filter network's per-image seconds
+
+    def measure(depth, filters, size):
+        asked.append((depth, filters, size))
+        return Probe(
+            depth,
+            filters,
+            size,
+            base.train_s_per_image * slow[filters],
+            base.eval_s_per_image * slow[filters],
+            15.0,
+        )
+
+    chosen, epochs, cost, why = choose_recipe(
+        probes, (96, 128), 320, 80, budget, nets=((4, 16),), measure=measure
+    )
+    assert asked == [(4, 32, 128), (4, 24, 128)]  # timed at the size chosen, widest first
+    assert (chosen.filters, chosen.size) == (24, 128) and epochs >= want
+    assert f"widened to 24 filters, {epochs} epochs" in why and "measured at 128 px" in why
+    assert cost["epoch_s"] == pytest.approx(epoch_seconds(chosen, 320, 80))
+    # both too slow when measured: the default network stays, and the plan says why
+    asked.clear()
+    chosen, epochs, _, why = choose_recipe(
+        probes,
+        (96, 128),
+        320,
+        80,
+        budget,
+        nets=((4, 16),),
+        measure=lambda d, f, s: Probe(d, f, s, 1.0, 0.5, 15.0),
+    )
+    assert (chosen.filters, epochs) == (16, base_epochs)
+    assert "not widened: 32 filters" in why and f"fewer than the {want} wanted" in why
 
 
 def test_plan_writes_yaml_that_loads_back(tmp_path):
