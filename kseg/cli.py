@@ -258,9 +258,16 @@ def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
         return
     keys = ("dice", "iou", "precision", "recall", "psnr", "ssim", "psnr_noisy_input")
     click.echo(f"run: {run}")
-    click.echo("validation " + "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics))
+    click.echo(
+        "validation "
+        + "  ".join(
+            f"{k}={metrics[k]:.4f}{_ci(metrics) if k == 'dice' else ''}"
+            for k in keys
+            if k in metrics
+        )
+    )
     for name, c in (metrics.get("per_class") or {}).items():  # multi-class: dice above = their mean
-        click.echo(f"  {name}: dice={_f4(c['dice'])}  iou={_f4(c['iou'])}")
+        click.echo(f"  {name}: dice={_f4(c['dice'])}{_ci(c)}  iou={_f4(c['iou'])}")
 
 
 # --------------------------------------------------------------------------------- evaluate
@@ -318,7 +325,9 @@ def evaluate(model_path, data, split, out, runtime, store_threshold, **flags) ->
         )
     click.echo(
         "  ".join(
-            f"{k}={result[k]:.4f}" for k in ("dice", "iou", "precision", "recall") if k in result
+            f"{k}={result[k]:.4f}{_ci(result) if k == 'dice' else ''}"
+            for k in ("dice", "iou", "precision", "recall")
+            if k in result
         )
         + (
             f"  hd95_mean={result['hd95_mean']:.2f}px"
@@ -330,7 +339,7 @@ def evaluate(model_path, data, split, out, runtime, store_threshold, **flags) ->
     for name, c in per_class.items():
         hd = c.get("hd95_mean")
         click.echo(
-            f"  {name}: dice={_f4(c['dice'])}  iou={_f4(c['iou'])}  "
+            f"  {name}: dice={_f4(c['dice'])}{_ci(c)}  iou={_f4(c['iou'])}  "
             f"dice_mean={_f4(c['dice_mean'])}  hd95_mean="
             + (f"{hd:.2f}px" if hd is not None else "n/a")
             + f"  ({c['n_images']} images where truth or prediction has it)"
@@ -339,6 +348,14 @@ def evaluate(model_path, data, split, out, runtime, store_threshold, **flags) ->
 
 def _f4(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def _ci(scores: dict[str, Any]) -> str:
+    """`` (95 % CI 0.61-0.75)``: the pooled Dice's bootstrap interval over images, if known."""
+    low, high = (scores.get("dice_ci95") or (None, None))[:2]
+    if low is None or high is None or low != low or high != high:  # absent, None or NaN
+        return ""
+    return f" (95 % CI {low:.2f}-{high:.2f})"
 
 
 def _echo_parity(p: dict[str, Any], kind: str) -> None:

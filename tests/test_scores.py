@@ -15,6 +15,7 @@ from kseg.scores import (
     aggregate,
     aggregate_classes,
     binarize,
+    bootstrap_dice,
     class_suffixes,
     confusion,
     foreground_mean,
@@ -190,6 +191,52 @@ def test_a_class_absent_from_every_image_is_skipped_in_the_mean():
     assert aggregate([s])["dice"] == pytest.approx(2 / 3)  # not (2/3 + 1) / 2
     assert foreground_mean(pc)["dice"] == pytest.approx(2 / 3)
     assert nan_to_none({"a": [math.nan, 1.0]}) == {"a": [None, 1.0]}
+
+
+def test_bootstrap_interval_by_enumeration():
+    # two images: alone they score 2*90/200 = 0.9 and 2*10/30 = 0.667, together 200/230 = 0.870;
+    # a draw is one of them twice (p 1/4 each) or both (p 1/2): the 95 % interval spans the two
+    per_class, mean = bootstrap_dice([90, 10], [20, 0], [0, 10], resamples=4000)
+    assert per_class.shape == (1, 2)
+    assert per_class[0] == pytest.approx([2 * 10 / 30, 2 * 90 / 200])
+    assert mean == pytest.approx(per_class[0])  # one class: the mean is the class
+    # the same draws for the same seed, other draws for another
+    again, _ = bootstrap_dice([90, 10], [20, 0], [0, 10], resamples=4000)
+    assert np.array_equal(again, per_class)
+    # identical images: no spread at all, the interval is the pooled Dice itself
+    flat, _ = bootstrap_dice([5] * 30, [1] * 30, [3] * 30)
+    assert flat[0] == pytest.approx([10 / 14, 10 / 14])
+
+
+def test_bootstrap_interval_narrows_with_more_images_and_covers_the_pooled_dice():
+    rng = np.random.default_rng(3)
+    widths = []
+    for n in (20, 320):
+        tp = rng.integers(50, 150, n)
+        fp, fn = rng.integers(0, 60, n), rng.integers(0, 60, n)
+        (low, high) = bootstrap_dice(tp, fp, fn)[0][0]
+        pooled = 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum())
+        assert low < pooled < high
+        widths.append(high - low)
+    # the interval shrinks like 1/sqrt(n): 16x the images, about a quarter of the width
+    assert widths[1] < 0.4 * widths[0]
+
+
+def test_aggregates_carry_the_interval_per_class_and_for_the_mean():
+    per = [label_scores(*_A, num_classes=3), label_scores(*_B, num_classes=3)]
+    pc = aggregate_classes(per, _NAMES)
+    for name in _NAMES[1:]:
+        low, high = pc[name]["dice_ci95"]
+        assert low <= pc[name]["dice"] <= high
+    agg = aggregate(per)
+    low, high = agg["dice_ci95"]
+    assert low <= agg["dice"] <= high
+    # a class absent from every image has no interval; nothing anywhere has the 1.0 convention
+    s = label_scores(np.array([[0, 1, 0, 0]]), np.array([[0, 1, 1, 0]]), num_classes=3)
+    assert np.isnan(aggregate_classes([s], _NAMES)["vessel"]["dice_ci95"]).all()
+    empty = image_scores(np.zeros((4, 4), bool), np.zeros((4, 4), bool))
+    assert aggregate([empty, empty])["dice_ci95"] == [1.0, 1.0]
+    assert "dice_ci95" not in aggregate([empty], totals={"tp": 1, "fp": 0, "fn": 0})
 
 
 def test_class_suffixes():

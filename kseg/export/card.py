@@ -100,10 +100,10 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"Data: {card.get('data', {}).get('description', 'n/a')} ({parity.get('n_images', 0)} validation images).",
         "",
         *_provenance_lines((card.get("data") or {}).get("provenance")),
-        "| | Dice | IoU |",
-        "|---|---|---|",
-        f"| float (Keras) | {_fmt(parity.get('float_dice'))} | {_fmt(parity.get('float_iou'))} |",
-        f"| {t['mode']} ({label}) | {_fmt(parity.get(f'{kind}_dice'))} | {_fmt(parity.get(f'{kind}_iou'))} |",
+        "| | Dice | Dice 95 % CI (bootstrap over images) | IoU |",
+        "|---|---|---|---|",
+        f"| float (Keras) | {_fmt(parity.get('float_dice'))} | {_ci(parity.get('float_dice_ci95'))} | {_fmt(parity.get('float_iou'))} |",
+        f"| {t['mode']} ({label}) | {_fmt(parity.get(f'{kind}_dice'))} | {_ci(parity.get(f'{kind}_dice_ci95'))} | {_fmt(parity.get(f'{kind}_iou'))} |",
         "",
         f"Dice drop {_fmt(parity.get('dice_drop'))} (allowed {_fmt(parity.get('max_dice_drop'))}); "
         f"pixel agreement {_fmt(parity.get('pixel_agreement'))}.",
@@ -136,6 +136,13 @@ def render_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ci(interval: Any) -> str:
+    """``0.62-0.73``: a bootstrap interval (``[low, high]``), or n/a (older cards have none)."""
+    if not interval or any(v is None or v != v for v in interval[:2]):
+        return "n/a"
+    return f"{interval[0]:.2f}-{interval[1]:.2f}"
+
+
 def _decision_text(output: dict[str, Any]) -> str:
     """How a pixel's class is decided: ``argmax`` over K channels, or ``p > threshold``."""
     if output.get("decision") == "argmax":
@@ -161,14 +168,15 @@ def _per_class_lines(parity: dict[str, Any], kind: str, mode: str) -> list[str]:
         f"Per class (the gate holds each class's drop, and the foreground mean's, to "
         f"{_fmt(parity.get('max_dice_drop'))}):",
         "",
-        f"| class | images | float Dice | {mode} Dice | drop | gate |",
-        "|---|---:|---:|---:|---:|---|",
+        f"| class | images | float Dice | {mode} Dice | {mode} Dice 95 % CI | drop | gate |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     gate = {True: "pass", False: "FAIL", None: "n/a"}
     for name, c in per_class.items():
         lines.append(
             f"| {name} | {c.get('n_images', 'n/a')} | {_fmt(c.get('float_dice'))} "
-            f"| {_fmt(c.get(f'{kind}_dice'))} | {_fmt(c.get('dice_drop'))} "
+            f"| {_fmt(c.get(f'{kind}_dice'))} | {_ci(c.get(f'{kind}_dice_ci95'))} "
+            f"| {_fmt(c.get('dice_drop'))} "
             f"| {gate[c.get('passed')]} |"
         )
     return lines

@@ -112,6 +112,10 @@ def check_parity(
         "threshold": threshold,
         "float_dice": ra["dice"],
         "tflite_dice": ca["dice"],
+        # how far another draw of as many validation images could move each Dice (the drop
+        # itself is paired, image by image, and far tighter)
+        "float_dice_ci95": ra["dice_ci95"],
+        "tflite_dice_ci95": ca["dice_ci95"],
         "dice_drop": drop,
         "float_iou": ra["iou"],
         "tflite_iou": ca["iou"],
@@ -134,6 +138,8 @@ def check_parity(
             per_class[name] = {
                 "float_dice": f,
                 "tflite_dice": q,
+                "float_dice_ci95": rc[name]["dice_ci95"],
+                "tflite_dice_ci95": cc[name]["dice_ci95"],
                 "dice_drop": class_drop,
                 "float_iou": rc[name]["iou"],
                 "tflite_iou": cc[name]["iou"],

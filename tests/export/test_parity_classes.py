@@ -72,8 +72,13 @@ def test_markdown_card_has_classes_decision_and_per_class_table():
     md = render_markdown(card)
     assert "FAILED" in md and "argmax over classes" in md
     assert "0 `background`, 1 `nerve`, 2 `vessel`" in md
-    assert "| vessel | 2 | 1.0000 | 0.6667 | 0.3333 | FAIL |" in md
-    assert "| nerve | 2 | 1.0000 | 1.0000 | 0.0000 | pass |" in md
+    # the INT8 Dice's bootstrap interval over the images: the vessel is intact in one image
+    # (Dice 1) and lost in the other (0), so draws span 0-1; the nerve is intact everywhere
+    lo, hi = parity["per_class"]["vessel"]["tflite_dice_ci95"]
+    assert (lo, hi) == (0.0, 1.0)
+    assert f"| vessel | 2 | 1.0000 | 0.6667 | {lo:.2f}-{hi:.2f} | 0.3333 | FAIL |" in md
+    assert "| nerve | 2 | 1.0000 | 1.0000 | 1.00-1.00 | 0.0000 | pass |" in md
+    assert "| Dice | Dice 95 % CI (bootstrap over images) | IoU |" in md
 
 
 def test_review_png_names_the_images(tmp_path):
