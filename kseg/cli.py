@@ -291,11 +291,18 @@ def _print_metrics(run: Path, metrics: dict[str, Any]) -> None:
     "--store-threshold",
     help="Store the best validation threshold for the model (its card, or MODEL.threshold.json).",
 )
+@path_option(
+    "--baseline",
+    help="An earlier kseg evaluate folder of another model on the same images: print the Dice "
+    "difference with its paired 95 % bootstrap interval.",
+)
 @inference_flags
-def evaluate(model_path, data, split, out, runtime, store_threshold, **flags) -> None:
+def evaluate(model_path, data, split, out, runtime, store_threshold, baseline, **flags) -> None:
     """Per-image and aggregate Dice, IoU, precision, recall and HD95 (pixels).
 
-    Images go through the same inference path as kseg predict (same flags).
+    Images go through the same inference path as kseg predict (same flags). With --baseline, the
+    pooled Dice is compared with another model's on the same images, image draws paired: a
+    difference whose interval holds 0 does not rank the two models.
     """
     from kseg.evaluate import evaluate_model
 
@@ -309,6 +316,7 @@ def evaluate(model_path, data, split, out, runtime, store_threshold, **flags) ->
         runtime=runtime,
         options=options,
         store_threshold=store_threshold,
+        baseline=baseline,
     )
     warn_provenance(result.get("provenance"))
     per_class = result.get("per_class") or {}
@@ -343,6 +351,30 @@ def evaluate(model_path, data, split, out, runtime, store_threshold, **flags) ->
             f"dice_mean={_f4(c['dice_mean'])}  hd95_mean="
             + (f"{hd:.2f}px" if hd is not None else "n/a")
             + f"  ({c['n_images']} images where truth or prediction has it)"
+        )
+    if "baseline" in result:
+        _echo_baseline(result["baseline"])
+
+
+def _echo_baseline(cmp: dict[str, Any]) -> None:
+    """``vs BASELINE (N images): dice +0.0123 (95 % CI -0.0100 to +0.0350), ...`` per class."""
+
+    def diff(d: float, low: float, high: float) -> str:
+        verdict = (
+            "better" if low > 0 else "worse" if high < 0 else "not ranked: the interval holds 0"
+        )
+        return f"{d:+.4f} (95 % CI {low:+.4f} to {high:+.4f}; {verdict})"
+
+    per_class = cmp.get("per_class") or {}
+    click.echo(
+        f"vs {cmp['baseline']} ({cmp['n_images']} images, paired bootstrap): dice "
+        + diff(*cmp["dice"])
+        + ("  (foreground mean)" if per_class else "")
+    )
+    for name, c in per_class.items():
+        click.echo(
+            f"  {name}: {c['dice']:.4f} vs {c['baseline_dice']:.4f}  "
+            + diff(c["difference"], *c["difference_ci95"])
         )
 
 

@@ -45,19 +45,23 @@ from kseg.atomic import write_json, write_text
 from kseg.errors import DataError
 from kseg.scores import (
     ABSENT_CLASS_CONVENTION,
+    BOOTSTRAP,
     SCORE_KEYS,
     aggregate,
     aggregate_classes,
     binarize,
+    bootstrap_dice_difference,
     class_suffixes,
     foreground_mean,
     image_scores,
     label_scores,
     nan_to_none,
+    pooled_dice,
 )
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 CSV_COLUMNS = ("name", *SCORE_KEYS, "hd95")
+COUNT_KEYS = ("tp", "fp", "fn")
 
 
 def evaluate(
@@ -226,25 +230,115 @@ def _sorted_worst(heap: list[_Worst]) -> list[_Worst]:
 
 
 def _csv(rows: list[dict[str, Any]], class_names: Sequence[str] = ()) -> str:
-    """``CSV_COLUMNS``, then ``dice_NAME,iou_NAME,hd95_NAME`` per foreground class (K > 1)."""
+    """``CSV_COLUMNS``, then ``dice_NAME,iou_NAME,hd95_NAME`` per foreground class (K > 1), then
+    the pixel counts the pooled scores come from: ``tp,fp,fn`` (K = 1) or ``tp_NAME,fp_NAME,
+    fn_NAME`` per class (what :func:`compare_evaluations` pairs)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     suffixes = class_suffixes(class_names)[1:] if class_names else []
     extra = [f"{key}_{s}" for s in suffixes for key in ("dice", "iou", "hd95")]
-    writer.writerow([*CSV_COLUMNS, *extra])
+    counts = [f"{key}_{s}" for s in suffixes for key in COUNT_KEYS] or list(COUNT_KEYS)
+    writer.writerow([*CSV_COLUMNS, *extra, *counts])
     for r in rows:
         cells = [_fmt(r[k]) for k in CSV_COLUMNS[1:]]
         for cs in r.get("per_class", ())[: len(suffixes)]:
             cells += [_fmt(cs[key]) for key in ("dice", "iou", "hd95")]
+        if suffixes:
+            cells += [str(int(r[key][j])) for j in range(len(suffixes)) for key in COUNT_KEYS]
+        else:
+            cells += [str(int(r[key])) for key in COUNT_KEYS]
         writer.writerow([r["name"], *cells])
     return buf.getvalue()
+
+
+def compare_evaluations(
+    current: str | os.PathLike[str], baseline: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """The pooled Dice of one evaluation against another on the same images, with the paired
+    bootstrap interval of the difference (:func:`kseg.scores.bootstrap_dice_difference`).
+
+    Args:
+        current, baseline: ``kseg evaluate`` output folders (their ``per_image.csv``) of two
+            models on the same images (same names; the order may differ) and the same classes.
+
+    Returns:
+        ``{baseline, n_images, method, dice: [difference, low, high] (the foreground mean for
+        several classes), per_class: {name: {dice, baseline_dice, difference, difference_ci95}}}``
+        (``per_class`` only for several classes); a difference is the current minus the baseline.
+
+    Raises:
+        DataError: a folder without ``per_image.csv`` or without pixel counts in it (written
+            before kseg kept them), other images or other classes.
+    """
+    cur_names, cur_classes, cur = _read_counts(Path(current))
+    base_names, base_classes, base = _read_counts(Path(baseline))
+    if cur_classes != base_classes:
+        raise DataError(
+            f"{baseline}: classes {base_classes or ['foreground']} are not those of this "
+            f"evaluation {cur_classes or ['foreground']}; compare models of the same classes"
+        )
+    if sorted(cur_names) != sorted(base_names):
+        missing = sorted(set(cur_names) ^ set(base_names))
+        raise DataError(
+            f"{baseline}: scored other images ({len(missing)} in one evaluation only, e.g. "
+            f"{', '.join(missing[:3])}); evaluate both models on the same split and data"
+        )
+    order = [base_names.index(n) for n in cur_names]
+    base = tuple(a[order] for a in base)
+    per_class, mean = bootstrap_dice_difference(cur, base)
+    dice, base_dice = pooled_dice(*cur), pooled_dice(*base)
+    out: dict[str, Any] = {
+        "baseline": str(baseline),
+        "n_images": len(cur_names),
+        "method": f"paired {BOOTSTRAP['method']}",
+        "dice": [float(v) for v in mean],
+    }
+    if cur_classes:
+        out["per_class"] = {
+            name: {
+                "dice": float(dice[j]),
+                "baseline_dice": float(base_dice[j]),
+                "difference": float(per_class[j, 0]),
+                "difference_ci95": [float(per_class[j, 1]), float(per_class[j, 2])],
+            }
+            for j, name in enumerate(cur_classes)
+        }
+    return out
+
+
+def _read_counts(folder: Path) -> tuple[list[str], list[str], tuple[np.ndarray, ...]]:
+    """Names, class suffixes (``[]``: one class) and ``(tp, fp, fn)`` ``(N, C)`` of an
+    evaluation folder's ``per_image.csv``."""
+    path = folder / "per_image.csv" if folder.is_dir() else folder
+    if not path.is_file():
+        raise DataError(f"{folder}: no per_image.csv; give a kseg evaluate output folder")
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    header = list(rows[0]) if rows else []
+    classes = [h[len("tp_") :] for h in header if h.startswith("tp_")]
+    columns = [[f"{k}_{c}" for c in classes] or [k] for k in COUNT_KEYS]
+    if not rows or any(c not in header for cols in columns for c in cols):
+        raise DataError(
+            f"{path}: no pixel counts (tp, fp, fn) per image; evaluate that model again with "
+            "this kseg version to compare with it"
+        )
+    counts = tuple(
+        np.array([[float(r[c]) for c in cols] for r in rows], np.float64) for cols in columns
+    )
+    return [r["name"] for r in rows], classes, counts
 
 
 def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.6f}"
 
 
-__all__ = ["evaluate", "evaluate_model", "store_model_threshold", "CSV_COLUMNS"]
+__all__ = [
+    "evaluate",
+    "evaluate_model",
+    "compare_evaluations",
+    "store_model_threshold",
+    "CSV_COLUMNS",
+]
 
 
 def evaluate_model(
@@ -257,6 +351,7 @@ def evaluate_model(
     worst_k: int = 8,
     options=None,
     store_threshold: bool = False,
+    baseline: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a saved model on a split of its data (see :func:`kseg.training.rundir.resolve_data`).
 
@@ -268,6 +363,10 @@ def evaluate_model(
     ``store_threshold`` (``split="val"`` only) stores the threshold with the best validation Dice
     for the model: in the card of a ``.tflite``, in ``MODEL.threshold.json`` beside a Keras model;
     ``kseg predict`` and ``kseg serve`` then use it by default.
+
+    ``baseline``: an earlier ``kseg evaluate`` folder of another model on the same images; the
+    result's ``baseline`` then holds the pooled Dice difference with its paired bootstrap
+    interval (:func:`compare_evaluations`).
     """
     from kseg.data.folder import scan_folder
     from kseg.data.io import read_image, read_mask
@@ -288,6 +387,8 @@ def evaluate_model(
             f"--store-threshold chooses the threshold on held-out validation data; use --split val "
             f"(not {split!r})"
         )
+    if baseline is not None:
+        _read_counts(Path(baseline))  # a bad baseline fails before the images are scored
     opts = options or InferenceOptions()
     predictor = load_predictor(model_path, runtime=runtime, num_threads=None)
     resolved = resolve_data(model_path, predictor.input_size, predictor.channels, data)
@@ -368,6 +469,8 @@ def evaluate_model(
             raise DataError(f"{model_path}: a multi-class model has no threshold to store")
         sel["split"] = f"val of {resolved.description}"
         result["threshold_stored"] = str(store_model_threshold(model_path, sel))
+    if baseline is not None:
+        result["baseline"] = compare_evaluations(out_dir, baseline)
     write_json(Path(out_dir) / "metrics.json", nan_to_none(result))
     return result
 

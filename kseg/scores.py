@@ -91,33 +91,105 @@ def bootstrap_dice(
         >>> [round(float(v), 3) for v in low_high[0]]
         [0.667, 0.947]
     """
-    counts = [np.asarray(a, np.float64) for a in (tp, fp, fn)]
-    tp_, fp_, fn_ = (a.reshape(len(a), -1) for a in counts)
-    n, c = tp_.shape
+    dice = _dice_draws([(tp, fp, fn)], resamples, seed)[0]
+    q = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
+    seen = np.isfinite(dice).any(axis=0)
+    per_class = np.full((dice.shape[1], 2), np.nan)
+    if seen.any():
+        per_class[seen] = np.nanquantile(dice[:, seen], q, axis=0).T
+    return per_class, np.quantile(_class_mean(dice), q)
+
+
+def bootstrap_dice_difference(
+    counts: tuple[Any, Any, Any],
+    baseline: tuple[Any, Any, Any],
+    *,
+    resamples: int = BOOTSTRAP["resamples"],
+    level: float = BOOTSTRAP["level"],
+    seed: int = BOOTSTRAP["seed"],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paired bootstrap of the pooled Dice's difference between two models on the same images.
+
+    Each draw takes the same images for both models, so what the images share (an easy or a hard
+    set) cancels out and only the models' difference varies: two models whose own intervals
+    overlap can still differ clearly, or not at all.
+
+    Args:
+        counts: ``(tp, fp, fn)`` per image of the model, each ``(N,)`` or ``(N, C)``.
+        baseline: the same for the model compared with, on the same ``N`` images in the same order.
+        resamples, level, seed: as :func:`bootstrap_dice`.
+
+    Returns:
+        ``(per_class, mean)``: ``per_class`` ``(C, 3)`` the difference of each class's pooled Dice
+        (model minus baseline) on all the images, then the low and high of its interval (NaN for a
+        class neither model nor truth has anywhere); ``mean`` ``(3,)`` the same for the
+        foreground mean.
+
+    Example:
+        >>> # the model finds 10 more pixels of the first image's 100 than the baseline
+        >>> per_class, _ = bootstrap_dice_difference(([90, 50], [0, 0], [10, 0]), ([80, 50], [0, 0], [20, 0]))
+        >>> [round(float(v), 3) for v in per_class[0]]
+        [0.037, 0.0, 0.058]
+    """
+    shape = [np.shape(a) for a in (*counts, *baseline)]
+    if len(set(shape)) != 1:
+        raise ValueError(f"bootstrap_dice_difference(): counts of different shapes {shape}")
+    whole = [pooled_dice(*c) for c in (counts, baseline)]
+    dice, base = _dice_draws([counts, baseline], resamples, seed)
+    diff = dice - base
+    q = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
+    per_class = np.full((diff.shape[1], 3), np.nan)
+    for j in range(diff.shape[1]):
+        ok = np.isfinite(diff[:, j])
+        if ok.any():
+            d = whole[0][j] - whole[1][j]
+            per_class[j] = [d if np.isfinite(d) else np.nan, *np.quantile(diff[ok, j], q)]
+    mean_whole = _class_mean(whole[0][None]) - _class_mean(whole[1][None])
+    mean = np.array([mean_whole[0], *np.quantile(_class_mean(dice) - _class_mean(base), q)])
+    return per_class, mean
+
+
+def pooled_dice(tp: Any, fp: Any, fn: Any) -> np.ndarray:
+    """Each class's pooled Dice ``(C,)`` over all the images (NaN: no pixel of it anywhere)."""
+    t, f_p, f_n = (np.asarray(a, np.float64).reshape(len(a), -1).sum(axis=0) for a in (tp, fp, fn))
+    den = 2.0 * t + f_p + f_n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, 2.0 * t / den, np.nan)
+
+
+def _dice_draws(
+    count_sets: Sequence[tuple[Any, Any, Any]], resamples: int, seed: int
+) -> list[np.ndarray]:
+    """Pooled Dice ``(resamples, C)`` of each ``(tp, fp, fn)`` set over the same draws of the
+    images (with replacement); NaN where a draw holds no pixel of a class."""
+    sets = []
+    for tp, fp, fn in count_sets:
+        counts = [np.asarray(a, np.float64) for a in (tp, fp, fn)]
+        sets.append([a.reshape(len(a), -1) for a in counts])
+    n = sets[0][0].shape[0]
     if n == 0:
-        raise ValueError("bootstrap_dice() needs at least one image")
+        raise ValueError("the bootstrap needs at least one image")
     rng = np.random.default_rng(seed)
-    dice = np.empty((resamples, c), np.float64)
+    out = [np.empty((resamples, s[0].shape[1]), np.float64) for s in sets]
     chunk = max(1, min(resamples, 2_000_000 // max(n, 1)))  # memory: chunk x N indices
     for start in range(0, resamples, chunk):
         stop = min(start + chunk, resamples)
         idx = rng.integers(0, n, size=(stop - start, n))
-        t, f_p, f_n = (a[idx].sum(axis=1) for a in (tp_, fp_, fn_))
-        den = 2.0 * t + f_p + f_n
-        with np.errstate(invalid="ignore", divide="ignore"):
-            dice[start:stop] = np.where(den > 0, 2.0 * t / den, np.nan)
-    q = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
-    seen = np.isfinite(dice).any(axis=0)
-    per_class = np.full((c, 2), np.nan)
-    if seen.any():
-        per_class[seen] = np.nanquantile(dice[:, seen], q, axis=0).T
-    # a draw's mean over the classes it holds; a draw holding none scores 1.0 (nothing to find,
-    # nothing found: the convention of this module)
+        for (tp_, fp_, fn_), dice in zip(sets, out, strict=True):
+            t, f_p, f_n = (a[idx].sum(axis=1) for a in (tp_, fp_, fn_))
+            den = 2.0 * t + f_p + f_n
+            with np.errstate(invalid="ignore", divide="ignore"):
+                dice[start:stop] = np.where(den > 0, 2.0 * t / den, np.nan)
+    return out
+
+
+def _class_mean(dice: np.ndarray) -> np.ndarray:
+    """Each draw's mean over the classes it holds; a draw holding none scores 1.0 (nothing to
+    find, nothing found: the convention of this module)."""
     present = np.isfinite(dice)
     total = np.where(present, dice, 0.0).sum(axis=1)
     held = present.sum(axis=1)
-    mean_draws = np.where(held > 0, total / np.maximum(held, 1), 1.0)
-    return per_class, np.quantile(mean_draws, q)
+    return np.where(held > 0, total / np.maximum(held, 1), 1.0)
 
 
 def _interval(pair: np.ndarray) -> list[float]:

@@ -207,6 +207,23 @@ def test_evaluate_writes_metrics_csv_and_worst_cases(trained_run, tmp_path):
     assert rows[0].startswith("name,dice,iou,precision,recall,hd95")
     assert len(rows) == 1 + metrics["n_images"]
     assert (out / "worst_cases.png").stat().st_size > 1000
+    # --baseline: the same model against its own evaluation differs by exactly 0, not ranked
+    again = tmp_path / "again"
+    result = run(
+        "evaluate", "--model", trained_run / "best.keras", "--out", again, "--baseline", out
+    )
+    assert result.exit_code == 0, result.output
+    assert "dice +0.0000 (95 % CI +0.0000 to +0.0000; not ranked" in result.output
+    cmp = json.loads((again / "metrics.json").read_text())["baseline"]
+    assert cmp["dice"] == [0.0, 0.0, 0.0] and cmp["n_images"] == metrics["n_images"]
+    # a folder that is no evaluation: one line before any image is scored
+    never = tmp_path / "never"
+    assert_one_line_error(
+        run("evaluate", "--model", trained_run / "best.keras", "--out", never,
+            "--baseline", tmp_path),
+        "no per_image.csv",
+    )  # fmt: skip
+    assert not never.exists()
 
 
 def test_data_synth_refuses_to_overwrite(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kseg.errors import DataError
-from kseg.evaluate import evaluate
+from kseg.evaluate import compare_evaluations, evaluate
 
 
 def _items():
@@ -50,7 +50,8 @@ def test_evaluate_writes_files_with_right_rows_and_worst_order(tmp_path):
     with open(tmp_path / "per_image.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["name"] for r in rows] == ["img0", "img1", "img2", "img3"]
-    assert list(rows[0]) == ["name", "dice", "iou", "precision", "recall", "hd95"]
+    assert list(rows[0]) == ["name", "dice", "iou", "precision", "recall", "hd95", "tp", "fp", "fn"]
+    assert [int(r["tp"]) for r in rows] == tps and [int(r["fp"]) for r in rows] == fps
     assert [float(r["dice"]) for r in rows] == pytest.approx(dices, abs=1e-6)
     assert [float(r["hd95"]) for r in rows] == pytest.approx([0, 6, 2, 12])
 
@@ -74,8 +75,10 @@ def test_empty_prediction_gives_nan_hd95_written_as_null(tmp_path):
     # a: truth present, nothing predicted -> dice 0, hd95 nan; b: both empty -> dice 1, hd95 0
     assert result["dice_mean"] == pytest.approx(0.5)
     assert result["hd95_undefined"] == 1 and result["hd95_mean"] == 0.0
-    rows = (tmp_path / "per_image.csv").read_text().splitlines()
-    assert rows[1].endswith(",nan") and rows[2].startswith("b,1.000000")
+    with open(tmp_path / "per_image.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0]["hd95"] == "nan" and rows[0]["fn"] == "16"
+    assert rows[1]["dice"] == "1.000000" and rows[1]["hd95"] == "0.000000"
     assert not (tmp_path / "worst_cases.png").exists()
     assert not (tmp_path / "contours.png").exists()
 
@@ -153,7 +156,16 @@ def test_multiclass_per_class_section_columns_and_worst_cases(tmp_path):
     assert list(rows[0])[6:] == [
         "dice_nerve", "iou_nerve", "hd95_nerve",
         "dice_blood_vessel", "iou_blood_vessel", "hd95_blood_vessel",
+        "tp_nerve", "fp_nerve", "fn_nerve",
+        "tp_blood_vessel", "fp_blood_vessel", "fn_blood_vessel",
     ]  # fmt: skip
+    # A (4 rows): nerve found in column 1, missed in 2; vessel found in 3, over-called in 2
+    assert [rows[0][k] for k in ("tp_nerve", "fp_nerve", "fn_nerve")] == ["4", "0", "4"]
+    assert [rows[0][k] for k in ("tp_blood_vessel", "fp_blood_vessel", "fn_blood_vessel")] == [
+        "4",
+        "4",
+        "0",
+    ]
     assert float(rows[1]["dice_nerve"]) == pytest.approx(0.5)
     assert rows[1]["dice_blood_vessel"] == "nan"  # absent from B: no score
     assert float(rows[1]["dice"]) == pytest.approx(0.5)  # B's mean skips the absent class
@@ -167,7 +179,7 @@ def test_binary_per_image_csv_keeps_its_columns(tmp_path):
     result = evaluate(lambda im: true.astype(np.float32), [("a", true, true)], tmp_path, worst_k=0)
     assert "per_class" not in result and "classes" not in result
     header = (tmp_path / "per_image.csv").read_text().splitlines()[0]
-    assert header == "name,dice,iou,precision,recall,hd95"
+    assert header == "name,dice,iou,precision,recall,hd95,tp,fp,fn"  # no class columns
 
 
 def _palette_folder(root, n: int = 12, size: int = 32):
@@ -257,3 +269,40 @@ def test_tiny_multiclass_run_logs_evaluates_and_converts_per_class(tmp_path):
         assert c["dice_drop"] == pytest.approx(c["float_dice"] - c["tflite_dice"])
     md = (run / "best.int8.md").read_text()
     assert "| nerve | 3 |" in md and "argmax over classes" in md
+
+
+def test_compare_evaluations_pairs_images_by_name_and_refuses_other_images(tmp_path):
+    """Two 3-class predictors on the same 6 images: the second finds the vessel's last column
+    too on every image; the nerve is the same. Paired by name whatever the order."""
+    truth = np.tile([0, 1, 1, 2, 2, 2, 0, 0], (4, 1)).astype(np.uint8)
+    pred_a = np.tile([0, 1, 1, 2, 2, 0, 0, 0], (4, 1))
+    pred_b = np.tile([0, 1, 1, 2, 2, 2, 0, 0], (4, 1))
+    names = ("background", "nerve", "vessel")
+    items = [(f"im{i}", np.full((4, 8), i, np.uint8), truth) for i in range(6)]
+    onehot = np.eye(3, dtype=np.float32)
+    evaluate(lambda im: onehot[pred_a], items, tmp_path / "a", worst_k=0, class_names=names)
+    evaluate(lambda im: onehot[pred_b], items[::-1], tmp_path / "b", worst_k=0, class_names=names)
+    cmp = compare_evaluations(tmp_path / "b", tmp_path / "a")
+    assert cmp["n_images"] == 6 and "paired" in cmp["method"]
+    vessel = cmp["per_class"]["vessel"]
+    # a: tp 2 fn 1 per row -> 4/5; b: perfect; every image alike, so the interval is a point
+    assert vessel["baseline_dice"] == pytest.approx(0.8) and vessel["dice"] == pytest.approx(1.0)
+    assert vessel["difference"] == pytest.approx(0.2)
+    assert vessel["difference_ci95"] == pytest.approx([0.2, 0.2])
+    assert cmp["per_class"]["nerve"]["difference_ci95"] == pytest.approx([0.0, 0.0])
+    assert cmp["dice"] == pytest.approx([0.1, 0.1, 0.1])  # the foreground mean
+    # other images, other classes, a folder without counts: one clear error each
+    evaluate(lambda im: onehot[pred_b], items[:4], tmp_path / "c", worst_k=0, class_names=names)
+    with pytest.raises(DataError, match="other images .*2 in one evaluation only.*same split"):
+        compare_evaluations(tmp_path / "c", tmp_path / "a")
+    binary = [(n, im, (t > 0).astype(np.uint8)) for n, im, t in items]
+    evaluate(lambda im: (pred_b > 0).astype(np.float32), binary, tmp_path / "d", worst_k=0)
+    with pytest.raises(DataError, match="classes"):
+        compare_evaluations(tmp_path / "d", tmp_path / "a")
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "per_image.csv").write_text("name,dice,iou,precision,recall,hd95\nim0,1,1,1,1,0\n")
+    with pytest.raises(DataError, match="no pixel counts.*evaluate that model again"):
+        compare_evaluations(tmp_path / "a", old)
+    with pytest.raises(DataError, match="no per_image.csv"):
+        compare_evaluations(tmp_path / "a", tmp_path / "nowhere")

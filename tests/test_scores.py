@@ -16,6 +16,7 @@ from kseg.scores import (
     aggregate_classes,
     binarize,
     bootstrap_dice,
+    bootstrap_dice_difference,
     class_suffixes,
     confusion,
     foreground_mean,
@@ -237,6 +238,35 @@ def test_aggregates_carry_the_interval_per_class_and_for_the_mean():
     empty = image_scores(np.zeros((4, 4), bool), np.zeros((4, 4), bool))
     assert aggregate([empty, empty])["dice_ci95"] == [1.0, 1.0]
     assert "dice_ci95" not in aggregate([empty], totals={"tp": 1, "fp": 0, "fn": 0})
+
+
+def test_paired_difference_by_enumeration_and_narrower_than_unpaired_intervals():
+    # the model finds 10 more of the first image's 100 pixels; the second image is the same for
+    # both. Draws: image 1 twice (difference 0.947 - 0.889), image 2 twice (0), both (whole set)
+    model = ([90, 50], [0, 0], [10, 0])
+    base = ([80, 50], [0, 0], [20, 0])
+    per_class, mean = bootstrap_dice_difference(model, base, resamples=4000)
+    whole = 2 * 140 / (2 * 140 + 10) - 2 * 130 / (2 * 130 + 20)
+    assert per_class.shape == (1, 3) and per_class[0, 0] == pytest.approx(whole)
+    assert per_class[0, 1:] == pytest.approx([0.0, 180 / 190 - 160 / 180])
+    assert mean == pytest.approx(per_class[0])  # one class: the mean is the class
+    # a model against itself: difference 0 with no spread, whatever the images
+    rng = np.random.default_rng(0)
+    counts = tuple(rng.integers(0, 100, (30, 2)) for _ in range(3))
+    same, same_mean = bootstrap_dice_difference(counts, counts)
+    assert np.array_equal(same, np.zeros((2, 3))) and np.array_equal(same_mean, np.zeros(3))
+    # a consistent small gain on varied images: each model's own interval is wide and the two
+    # overlap, the paired interval of the difference is narrow and excludes 0
+    tp = rng.integers(20, 200, 40)
+    fp, fn = rng.integers(0, 80, 40), rng.integers(0, 80, 40)
+    better = (tp + 5, fp, np.maximum(fn - 5, 0))
+    diff, _ = bootstrap_dice_difference(better, (tp, fp, fn))
+    own = [bootstrap_dice(*c)[0][0] for c in (better, (tp, fp, fn))]
+    assert own[0][0] < own[1][1]  # the intervals overlap
+    assert 0 < diff[0, 1] < diff[0, 0] < diff[0, 2]
+    assert diff[0, 2] - diff[0, 1] < 0.25 * (own[0][1] - own[0][0])
+    with pytest.raises(ValueError, match="different shapes"):
+        bootstrap_dice_difference(([1, 2], [0, 0], [0, 0]), ([1], [0], [0]))
 
 
 def test_class_suffixes():
