@@ -6,7 +6,8 @@
 - ``metrics.json``: pixel-total ``dice``, ``iou``, ``precision``, ``recall``; per-image means
   ``dice_mean`` ... ``hd95_mean`` (pixels); ``n_images``, ``threshold``, ``num_classes`` and the
   names of the worst cases (lowest Dice first). NaN is written as ``null``.
-- ``per_image.csv``: ``name,dice,iou,precision,recall,hd95`` in input order.
+- ``per_image.csv``: ``name,dice,iou,precision,recall,hd95,tp,fp,fn`` in input order (the pixel
+  counts let :func:`compare_evaluations` pair two evaluations).
 - ``worst_cases.png``: ``image | truth | prediction`` rows for the ``worst_k`` lowest-Dice images.
 - ``contours.png``: the first ``worst_k`` images in input order with the true (dashed) and
   predicted (solid) outlines drawn over them, the quickest look at what the model does.
@@ -17,7 +18,8 @@ Multi-class (K > 1): the top-level scores are foreground means (classes ``1..K-1
 the images where the class is present; ``n_images``; its ``worst_cases``), ``foreground_mean``
 (the mean of each ``per_class`` score over the classes) and ``per_class_convention``: a class
 absent from both truth and prediction on an image is skipped there (see :mod:`kseg.scores`).
-``per_image.csv`` adds ``dice_NAME,iou_NAME,hd95_NAME`` per class (empty-class cells ``nan``), and
+``per_image.csv`` adds ``dice_NAME,iou_NAME,hd95_NAME`` per class (empty-class cells ``nan``) and
+``tp_NAME,fp_NAME,fn_NAME`` in place of ``tp,fp,fn``, and
 ``worst_cases_NAME.png`` shows each class's lowest-Dice images.
 
 No TensorFlow here: the predictor is a plain callable. :func:`evaluate_model` evaluates a model
