@@ -183,8 +183,9 @@ def folder_classes(
     }
 
 
-#: files in a data folder that name its classes, as annotation tools export them
-CLASS_FILES = ("labelmap.txt", "class_names.txt")
+#: files in a data folder that name its classes, as annotation tools (and ``kseg data
+#: from-geojson``) write them
+CLASS_FILES = ("labelmap.txt", "class_names.txt", "classes.json")
 
 
 def read_class_table(
@@ -197,6 +198,8 @@ def read_class_table(
       hold (RGB masks) or their palette gives each index (palette masks).
     - ``class_names.txt`` (labelme2voc): one name per line, index = line number, the first line
       (``_background_`` / ``background``) being index 0. Names map to their index.
+    - ``classes.json`` (``kseg data from-geojson``): ``{"classes": {name: label}, "background":
+      0}``; one class is label 255 (a binary model named after it), several are ``1..K``.
 
     Raises:
         DataError: a file that is there but cannot be read as such a table (names the line).
@@ -206,6 +209,8 @@ def read_class_table(
         path = root / name
         if not path.is_file():
             continue
+        if name == "classes.json":
+            return _read_classes_json(path)
         lines = [
             ln.strip()
             for ln in path.read_text(encoding="utf-8-sig").splitlines()
@@ -241,6 +246,35 @@ def read_class_table(
             table[label] = value  # type: ignore[assignment]
         return (table, path) if table else None
     return None
+
+
+def _read_classes_json(path: Path) -> tuple[dict[str, int | tuple[int, int, int]], Path] | None:
+    """``{"classes": {name: label 1..255}, "background": 0}``, as ``kseg data from-geojson``
+    writes it."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"{path}: not JSON ({exc}); fix it or name the classes in data.classes"
+        ) from None
+    classes = doc.get("classes") if isinstance(doc, dict) else None
+    if not isinstance(classes, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 255 for v in classes.values()
+    ):
+        raise DataError(
+            f'{path}: expected {{"classes": {{"name": label 1..255, ...}}, "background": 0}} (as '
+            f"kseg data from-geojson writes it); fix it or name the classes in data.classes"
+        )
+    for label in classes:
+        if str(label).lower().strip("_") == "background" or "," in str(label):
+            raise DataError(
+                f"{path}: class {label!r} cannot be a foreground name; name the classes in "
+                f"data.classes"
+            )
+    table: dict[str, int | tuple[int, int, int]] = {str(n): int(v) for n, v in classes.items()}
+    return (table, path) if table else None
 
 
 def merged_classes(

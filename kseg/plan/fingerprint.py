@@ -70,7 +70,7 @@ def fingerprint(
         max_images: read at most this many (an evenly spread, seeded sample); counts and groups
             always cover every file.
         classes: ``data.classes`` (name -> id or colour), to name the classes found; default:
-            the folder's ``labelmap.txt`` / ``class_names.txt`` if any.
+            the folder's ``labelmap.txt`` / ``class_names.txt`` / ``classes.json`` if any.
 
     Returns:
         ``{"path", "n_images", "n_groups", "sampled", "height", "width", "channels",
@@ -87,7 +87,7 @@ def fingerprint(
     from kseg.data.folder import scan_folder
     from kseg.data.io import mask_to_ids, read_image, read_stored_mask
 
-    if classes is None:  # names stored with the data (labelmap.txt, class_names.txt)
+    if classes is None:  # names stored with the data (kseg.data.classes.CLASS_FILES)
         from kseg.data.classes import read_class_table
 
         found = read_class_table(path)

@@ -120,8 +120,8 @@ def monitor_for(config: Config) -> str:
 
 
 def _classes_from_data(config: Config) -> Config:
-    """Class names stored with the data (``labelmap.txt``, ``class_names.txt``) fill an empty
-    ``data.classes`` (and ``model.num_classes`` follows), said in one line."""
+    """Class names stored with the data (``labelmap.txt``, ``class_names.txt``, ``classes.json``)
+    fill an empty ``data.classes`` (and ``model.num_classes`` follows), said in one line."""
     d = config.data
     if d.path is None or d.classes or d.merge_classes:
         return config

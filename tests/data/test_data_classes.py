@@ -228,6 +228,17 @@ def test_class_names_stored_with_the_data(tmp_path):
     with pytest.raises(DataError, match=r"labelmap.txt: line 'nerve:red::' is not 'name:R,G,B::'"):
         read_class_table(tmp_path / "b")
     assert read_class_table(tmp_path) is None
+    # kseg data from-geojson's classes.json: several labels 1..K, or one 255 (a binary model)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "classes.json").write_text('{"classes": {"tumor": 2, "stroma": 1}}')
+    table, src = read_class_table(tmp_path / "c")
+    assert table == {"tumor": 2, "stroma": 1} and src.name == "classes.json"
+    (tmp_path / "c" / "classes.json").write_text('{"classes": {"lesion": 255}, "background": 0}')
+    assert read_class_table(tmp_path / "c")[0] == {"lesion": 255}
+    for bad in ('{"classes": ["tumor"]}', '{"classes": {"tumor": 0}}', "{oops"):
+        (tmp_path / "c" / "classes.json").write_text(bad)
+        with pytest.raises(DataError, match=r"classes.json: .*data.classes"):
+            read_class_table(tmp_path / "c")
 
 
 def test_training_takes_class_names_from_the_data(tmp_path, capsys):

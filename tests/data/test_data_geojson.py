@@ -110,6 +110,15 @@ def test_classes_become_labels_and_invalid_geometries_are_named(tmp_path):
     from kseg.data.io import read_mask
 
     assert set(np.unique(read_mask(tmp_path / "o" / "masks" / "s1.png", 4))) == {0, 2, 3}
+    # and training it carries the class names (classes.json): a 4-class model named by them
+    from kseg.config import class_names, load_config
+    from kseg.training.loop import _classes_from_data
+
+    cfg = _classes_from_data(load_config(None, {"data.path": str(tmp_path / "o")}))
+    assert cfg.model.num_classes == 4
+    assert class_names(cfg) == ("background", "foreground", "stroma", "tumor")
+    ids = read_mask(tmp_path / "o" / "masks" / "s1.png", 4, classes=cfg.data.classes)
+    assert ids[10, 10] == 3 and ids[35, 35] == 2
 
 
 def test_no_match_is_one_line_error(tmp_path):
