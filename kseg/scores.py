@@ -151,7 +151,7 @@ def bootstrap_dice_difference(
 
 def pooled_dice(tp: Any, fp: Any, fn: Any) -> np.ndarray:
     """Each class's pooled Dice ``(C,)`` over all the images (NaN: no pixel of it anywhere)."""
-    t, f_p, f_n = (np.asarray(a, np.float64).reshape(len(a), -1).sum(axis=0) for a in (tp, fp, fn))
+    t, f_p, f_n = (a.sum(axis=0) for a in _per_image_counts(tp, fp, fn))
     den = 2.0 * t + f_p + f_n
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, 2.0 * t / den, np.nan)
@@ -162,10 +162,7 @@ def _dice_draws(
 ) -> list[np.ndarray]:
     """Pooled Dice ``(resamples, C)`` of each ``(tp, fp, fn)`` set over the same draws of the
     images (with replacement); NaN where a draw holds no pixel of a class."""
-    sets = []
-    for tp, fp, fn in count_sets:
-        counts = [np.asarray(a, np.float64) for a in (tp, fp, fn)]
-        sets.append([a.reshape(len(a), -1) for a in counts])
+    sets = [_per_image_counts(*c) for c in count_sets]
     n = sets[0][0].shape[0]
     if n == 0:
         raise ValueError("the bootstrap needs at least one image")
@@ -181,6 +178,11 @@ def _dice_draws(
             with np.errstate(invalid="ignore", divide="ignore"):
                 dice[start:stop] = np.where(den > 0, 2.0 * t / den, np.nan)
     return out
+
+
+def _per_image_counts(tp: Any, fp: Any, fn: Any) -> list[np.ndarray]:
+    """``tp, fp, fn`` as float ``(N, C)`` arrays (``(N,)``: one class)."""
+    return [np.asarray(a, np.float64).reshape(len(a), -1) for a in (tp, fp, fn)]
 
 
 def _class_mean(dice: np.ndarray) -> np.ndarray:

@@ -209,48 +209,52 @@ def read_class_table(
         path = root / name
         if not path.is_file():
             continue
-        if name == "classes.json":
-            return _read_classes_json(path)
-        lines = [
-            ln.strip()
-            for ln in path.read_text(encoding="utf-8-sig").splitlines()
-            if ln.strip() and not ln.lstrip().startswith("#")
-        ]
-        if not lines:
-            return None
+        read = _classes_json_entries if name == "classes.json" else _class_text_entries
         table: dict[str, int | tuple[int, int, int]] = {}
-        for i, ln in enumerate(lines):
-            if name == "labelmap.txt":
-                parts = ln.split(":")
-                try:
-                    rgb = tuple(int(c) for c in parts[1].split(","))
-                except (IndexError, ValueError):
-                    rgb = ()
-                if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
-                    raise DataError(
-                        f"{path}: line {ln!r} is not 'name:R,G,B::' (PASCAL VOC labelmap); fix "
-                        f"it or name the classes in data.classes"
-                    )
-                label, value = parts[0].strip(), rgb
-                if value == (0, 0, 0):
-                    continue  # background
-            else:
-                label, value = ln, i
-                if i == 0:
-                    continue  # background
+        for label, value in read(path):
             if label.lower().strip("_") == "background" or "," in label:
                 raise DataError(
                     f"{path}: class {label!r} cannot be a foreground name; name the classes in "
                     f"data.classes"
                 )
-            table[label] = value  # type: ignore[assignment]
+            table[label] = value
         return (table, path) if table else None
     return None
 
 
-def _read_classes_json(path: Path) -> tuple[dict[str, int | tuple[int, int, int]], Path] | None:
-    """``{"classes": {name: label 1..255}, "background": 0}``, as ``kseg data from-geojson``
-    writes it."""
+_Entry = tuple[str, int | tuple[int, int, int]]
+
+
+def _class_text_entries(path: Path) -> list[_Entry]:
+    """The foreground ``(name, id or colour)`` of a ``labelmap.txt`` or ``class_names.txt``."""
+    lines = [
+        ln.strip()
+        for ln in path.read_text(encoding="utf-8-sig").splitlines()
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+    entries: list[_Entry] = []
+    for i, ln in enumerate(lines):
+        if path.name == "labelmap.txt":
+            parts = ln.split(":")
+            try:
+                rgb = tuple(int(c) for c in parts[1].split(","))
+            except (IndexError, ValueError):
+                rgb = ()
+            if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
+                raise DataError(
+                    f"{path}: line {ln!r} is not 'name:R,G,B::' (PASCAL VOC labelmap); fix "
+                    f"it or name the classes in data.classes"
+                )
+            if rgb != (0, 0, 0):  # black: the background
+                entries.append((parts[0].strip(), rgb))  # type: ignore[arg-type]
+        elif i > 0:  # line 0: the background
+            entries.append((ln, i))
+    return entries
+
+
+def _classes_json_entries(path: Path) -> list[_Entry]:
+    """The ``(name, label)`` of ``{"classes": {name: label 1..255}, "background": 0}``, as ``kseg
+    data from-geojson`` writes it."""
     import json
 
     try:
@@ -267,14 +271,7 @@ def _read_classes_json(path: Path) -> tuple[dict[str, int | tuple[int, int, int]
             f'{path}: expected {{"classes": {{"name": label 1..255, ...}}, "background": 0}} (as '
             f"kseg data from-geojson writes it); fix it or name the classes in data.classes"
         )
-    for label in classes:
-        if str(label).lower().strip("_") == "background" or "," in str(label):
-            raise DataError(
-                f"{path}: class {label!r} cannot be a foreground name; name the classes in "
-                f"data.classes"
-            )
-    table: dict[str, int | tuple[int, int, int]] = {str(n): int(v) for n, v in classes.items()}
-    return (table, path) if table else None
+    return [(str(n), int(v)) for n, v in classes.items()]
 
 
 def merged_classes(
