@@ -289,6 +289,50 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return from_dict(raw, source=source)
 
 
+_WARNED: set[str] = set()  # run configs whose unknown keys were reported in this process
+
+
+def load_run_config(path: str | Path) -> Config:
+    """A run directory's ``config.yaml``, as commands that use a trained run read it.
+
+    Keys this kseg does not know (the run was written by another version, e.g. with an option
+    since removed) are left out with one warning line on stderr naming them, so an upgrade never
+    makes an old run unreadable; every other check is :func:`load_config`'s. ``kseg train
+    --resume`` reads the file strictly instead: a recipe cannot go on without one of its keys.
+    """
+    import sys
+
+    raw = read_yaml(path)
+    for section in COMMAND_SECTIONS:
+        raw.pop(section, None)
+    dropped = _drop_unknown(Config, raw, prefix="")
+    if dropped and str(path) not in _WARNED:  # one command may open a run several times
+        _WARNED.add(str(path))
+        print(
+            f"warning: {path}: {', '.join(dropped)} not known to this kseg (the run was written by "
+            "another version); ignored",
+            file=sys.stderr,
+        )
+    return from_dict(raw, source=str(path))
+
+
+def _drop_unknown(cls: type, raw: Any, *, prefix: str) -> list[str]:
+    """Remove from ``raw`` (in place) the keys no field of dataclass ``cls`` has; their dotted
+    names."""
+    if not isinstance(raw, dict):
+        return []  # a wrong type is from_dict's error to report
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    dropped = []
+    for key in list(raw):
+        if key not in fields:
+            dropped.append(f"'{prefix}{key}'")
+            del raw[key]
+        elif dataclasses.is_dataclass(hints[key]):
+            dropped += _drop_unknown(hints[key], raw[key], prefix=f"{prefix}{key}.")
+    return dropped
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 

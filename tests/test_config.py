@@ -10,6 +10,7 @@ from kseg.config import (
     ResizeMode,
     from_dict,
     load_config,
+    load_run_config,
     replace,
     save_config,
     to_dict,
@@ -83,6 +84,23 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_run_config_leaves_out_keys_of_another_version(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    save_config(load_config(None, {"train.epochs": 4}), path)
+    path.write_text(
+        path.read_text().replace("train:\n", "train:\n  ema: 0.99\n") + "extra:\n  a: 1\n"
+    )
+    cfg = load_run_config(path)
+    assert cfg.train.epochs == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'train.ema', 'extra'" in err and str(path) in err
+    with pytest.raises(ConfigError, match="unknown key 'extra'"):
+        load_config(path)  # a user's own config stays strict
+    path.write_text(path.read_text().replace("epochs: 4", "epochs: many"))
+    with pytest.raises(ConfigError, match="train.epochs must be a whole number"):
+        load_run_config(path)  # only unknown keys are forgiven
 
 
 def test_replace_validates():

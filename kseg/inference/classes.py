@@ -99,13 +99,13 @@ def predictor_class_names(predictor: Any) -> tuple[str, ...]:
 def run_class_names(model_path: Path, num_classes: int) -> tuple[str, ...] | None:
     """:func:`kseg.config.class_names` of the run that holds ``model_path`` (its ``config.yaml``),
     or None without a readable run configuration for this number of classes."""
-    from kseg.config import class_names, load_config
+    from kseg.config import class_names, load_run_config
 
     cfg_path = Path(model_path).resolve().parent / "config.yaml"
     if not cfg_path.is_file():
         return None
     try:
-        cfg = load_config(cfg_path)
+        cfg = load_run_config(cfg_path)
     except KsegError:
         return None
     if int(cfg.model.num_classes) != int(num_classes):

@@ -235,11 +235,11 @@ def _faithful_data(model_path: Path, data_arg: str) -> str:
         or (Path(data_arg) / "config.yaml").is_file()
     ):
         return data_arg
-    from kseg.config import load_config
+    from kseg.config import load_run_config
 
     return (
         str(run.root)
-        if folder_mismatch(run, load_config(run.config), data_arg) is None
+        if folder_mismatch(run, load_run_config(run.config), data_arg) is None
         else data_arg
     )
 

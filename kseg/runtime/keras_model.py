@@ -119,7 +119,7 @@ class KerasPredictor:
     def from_file(cls, path: str | Path) -> KerasPredictor:
         """Load a model; threshold and resize mode come from its run directory when it has one,
         a validated threshold from ``MODEL.threshold.json`` when present."""
-        from kseg.config import load_config
+        from kseg.config import load_run_config
         from kseg.models import load_model  # TensorFlow: only here
         from kseg.runs import find_run_dir
 
@@ -127,7 +127,7 @@ class KerasPredictor:
         run = find_run_dir(path)
         kw: dict[str, Any] = {}
         if run is not None:
-            cfg = load_config(run.config)
+            cfg = load_run_config(run.config)
             kw = {
                 "threshold": cfg.train.threshold,
                 "resize_mode": str(cfg.data.resize),

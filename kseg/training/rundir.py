@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kseg.atomic import write_json
-from kseg.config import Config, DataConfig, SyntheticKind, load_config
+from kseg.config import Config, DataConfig, SyntheticKind, load_run_config
 from kseg.data.synthetic import parse_synthetic_spec
 from kseg.errors import ConfigError
 from kseg.runs import RunDir, find_run_dir
@@ -156,7 +156,7 @@ def resolve_data(
                 f"the model was trained in {model_run.root} with another split than {run.root}; "
                 + MAY_INCLUDE_TRAINING
             )
-    base = load_config(run.config) if run else Config()
+    base = load_run_config(run.config) if run else Config()
     fitted = {"img_size": size, "channels": channels}
 
     def from_run(what: str) -> ModelData:
