@@ -64,6 +64,8 @@ from kseg.scores import (
 PredictFn = Callable[[np.ndarray], np.ndarray]
 CSV_COLUMNS = ("name", *SCORE_KEYS, "hd95")
 COUNT_KEYS = ("tp", "fp", "fn")
+#: one ``kseg evaluate`` output folder, or the folders of several runs of one recipe
+Folders = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
 def evaluate(
@@ -253,15 +255,16 @@ def _csv(rows: list[dict[str, Any]], class_names: Sequence[str] = ()) -> str:
     return buf.getvalue()
 
 
-def compare_evaluations(
-    current: str | os.PathLike[str], baseline: str | os.PathLike[str]
-) -> dict[str, Any]:
+def compare_evaluations(current: Folders, baseline: Folders) -> dict[str, Any]:
     """The pooled Dice of one evaluation against another on the same images, with the paired
     bootstrap interval of the difference (:func:`kseg.scores.bootstrap_dice_difference`).
 
     Args:
         current, baseline: ``kseg evaluate`` output folders (their ``per_image.csv``) of two
             models on the same images (same names; the order may differ) and the same classes.
+            Either may be a list of folders, the runs of one recipe (e.g. training seeds): their
+            pixel counts are summed per image, so the Dice is pooled over the runs as well, and
+            each draw of images counts every run of both recipes on it.
 
     Returns:
         ``{baseline, n_images, method, dice: [difference, low, high] (the foreground mean for
@@ -272,8 +275,8 @@ def compare_evaluations(
         DataError: a folder without ``per_image.csv`` or without pixel counts in it (written
             before kseg kept them), other images or other classes.
     """
-    cur_names, cur_classes, cur = _read_counts(Path(current))
-    base_names, base_classes, base = _read_counts(Path(baseline))
+    cur_names, cur_classes, cur = _read_runs(current)
+    base_names, base_classes, base = _read_runs(baseline)
     if cur_classes != base_classes:
         raise DataError(
             f"{baseline}: classes {base_classes or ['foreground']} are not those of this "
@@ -290,7 +293,9 @@ def compare_evaluations(
     per_class, mean = bootstrap_dice_difference(cur, base)
     dice, base_dice = pooled_dice(*cur), pooled_dice(*base)
     out: dict[str, Any] = {
-        "baseline": str(baseline),
+        "baseline": str(baseline)
+        if isinstance(baseline, (str, os.PathLike))
+        else [str(b) for b in baseline],
         "n_images": len(cur_names),
         "method": f"paired {BOOTSTRAP['method']}",
         "dice": [float(v) for v in mean],
@@ -306,6 +311,27 @@ def compare_evaluations(
             for j, name in enumerate(cur_classes)
         }
     return out
+
+
+def _read_runs(folders: Folders) -> tuple[list[str], list[str], tuple[np.ndarray, ...]]:
+    """:func:`_read_counts` of one folder, or of several runs on the same images and classes with
+    their counts summed per image."""
+    if isinstance(folders, (str, os.PathLike)):
+        return _read_counts(Path(folders))
+    folders = [Path(f) for f in folders]
+    if not folders:
+        raise DataError("compare_evaluations(): no evaluation folder given")
+    names, classes, total = _read_counts(folders[0])
+    for folder in folders[1:]:
+        other_names, other_classes, counts = _read_counts(folder)
+        if other_classes != classes or sorted(other_names) != sorted(names):
+            raise DataError(
+                f"{folder}: other images or classes than {folders[0]}; the runs of one recipe "
+                "must be evaluated on the same split"
+            )
+        order = [other_names.index(n) for n in names]
+        total = tuple(t + c[order] for t, c in zip(total, counts, strict=True))
+    return names, classes, total
 
 
 def _read_counts(folder: Path) -> tuple[list[str], list[str], tuple[np.ndarray, ...]]:

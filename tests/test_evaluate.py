@@ -306,3 +306,29 @@ def test_compare_evaluations_pairs_images_by_name_and_refuses_other_images(tmp_p
         compare_evaluations(tmp_path / "a", old)
     with pytest.raises(DataError, match="no per_image.csv"):
         compare_evaluations(tmp_path / "a", tmp_path / "nowhere")
+
+
+def test_compare_evaluations_pools_the_runs_of_a_recipe(tmp_path):
+    """Two runs per recipe (seeds): counts summed per image, so the Dice is pooled over runs."""
+    truth = np.tile([0, 1, 1, 1, 1, 0, 0, 0], (4, 1)).astype(np.uint8)
+    found = {  # per row: how many of the 4 foreground pixels each run finds
+        "a1": [0, 1, 0, 0, 0, 0, 0, 0],  # 1 of 4 -> Dice 0.4
+        "a2": [0, 1, 1, 1, 0, 0, 0, 0],  # 3 of 4 -> Dice 6/7
+        "b1": [0, 1, 1, 0, 0, 0, 0, 0],  # 2 of 4
+        "b2": [0, 1, 1, 0, 0, 0, 0, 0],
+    }
+    items = [(f"im{i}", np.full((4, 8), i, np.uint8), truth) for i in range(5)]
+    for run, row in found.items():
+        pred = np.tile(np.array(row, np.float32), (4, 1))
+        evaluate(lambda im, p=pred: p, items[:: 1 if run < "b" else -1], tmp_path / run, worst_k=0)
+    cmp = compare_evaluations(
+        [tmp_path / "a1", tmp_path / "a2"], [tmp_path / "b1", tmp_path / "b2"]
+    )
+    # a pooled: tp 4 fn 4 of 8 per row -> 2*4/(8+4) = 2/3, as b: difference 0 on every draw
+    assert cmp["dice"] == pytest.approx([0.0, 0.0, 0.0])
+    single = compare_evaluations(tmp_path / "a2", tmp_path / "b1")
+    assert single["dice"][0] == pytest.approx(6 / 7 - 2 / 3)  # a single run differs
+    assert cmp["baseline"] == [str(tmp_path / "b1"), str(tmp_path / "b2")]
+    evaluate(lambda im: np.zeros((4, 8), np.float32), items[:3], tmp_path / "short", worst_k=0)
+    with pytest.raises(DataError, match="short: other images or classes than .*a1"):
+        compare_evaluations([tmp_path / "a1", tmp_path / "short"], tmp_path / "b1")
