@@ -43,6 +43,10 @@ MIN_OBJECT_PX = 16  #: the 10th-percentile object must span at least this many i
 #: thin structures (vessels) must stay at least this wide; narrower ones vanish when resized
 MIN_WIDTH_PX = 3.0
 MAX_SIZE = 256  #: CPU training above this rarely pays within a budget of minutes
+#: several classes: the largest whole-image size, unless the objects need more. On usgra (25-min
+#: plans, 163 training images, seeds paired on one split) 224 px with the ~100 epochs it fits beat
+#: 256 px with ~79 (still under-trained at the end) in every seed; 192 px with 130 was no better
+MULTI_CLASS_MAX_SIZE = 224
 MIN_SIZE = 96
 TARGET_IMAGES = 12000  #: training images to see (epochs x training images)
 #: the epochs wanted are clamped to this range; the budget, not MAX_EPOCHS, limits the run
@@ -141,8 +145,9 @@ def choose_size(fp: dict[str, Any], classes: dict[str, Any] | None = None) -> Si
     Whole images are resized so that the smallest objects (10th percentile of equivalent
     diameters, of the smallest class) span >= :data:`MIN_OBJECT_PX` pixels and thin structures
     (each class's median width, ``2 x area / boundary pixels``) stay >= :data:`MIN_WIDTH_PX`
-    wide, at most the images' median shorter side and :data:`MAX_SIZE`. When even
-    :data:`MAX_SIZE` shrinks them below that, the training samples become windows of the images
+    wide, at most the images' median shorter side and :data:`MAX_SIZE` (for several classes
+    whose objects allow it, :data:`MULTI_CLASS_MAX_SIZE`). When even :data:`MAX_SIZE` shrinks
+    them below that, the training samples become windows of the images
     at native resolution (``data.sampling: patch``) of the largest size, and inference tiles.
     """
     short = min(fp["height"]["median"], fp["width"]["median"])
@@ -175,6 +180,12 @@ def choose_size(fp: dict[str, Any], classes: dict[str, Any] | None = None) -> Si
             f"{largest} px windows at native resolution (data.sampling: patch) and infers tiled"
         )
         return SizeChoice(largest, largest, why, patch=True)
+    if (classes or {}).get("multi_class") and need <= MULTI_CLASS_MAX_SIZE < largest:
+        largest = MULTI_CLASS_MAX_SIZE
+        why += (
+            f"; several classes: at most {largest} px (more epochs rather than more pixels: on "
+            "usgra 224 px beat 256 px in every seed)"
+        )
     smallest = min(max(MIN_SIZE, need), largest)
     return SizeChoice(smallest, largest, why)
 

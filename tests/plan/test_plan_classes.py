@@ -118,9 +118,19 @@ def test_thin_structures_are_trained_on_native_patches():
     size = choose_size(_fp(565, 584), _classes(vessel=(40.0, 3.2)))
     assert size.patch and (size.smallest, size.largest) == (256, 256)
     assert "data.sampling: patch" in size.why and "3.2 px wide" in size.why
-    # usgra-like: nerves and vessels tens of pixels across stay whole images, 192..256 px
-    size = choose_size(_fp(512, 534), _classes(nerve=(43.0, 30.0), vessel=(50.0, 38.0)))
+    # usgra-like: nerves and vessels tens of pixels across stay whole images, 192..256 px;
+    # as several classes, at most 224 px (more epochs rather than more pixels)
+    usgra = _classes(nerve=(43.0, 30.0), vessel=(50.0, 38.0))
+    size = choose_size(_fp(512, 534), usgra)
     assert not size.patch and (size.smallest, size.largest) == (192, 256)
+    size = choose_size(_fp(512, 534), {**usgra, "multi_class": True})
+    assert not size.patch and (size.smallest, size.largest) == (192, 224)
+    assert "several classes: at most 224 px" in size.why
+    # ... never when their objects need more: 43 px objects in 1024 px images need 384 px
+    size = choose_size(_fp(1024, 1024), {**usgra, "multi_class": True})
+    assert "at most 224" not in size.why and size.patch and size.largest == 256
+    size = choose_size(_fp(640, 640), {**usgra, "multi_class": True})  # need 256 px
+    assert "at most 224" not in size.why and (size.smallest, size.largest) == (256, 256)
     # small images are never patched: 200 px images with thin lines are used whole
     size = choose_size(_fp(200), _classes(line=(30.0, 2.0)))
     assert not size.patch and size.largest == 192
