@@ -44,7 +44,7 @@ MIN_OBJECT_PX = 16  #: the 10th-percentile object must span at least this many i
 MIN_WIDTH_PX = 3.0
 MAX_SIZE = 256  #: CPU training above this rarely pays within a budget of minutes
 #: several classes: the largest whole-image size, unless the objects need more. On usgra (25-min
-#: plans, 163 training images, seeds paired on one split) 224 px with the ~100 epochs it fits beat
+#: plans, 163 training images, 3 seeds paired on one split) 224 px with the ~100 epochs it fits beat
 #: 256 px with ~79 (still under-trained at the end) in every seed; 192 px with 130 was no better
 MULTI_CLASS_MAX_SIZE = 224
 MIN_SIZE = 96
