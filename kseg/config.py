@@ -281,9 +281,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     source = "config"
     if path is not None:
         source = str(path)
-        raw = read_yaml(path)
-        for section in COMMAND_SECTIONS:  # read by their own command, never part of a Config
-            raw.pop(section, None)
+        raw = _read_config_yaml(path)
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
     return from_dict(raw, source=source)
@@ -302,9 +300,7 @@ def load_run_config(path: str | Path) -> Config:
     """
     import sys
 
-    raw = read_yaml(path)
-    for section in COMMAND_SECTIONS:
-        raw.pop(section, None)
+    raw = _read_config_yaml(path)
     dropped = _drop_unknown(Config, raw, prefix="")
     if dropped and str(path) not in _WARNED:  # one command may open a run several times
         _WARNED.add(str(path))
@@ -331,6 +327,13 @@ def _drop_unknown(cls: type, raw: Any, *, prefix: str) -> list[str]:
         elif dataclasses.is_dataclass(hints[key]):
             dropped += _drop_unknown(hints[key], raw[key], prefix=f"{prefix}{key}.")
     return dropped
+
+
+def _read_config_yaml(path: str | Path) -> dict[str, Any]:
+    raw = read_yaml(path)
+    for section in COMMAND_SECTIONS:  # read by their own command, never part of a Config
+        raw.pop(section, None)
+    return raw
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -288,8 +288,7 @@ def compare_evaluations(current: Folders, baseline: Folders) -> dict[str, Any]:
             f"{baseline}: scored other images ({len(missing)} in one evaluation only, e.g. "
             f"{', '.join(missing[:3])}); evaluate both models on the same split and data"
         )
-    order = [base_names.index(n) for n in cur_names]
-    base = tuple(a[order] for a in base)
+    base = _in_order(base, base_names, cur_names)
     per_class, mean = bootstrap_dice_difference(cur, base)
     dice, base_dice = pooled_dice(*cur), pooled_dice(*base)
     out: dict[str, Any] = {
@@ -329,9 +328,16 @@ def _read_runs(folders: Folders) -> tuple[list[str], list[str], tuple[np.ndarray
                 f"{folder}: other images or classes than {folders[0]}; the runs of one recipe "
                 "must be evaluated on the same split"
             )
-        order = [other_names.index(n) for n in names]
-        total = tuple(t + c[order] for t, c in zip(total, counts, strict=True))
+        counts = _in_order(counts, other_names, names)
+        total = tuple(t + c for t, c in zip(total, counts, strict=True))
     return names, classes, total
+
+
+def _in_order(counts: tuple[np.ndarray, ...], names: list[str], order: list[str]) -> tuple:
+    """Per-image ``counts`` listed by ``names``, rearranged to the image order ``order``."""
+    where = {n: i for i, n in enumerate(names)}
+    rows = [where[n] for n in order]
+    return tuple(a[rows] for a in counts)
 
 
 def _read_counts(folder: Path) -> tuple[list[str], list[str], tuple[np.ndarray, ...]]:
