@@ -56,7 +56,12 @@ def main() -> None:
 @click.option("--epochs", type=int)
 @click.option("--img-size", type=int, help="Model input size (square).")
 @click.option("--batch-size", type=int)
-@click.option("--seed", type=int)
+@click.option(
+    "--seed",
+    type=int,
+    help="Training seed (weights, shuffling, augmentation); also draws the split unless "
+    "data.split_seed is set.",
+)
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Run directory (default runs/<model>-<time>)."
 )

@@ -135,6 +135,10 @@ class DataConfig:
             column of ``manifest.csv`` is kept as metadata).
         stratify: manifest column whose values are spread evenly over the splits (a stratified
             group split, e.g. by class or scanner); ``None`` for a plain group split.
+        split_seed: seed of the train/validation/test split; ``None`` (default) uses
+            ``train.seed``. Set it to keep one split while ``--seed`` varies the training (seed
+            studies: the same images in every run's validation). A run's ``split.csv`` and a
+            manifest's ``split`` column win over it.
         max_pixels: largest image (width x height) read; checked from the file header before
             decoding, so a huge file fails at once with a clear message instead of filling memory.
         preprocess: filter chain applied to every image at the model input size (training,
@@ -172,6 +176,7 @@ class DataConfig:
     group_regex: str | None = None
     group_column: str | None = None
     stratify: str | None = None
+    split_seed: int | None = None
     max_pixels: int = 100_000_000
     preprocess: tuple[dict[str, Any], ...] = ()
     mean: tuple[float, ...] = (0.0,)

@@ -369,7 +369,7 @@ def load_splits(
 
     Args:
         cfg: data section of the config (synthetic when ``cfg.path`` is ``None``).
-        seed: seed of the synthetic data and of the split.
+        seed: seed of the synthetic data, and of the split unless ``cfg.split_seed`` is set.
         split_file: a run's ``split.csv``. If it exists the split is reused (its names must all
             still exist; new files not in it are left out with a warning); if it is given but does
             not exist, the new split is written there.
@@ -442,7 +442,8 @@ def load_splits(
             )
         assigned = [saved.get(n, "") for n in names]
     else:
-        assigned = _assign(names, groups, fixed, cfg, seed, strata)
+        split_seed = seed if cfg.split_seed is None else cfg.split_seed
+        assigned = _assign(names, groups, fixed, cfg, split_seed, strata)
 
     parts = {k: [i for i, s in enumerate(assigned) if s == k] for k in ("train", "val", "test")}
     where = cfg.path or f"synthetic {cfg.synthetic_kind}"
